@@ -1,0 +1,95 @@
+"""The ``serve-bench`` command: parse, build a validated request, call the
+library, turn its errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from serve_bench import __version__
+from serve_bench.errors import EXIT_INTERRUPTED, ServeBenchError
+
+err_console = Console(stderr=True, highlight=False)
+
+
+class Group(click.Group):
+    """Maps serve-bench errors and Ctrl-C to a message and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ServeBenchError as err:
+            err_console.print(f"[bold red]error:[/] {err.message}")
+            if err.hint:
+                err_console.print(f"  [dim]hint:[/] {err.hint}")
+            ctx.exit(err.exit_code)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: finished results are kept")
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="serve-bench")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Prune GLU-MLP widths, serve each checkpoint with vLLM, load it with Locust,
+    and plan capacity from what was measured.
+
+    Exit codes: 0 ok, 1 error, 2 bad configuration, 3 model, 4 pruning,
+    5 server, 6 load generator, 130 interrupted.
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from serve_bench.cli import model_cmd, prune_cmd
+
+    cli.add_command(prune_cmd.prune)
+    cli.add_command(model_cmd.model)
+
+
+_register()
+
+
+# Options that take several numbers after one flag (--prune 0.1 0.2 0.4), as
+# users of argparse-style tools expect; click wants the flag repeated.
+VARIADIC_NUMERIC = ("--prune", "--expansion-ratio")
+
+
+def expand_variadic(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    flag = None
+    for token in argv:
+        if flag and _is_number(token):
+            out += [flag, token]
+            continue
+        flag = None
+        if token in VARIADIC_NUMERIC:
+            flag = token
+            continue
+        out.append(token)
+    if flag:  # a trailing flag with no value: let click report it
+        out.append(flag)
+    return out
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = expand_variadic(sys.argv[1:] if argv is None else argv)
+    cli.main(args=args, prog_name="serve-bench", standalone_mode=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

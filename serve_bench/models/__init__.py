@@ -1,0 +1,1 @@
+"""Resolving models: the bundled default, local checkpoints, hub ids."""
