@@ -13,7 +13,7 @@ from rich.console import Console
 from serve_bench import __version__
 from serve_bench.errors import EXIT_INTERRUPTED, ServeBenchError
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Group(click.Group):
@@ -63,17 +63,20 @@ VARIADIC_NUMERIC = ("--prune", "--expansion-ratio")
 
 def expand_variadic(argv: list[str]) -> list[str]:
     out: list[str] = []
-    flag = None
+    flag, took = None, 0
     for token in argv:
         if flag and _is_number(token):
             out += [flag, token]
+            took += 1
             continue
+        if flag and not took:  # a flag with no number after it: let click report it
+            out.append(flag)
         flag = None
         if token in VARIADIC_NUMERIC:
-            flag = token
+            flag, took = token, 0
             continue
         out.append(token)
-    if flag:  # a trailing flag with no value: let click report it
+    if flag and not took:
         out.append(flag)
     return out
 

@@ -28,7 +28,10 @@ def resolve(spec: str | None) -> ResolvedModel:
     path = Path(spec).expanduser()
     if path.exists():
         return ResolvedModel(path.resolve().name, path.resolve(), "local")
-    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise ModelNotFoundError(f"model path {path} does not exist",
+                                 hint="pass a checkpoint directory, 'default', or a hub id (owner/name)")
+    if _HUB_ID.match(spec):
         return ResolvedModel(spec.split("/")[-1], _download(spec), "hub")
     raise ModelNotFoundError(
         f"model {spec!r}: no such directory, and not a hub id (owner/name)",

@@ -1,0 +1,31 @@
+"""The load stage: drive a served model with Locust and keep raw per-request records.
+
+    records    RequestRecord (raw timestamps per request), JSONL writer/reader
+    clock      wall-clock seconds from one perf_counter anchor
+    metrics    every metric definition (ttft, tpot, itl, e2el, ntpot, throughput, goodput, send lag)
+    prompts    synthetic prompts of an exact token length, or prompts from a JSONL file
+    profiles   YAML load profiles (stages: concurrency, rate, ramp, sweep, ladder) and their lookup
+    schedule   precomputed open-loop send times (poisson, gamma, constant)
+    user       the streaming Locust user (imports Locust, hence gevent: imported lazily)
+    runner     run_stage / run_profile: Locust as a library, headless
+
+Importing this package does not import Locust (which monkey-patches the process
+with gevent); ``serve_bench.load.runner`` and ``serve_bench.load.user`` do.
+"""
+
+from __future__ import annotations
+
+from serve_bench.load.metrics import summarize
+from serve_bench.load.profiles import LoadProfile, find_profile, list_profiles, load_profile
+from serve_bench.load.records import RecordWriter, RequestRecord, read_records
+
+__all__ = [
+    "LoadProfile",
+    "RecordWriter",
+    "RequestRecord",
+    "find_profile",
+    "list_profiles",
+    "load_profile",
+    "read_records",
+    "summarize",
+]

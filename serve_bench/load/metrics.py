@@ -1,0 +1,220 @@
+"""Every metric definition serve-bench publishes, in one place.
+
+Per request (seconds, from :class:`RequestRecord` timestamps):
+
+    ttft     first content token − send
+    e2el     last content token − send
+    tpot     (e2el − ttft) / (output tokens − 1)      only when output tokens > 1
+    ntpot    e2el / output tokens
+    itl      every gap between consecutive content chunks, pooled over requests
+    send lag actual send − intended send               open loop only
+
+Open loop also reports ttft and e2el measured from the intended send time
+(``*_from_intended``), so a load generator that falls behind cannot hide the
+queueing it causes (coordinated omission).
+
+Per stage:
+
+    duration                 last response − first send (measured requests only)
+    request/output/total token throughput   completed requests or tokens / duration
+    goodput                  requests meeting every SLO / duration
+    slo_attainment           good / attempted; failed requests count as not good
+
+Token counts come from the server's ``usage``. Percentiles are numpy's
+``linear`` interpolation (the default, also what vLLM bench serve uses); each
+metric's sample count is reported beside it. Summary field names follow
+``vllm bench serve`` (``mean_ttft_ms``, ``p99_ttft_ms``, ``p99.9_ttft_ms``…).
+Records flagged ``warmup`` (or sent before ``warmup_end_s``) are left out.
+A statistic with no samples is ``None`` ("not measured"), never zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from serve_bench.load.records import RequestRecord
+
+PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
+PERCENTILE_METHOD = "linear"
+SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "ntpot_ms")
+
+
+# -- per request ------------------------------------------------------------------------------------------------
+
+def ttft_s(r: RequestRecord, *, from_intended: bool = False) -> float | None:
+    start = _start(r, from_intended)
+    return None if r.first_token_s is None or start is None else r.first_token_s - start
+
+
+def e2el_s(r: RequestRecord, *, from_intended: bool = False) -> float | None:
+    start = _start(r, from_intended)
+    return None if r.last_token_s is None or start is None else r.last_token_s - start
+
+
+def tpot_s(r: RequestRecord) -> float | None:
+    if r.first_token_s is None or r.last_token_s is None or not r.output_tokens or r.output_tokens < 2:
+        return None
+    return (r.last_token_s - r.first_token_s) / (r.output_tokens - 1)
+
+
+def ntpot_s(r: RequestRecord) -> float | None:
+    e2el = e2el_s(r)
+    return None if e2el is None or not r.output_tokens else e2el / r.output_tokens
+
+
+def itls_s(r: RequestRecord) -> list[float]:
+    t = r.chunk_times_s
+    return [b - a for a, b in zip(t, t[1:])]
+
+
+def send_lag_s(r: RequestRecord) -> float | None:
+    return None if r.intended_send_s is None else r.send_s - r.intended_send_s
+
+
+def _start(r: RequestRecord, from_intended: bool) -> float | None:
+    return r.intended_send_s if from_intended else r.send_s
+
+
+def completed(r: RequestRecord) -> bool:
+    """A request counts as completed when it succeeded and streamed at least one content token."""
+    return r.ok and r.first_token_s is not None and r.last_token_s is not None
+
+
+# -- statistics -------------------------------------------------------------------------------------------------
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The p-th percentile by linear interpolation between closest ranks (numpy's default)."""
+    if not len(values):
+        return None
+    return float(np.percentile(np.asarray(values, dtype=float), p, method=PERCENTILE_METHOD))
+
+
+def percentile_label(p: float) -> str:
+    """vLLM's spelling: 99 -> '99', 99.9 -> '99.9'."""
+    return str(int(p)) if int(p) == p else str(p)
+
+
+def describe_ms(name: str, values_s: Sequence[float], percentiles: Iterable[float] = PERCENTILES) -> dict[str, Any]:
+    """mean_/median_/std_/pNN_ ``name``_ms and n_``name`` for values given in seconds."""
+    ms = np.asarray(values_s, dtype=float) * 1000.0
+    empty = ms.size == 0
+    out: dict[str, Any] = {
+        f"mean_{name}_ms": None if empty else float(ms.mean()),
+        f"median_{name}_ms": None if empty else float(np.median(ms)),
+        f"std_{name}_ms": None if empty else float(ms.std()),
+    }
+    for p in percentiles:
+        out[f"p{percentile_label(p)}_{name}_ms"] = percentile(ms, p)  # type: ignore[arg-type]
+    out[f"n_{name}"] = int(ms.size)
+    return out
+
+
+def is_good(r: RequestRecord, slos_ms: Mapping[str, float]) -> bool:
+    """Meets every SLO. Errors are not good. Open-loop ttft/e2el are taken from the intended send time."""
+    if not completed(r):
+        return False
+    intended = r.intended_send_s is not None
+    measured = {
+        "ttft_ms": ttft_s(r, from_intended=intended),
+        "e2el_ms": e2el_s(r, from_intended=intended),
+        "tpot_ms": tpot_s(r),
+        "ntpot_ms": ntpot_s(r),
+        "itl_ms": max(itls_s(r), default=None),
+    }
+    for key, limit_ms in slos_ms.items():
+        value = measured[key]
+        if key == "tpot_ms" and value is None:
+            value = 0.0  # one output token: no decode phase (as vLLM treats it)
+        if key == "itl_ms" and value is None:
+            value = 0.0
+        if value is None or value * 1000.0 > limit_ms:
+            return False
+    return True
+
+
+def measured_records(records: Iterable[RequestRecord], warmup_end_s: float | None = None) -> list[RequestRecord]:
+    """Records that count: not flagged warm-up, and (if given) sent at or after ``warmup_end_s``."""
+    kept = []
+    for r in records:
+        if r.warmup:
+            continue
+        if warmup_end_s is not None and (r.intended_send_s if r.intended_send_s is not None else r.send_s) < warmup_end_s:
+            continue
+        kept.append(r)
+    return kept
+
+
+def summarize(records: Iterable[RequestRecord], *, warmup_end_s: float | None = None,
+              slos_ms: Mapping[str, float] | None = None,
+              percentiles: Sequence[float] = PERCENTILES) -> dict[str, Any]:
+    """One stage's summary, with ``vllm bench serve`` field names plus serve-bench's extras."""
+    if slos_ms:
+        unknown = set(slos_ms) - set(SLO_METRICS)
+        if unknown:
+            raise ValueError(f"unknown SLO metric(s) {sorted(unknown)}; valid: {list(SLO_METRICS)}")
+    all_records = list(records)
+    recs = measured_records(all_records, warmup_end_s)
+    done = [r for r in recs if completed(r)]
+    open_loop = [r for r in recs if r.intended_send_s is not None]
+
+    first_send = min((r.send_s for r in recs), default=None)
+    ends = [t for r in recs for t in (r.end_s, r.last_token_s) if t is not None]
+    last_response = max(ends, default=None)
+    duration = (last_response - first_send) if first_send is not None and last_response is not None else None
+    rate_ok = duration is not None and duration > 0
+
+    total_in = sum(r.prompt_tokens or 0 for r in done)
+    total_out = sum(r.output_tokens or 0 for r in done)
+
+    def per_second(x: float) -> float | None:
+        return x / duration if rate_ok else None  # type: ignore[operator]
+
+    out: dict[str, Any] = {
+        "percentile_method": PERCENTILE_METHOD,
+        "attempted": len(recs),
+        "completed": len(done),
+        "failed": len(recs) - len(done),
+        "warmup_excluded": len(all_records) - len(recs),
+        "duration": duration,
+        "first_send_s": first_send,
+        "last_response_s": last_response,
+        "total_input_tokens": total_in,
+        "total_output_tokens": total_out,
+        "request_throughput": per_second(len(done)),
+        "output_throughput": per_second(total_out),
+        "total_token_throughput": per_second(total_in + total_out),
+        "open_loop": bool(open_loop),
+    }
+    out |= describe_ms("ttft", _vals(ttft_s(r) for r in done), percentiles)
+    out |= describe_ms("tpot", _vals(tpot_s(r) for r in done), percentiles)
+    out |= describe_ms("itl", [g for r in done for g in itls_s(r)], percentiles)
+    out |= describe_ms("e2el", _vals(e2el_s(r) for r in done), percentiles)
+    out |= describe_ms("ntpot", _vals(ntpot_s(r) for r in done), percentiles)
+    if open_loop:
+        done_open = [r for r in done if r.intended_send_s is not None]
+        out |= describe_ms("ttft_from_intended", _vals(ttft_s(r, from_intended=True) for r in done_open), percentiles)
+        out |= describe_ms("e2el_from_intended", _vals(e2el_s(r, from_intended=True) for r in done_open), percentiles)
+        out |= describe_ms("send_lag", _vals(send_lag_s(r) for r in open_loop), percentiles)
+        out["max_send_lag_ms"] = max((send_lag_s(r) or 0.0) * 1000.0 for r in open_loop)
+    if slos_ms:
+        good = sum(1 for r in recs if is_good(r, slos_ms))
+        out["slos_ms"] = dict(slos_ms)
+        out["good"] = good
+        out["request_goodput"] = per_second(good)
+        out["slo_attainment"] = good / len(recs) if recs else None
+    else:
+        out["request_goodput"] = None
+    errors: dict[str, int] = {}
+    for r in recs:
+        if not completed(r):
+            key = r.error or f"HTTP {r.status}"
+            errors[key[:200]] = errors.get(key[:200], 0) + 1
+    out["errors"] = errors
+    return out
+
+
+def _vals(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None]

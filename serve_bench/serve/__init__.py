@@ -1,0 +1,1 @@
+"""Serving a checkpoint with vLLM's OpenAI-compatible server."""
