@@ -1,0 +1,104 @@
+"""Metric definitions on hand-built records whose answers are worked out by hand below."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serve_bench.load.metrics import percentile, summarize
+from serve_bench.load.records import RequestRecord
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_700_000_000.0
+
+
+def rec(i: int, send: float, chunks: list[float], out: int, *, prompt: int = 10, intended: float | None = None,
+        ok: bool = True, warmup: bool = False, status: int = 200, error: str | None = None) -> RequestRecord:
+    chunks_abs = [T0 + c for c in chunks]
+    return RequestRecord(request_id=f"s-{i}", stage="s", worker_id="w0/u0", send_s=T0 + send,
+                         intended_send_s=None if intended is None else T0 + intended,
+                         first_token_s=chunks_abs[0] if chunks_abs else None, chunk_times_s=chunks_abs,
+                         last_token_s=chunks_abs[-1] if chunks_abs else None,
+                         end_s=T0 + (chunks[-1] if chunks else send + 0.5),
+                         prompt_tokens=prompt if ok else None, output_tokens=out if ok else None, max_tokens=4,
+                         status=status, error=error, ok=ok, warmup=warmup)
+
+
+def test_closed_loop_known_answers() -> None:
+    # A: send 0, chunks at 1, 2, 3, 4 (4 tokens)   ttft 1, e2el 4, tpot (4-1)/3 = 1, itl 1,1,1, ntpot 1
+    # B: send 1, chunks at 1.5, 2.5, 3.5 (4 tokens, one chunk carried 2)  ttft .5, e2el 2.5, tpot 2/3, itl 1,1
+    # C: failed at send 2 (transport error), ends at 2.5
+    records = [rec(0, 0.0, [1.0, 2.0, 3.0, 4.0], 4),
+               rec(1, 1.0, [1.5, 2.5, 3.5], 4),
+               rec(2, 2.0, [], 0, ok=False, status=0, error="connection refused")]
+    s = summarize(records)
+    assert s["completed"] == 2 and s["failed"] == 1 and s["attempted"] == 3
+    assert s["duration"] == pytest.approx(4.0)  # last response (4.0) - first send (0.0)
+    assert s["total_input_tokens"] == 20 and s["total_output_tokens"] == 8
+    assert s["request_throughput"] == pytest.approx(2 / 4.0)
+    assert s["output_throughput"] == pytest.approx(8 / 4.0)
+    assert s["total_token_throughput"] == pytest.approx(28 / 4.0)
+    assert s["mean_ttft_ms"] == pytest.approx(750.0)
+    assert s["median_ttft_ms"] == pytest.approx(750.0)
+    assert s["std_ttft_ms"] == pytest.approx(250.0)
+    assert s["mean_e2el_ms"] == pytest.approx(3250.0)
+    assert s["mean_tpot_ms"] == pytest.approx((1000.0 + 2000.0 / 3) / 2)
+    assert s["mean_itl_ms"] == pytest.approx(1000.0) and s["n_itl"] == 5
+    assert s["mean_ntpot_ms"] == pytest.approx((1000.0 + 625.0) / 2)
+    assert s["p99.9_ttft_ms"] == pytest.approx(500 + 0.999 * 500)
+    assert s["n_ttft"] == 2 and s["percentile_method"] == "linear"
+    assert s["errors"] == {"connection refused": 1}
+    assert not s["open_loop"] and "mean_send_lag_ms" not in s
+
+
+def test_open_loop_from_intended_and_send_lag() -> None:
+    # intended 0 sent 0.25 (lag .25); intended 1 sent 1.0 (lag 0)
+    records = [rec(0, 0.25, [1.0, 2.0], 2, intended=0.0), rec(1, 1.0, [1.5, 2.0], 2, intended=1.0)]
+    s = summarize(records)
+    assert s["open_loop"]
+    assert s["mean_ttft_ms"] == pytest.approx((750 + 500) / 2)
+    assert s["mean_ttft_from_intended_ms"] == pytest.approx((1000 + 500) / 2)
+    assert s["mean_e2el_from_intended_ms"] == pytest.approx((2000 + 1000) / 2)
+    assert s["mean_send_lag_ms"] == pytest.approx(125.0)
+    assert s["max_send_lag_ms"] == pytest.approx(250.0)
+
+
+def test_goodput_and_slo_attainment_count_errors_as_not_good() -> None:
+    records = [rec(0, 0.0, [0.1, 0.2], 2),   # ttft 100 ms: good
+               rec(1, 0.0, [0.9, 1.0], 2),   # ttft 900 ms: not good
+               rec(2, 0.0, [], 0, ok=False, status=500, error="HTTP 500")]
+    s = summarize(records, slos_ms={"ttft_ms": 500})
+    assert s["good"] == 1
+    assert s["slo_attainment"] == pytest.approx(1 / 3)
+    assert s["request_goodput"] == pytest.approx(1 / s["duration"])
+    with pytest.raises(ValueError, match="unknown SLO"):
+        summarize(records, slos_ms={"latency": 1})
+
+
+def test_warmup_records_are_left_out_of_statistics() -> None:
+    records = [rec(0, 0.0, [5.0], 1, warmup=True), rec(1, 1.0, [1.2], 1), rec(2, 2.0, [2.4], 1)]
+    s = summarize(records)
+    assert s["completed"] == 2 and s["warmup_excluded"] == 1
+    assert s["duration"] == pytest.approx(1.4)  # first measured send 1.0, last response 2.4
+    by_time = summarize(records[1:], warmup_end_s=T0 + 1.5)
+    assert by_time["completed"] == 1 and by_time["mean_ttft_ms"] == pytest.approx(400.0)
+
+
+def test_no_samples_is_not_measured_rather_than_zero() -> None:
+    s = summarize([rec(0, 0.0, [], 0, ok=False, status=0, error="x")])
+    assert s["completed"] == 0 and s["mean_ttft_ms"] is None and s["p99_ttft_ms"] is None
+    assert summarize([])["duration"] is None
+
+
+def test_single_token_output_has_no_tpot() -> None:
+    s = summarize([rec(0, 0.0, [0.5], 1)])
+    assert s["n_tpot"] == 0 and s["mean_tpot_ms"] is None and s["n_ttft"] == 1
+
+
+@pytest.mark.parametrize("p", [0, 1, 25, 50, 90, 95, 99, 99.9, 100])
+def test_percentiles_match_numpy_linear(p: float) -> None:
+    values = np.random.default_rng(3).lognormal(size=101).tolist()
+    assert percentile(values, p) == pytest.approx(float(np.percentile(values, p, method="linear")))
+    # by hand for a small case: [1, 2, 3, 4] at p=90 -> rank 0.9*3 = 2.7 -> 3 + 0.7*(4-3)
+    assert percentile([4.0, 1.0, 3.0, 2.0], 90) == pytest.approx(3.7)
