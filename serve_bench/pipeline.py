@@ -1,0 +1,185 @@
+"""The only orchestrator: checkpoints → a vLLM server each → load profiles →
+the run directory. Every finished stage is on disk before the next begins, so
+a crash or Ctrl-C keeps all finished results; servers are always stopped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+
+from serve_bench import checkpoints as ckpts
+from serve_bench import environment
+from serve_bench.errors import ServerError, ServerStartError
+from serve_bench.load.profiles import LoadProfile, load_profile
+from serve_bench.rundir import RESULTS, SUMMARY, RunDir, write_json
+from serve_bench.study import StudySpec
+
+
+class Events(Protocol):
+    """What the pipeline reports while it runs; the CLI draws it, tests may record it."""
+
+    def checkpoint_started(self, name: str, index: int, total: int) -> None: ...
+    def server_ready(self, name: str, url: str) -> None: ...
+    def stage_started(self, checkpoint: str, stage: str) -> None: ...
+    def request_done(self, ok: bool) -> None: ...
+    def stage_done(self, checkpoint: str, result: dict[str, Any]) -> None: ...
+    def problem(self, message: str) -> None: ...
+
+
+class NoEvents:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    status: str  # completed, failed, interrupted
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def run_study(study: StudySpec, events: Events | None = None, command: list[str] | None = None) -> RunOutcome:
+    ev: Events = events or NoEvents()  # type: ignore[assignment]
+    profiles = [load_profile(p) for p in study.profiles]  # bad profiles fail before anything starts
+    run = RunDir.create(study.out_dir, study.name)
+    manifest: dict[str, Any] = {
+        "study": study.model_dump(mode="json"),
+        "profiles": [p.model_dump(mode="json") for p in profiles],
+        "command": command if command is not None else sys.argv,
+        "started_utc": _now(),
+        "status": "running",
+        "packages": environment.package_versions(),
+        "hardware": environment.hardware(),
+        "checkpoints": [],
+    }
+    write_json(run.path / "manifest.json", manifest)
+    outcome = RunOutcome(run.path, "running")
+    try:
+        served = _targets(study)
+        manifest["checkpoints"] = [c.describe() for c in served]
+        write_json(run.path / "manifest.json", manifest)
+        for i, ck in enumerate(served):
+            ev.checkpoint_started(ck.name, i, len(served))
+            try:
+                _serve_and_load(study, profiles, run, ck, ev, outcome)
+            except ServerError as err:
+                outcome.problems.append(f"{ck.name}: {err.message}")
+                ev.problem(f"{ck.name}: {err.message}")
+                if study.on_server_death == "stop":
+                    break
+        outcome.status = "failed" if outcome.problems else "completed"
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+        raise
+    except BaseException:
+        outcome.status = "failed"
+        raise
+    finally:
+        manifest.update(status=outcome.status, ended_utc=_now(), problems=outcome.problems)
+        write_json(run.path / "manifest.json", manifest)
+        from serve_bench.summary import collect, render_markdown
+
+        outcome.rows = collect(run)
+        write_json(run.path / SUMMARY, {"rows": outcome.rows})
+        (run.path / RESULTS).write_text(render_markdown(outcome.rows))
+    return outcome
+
+
+def _targets(study: StudySpec) -> list[ckpts.ServedCheckpoint]:
+    if study.server.url:
+        name = study.server.served_model or _first_model(study.server.url)
+        return [ckpts.ServedCheckpoint(name, Path(""), "remote", "", name)]
+    return ckpts.prepare(study)
+
+
+def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint,
+                    ev: Events, outcome: RunOutcome) -> None:
+    from serve_bench.serve.server import ServerSpec, VllmServer
+
+    ck_dir = run.checkpoint_dir(ck.name)
+    write_json(ck_dir / "checkpoint.json", ck.describe())
+    if study.server.url:
+        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome)
+        return
+    spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
+                      host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
+                      env=dict(study.server.env), startup_timeout_s=study.server.startup_timeout_s)
+    server = VllmServer(spec)
+    try:
+        server.start()
+        server.wait_ready()
+    except ServerStartError:
+        server.stop()
+        raise
+    try:
+        ev.server_ready(ck.name, server.url)
+        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome)
+    finally:
+        server.stop()
+
+
+def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
+          served_name: str, server: Any, ev: Events, outcome: RunOutcome) -> None:
+    from serve_bench.load.records import RecordWriter
+    from serve_bench.load.runner import run_profile
+
+    index = 0
+    _scrape(url, run.server_metrics_path(ck.name, index, "start"))
+    with RecordWriter(run.records_path(ck.name)) as writer:
+        def sink(record: Any) -> None:
+            writer.write(record)
+            ev.request_done(record.ok)
+
+        for profile in profiles:
+            def on_stage(result: Any, profile: LoadProfile = profile) -> None:
+                nonlocal index
+                index += 1
+                data = {"checkpoint": ck.name, "profile": profile.name, "index": index, **result.model_dump(mode="json")}
+                write_json(run.stage_path(ck.name, index, result.stage), data)
+                _scrape(url, run.server_metrics_path(ck.name, index, f"after-{result.stage}"))
+                ev.stage_done(ck.name, data)
+
+            ev.stage_started(ck.name, profile.name)
+            results = run_profile(profile, url=url, model=served_name,
+                                  model_path=str(ck.path) if ck.origin != "remote" else None,
+                                  sink=sink, slos_ms=study.slo or None, on_stage=on_stage, workers=study.workers,
+                                  worker_log_dir=run.checkpoint_dir(ck.name))
+            died = any(r.server_died for r in results) or (server is not None and not server.alive())
+            if died:
+                from serve_bench.errors import ServerDiedError
+
+                tail = server.log_tail() if server is not None else ""
+                raise ServerDiedError(f"the server died during profile {profile.name}; finished stages are kept"
+                                      + (f"; last lines of its log:\n{tail}" if tail else ""))
+
+
+def _scrape(url: str, path: Path) -> None:
+    """The server's own Prometheus metrics; a server without /metrics is noted, not fatal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        resp = requests.get(f"{url}/metrics", timeout=10)
+        text = resp.text if resp.status_code == 200 else f"# /metrics answered HTTP {resp.status_code}\n"
+    except requests.RequestException as err:
+        text = f"# /metrics unreachable: {type(err).__name__}\n"
+    path.write_text(text)
+
+
+def _first_model(url: str) -> str:
+    from serve_bench.errors import ConfigError
+
+    try:
+        data = requests.get(f"{url.rstrip('/')}/v1/models", timeout=10).json()
+        return data["data"][0]["id"]
+    except (requests.RequestException, ValueError, KeyError, IndexError) as err:
+        raise ConfigError(f"cannot list the models served at {url} ({type(err).__name__})",
+                          hint="check --url, or name the model with --served-model") from err
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,76 @@
+"""One directory per run; typed reading and writing of what goes in it.
+
+    <run>/manifest.json                  versions, hardware, command line, resolved study, status
+    <run>/summary.json                   every checkpoint × stage summary (recomputable from records)
+    <run>/results.md                     the comparison table that was printed
+    <run>/<checkpoint>/checkpoint.json   path, checksum, pruning manifest of what was served
+    <run>/<checkpoint>/server.log        the vLLM server's output
+    <run>/<checkpoint>/records.jsonl     every request of every stage, raw timestamps
+    <run>/<checkpoint>/stages/NN-<stage>.json          the stage's result and summary
+    <run>/<checkpoint>/server_metrics/NN-<when>.prom   the server's /metrics at stage boundaries
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+RESULTS = "results.md"
+RECORDS = "records.jsonl"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write aside, then rename: a crash never leaves half a JSON file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, parent: Path, study_name: str) -> RunDir:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = parent / f"{stamp}-{_slug(study_name)}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        path.mkdir(parents=True)
+        return cls(path)
+
+    def checkpoint_dir(self, name: str) -> Path:
+        d = self.path / _slug(name)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def records_path(self, checkpoint: str) -> Path:
+        return self.checkpoint_dir(checkpoint) / RECORDS
+
+    def stage_path(self, checkpoint: str, index: int, stage: str) -> Path:
+        return self.checkpoint_dir(checkpoint) / "stages" / f"{index:02d}-{_slug(stage)}.json"
+
+    def server_metrics_path(self, checkpoint: str, index: int, when: str) -> Path:
+        return self.checkpoint_dir(checkpoint) / "server_metrics" / f"{index:02d}-{_slug(when)}.prom"
+
+    def checkpoints(self) -> list[str]:
+        return [p.name for p in sorted(self.path.iterdir()) if (p / "checkpoint.json").is_file()]
+
+    def stage_results(self, checkpoint: str) -> list[dict[str, Any]]:
+        return [read_json(p) for p in sorted((self.path / checkpoint / "stages").glob("*.json"))]

@@ -1,0 +1,92 @@
+"""The study: which models and pruned variants to serve, how to serve them,
+which load profiles to run, and the SLOs. Defaults < study file < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from serve_bench.load.metrics import SLO_METRICS
+from serve_bench.prune.criteria import ALIASES, CRITERIA
+from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
+from serve_bench.validation import read_yaml, validate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelEntry(_Strict):
+    model: str = Field("default", description="'default', a checkpoint directory or a hub id")
+    name: str | None = Field(None, description="short name in results; defaults to the directory name")
+
+
+class PruneSettings(_Strict):
+    prune: list[float] = Field(default_factory=list, description="pruning fractions, e.g. [0.2, 0.4]")
+    expansion_ratio: list[float] = Field(default_factory=list)
+    criterion: str = "ppm"
+    divisor: int = DEFAULT_DIVISOR
+    include_base: bool = Field(True, description="serve the unpruned model too")
+
+    @field_validator("criterion")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v.lower() not in CRITERIA and v.lower() not in ALIASES:
+            raise ValueError(f"unknown criterion {v!r}; valid: {', '.join(sorted([*CRITERIA, *ALIASES]))}")
+        return v.lower()
+
+    @field_validator("divisor")
+    @classmethod
+    def _divisor(cls, v: int) -> int:
+        if v not in DIVISORS:
+            raise ValueError(f"divisor must be one of {', '.join(map(str, DIVISORS))}")
+        return v
+
+    @field_validator("prune")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        for p in v:
+            if not 0 <= p < 1:
+                raise ValueError(f"pruning fraction {p} is outside [0, 1)")
+        return v
+
+
+class ServerSettings(_Strict):
+    url: str | None = Field(None, description="an OpenAI-compatible server to load instead of launching vLLM")
+    served_model: str | None = Field(None, description="model name at --url; default: the server's first model")
+    engine_args: list[str] = Field(default_factory=lambda: ["--max-model-len", "2048"])
+    env: dict[str, str] = Field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535)
+    startup_timeout_s: float = Field(600.0, gt=0)
+
+
+class StudySpec(_Strict):
+    name: str = "default"
+    models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry()], min_length=1)
+    prune: PruneSettings = Field(default_factory=lambda: PruneSettings(prune=[0.2, 0.4]))
+    profiles: list[str] = Field(default_factory=lambda: ["quick"], min_length=1)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    slo: dict[str, float] = Field(default_factory=dict, description="e.g. {ttft_ms: 500, tpot_ms: 50}")
+    on_server_death: Literal["continue", "stop"] = "continue"
+    workers: int = Field(0, ge=0, description="Locust worker processes (0: run in-process)")
+    out_dir: Path = Path("runs")
+    checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")
+
+    @field_validator("slo")
+    @classmethod
+    def _slo(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if k not in SLO_METRICS:
+                raise ValueError(f"unknown SLO {k!r}; valid: {', '.join(SLO_METRICS)}")
+            if x <= 0:
+                raise ValueError(f"SLO {k} must be positive")
+        return v
+
+
+def load_study(path: Path | None) -> StudySpec:
+    if path is None:
+        return StudySpec()
+    return validate(StudySpec, read_yaml(path) or {}, str(path))

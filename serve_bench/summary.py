@@ -1,0 +1,113 @@
+"""The comparison across checkpoints and stages, from what is in a run directory.
+
+``collect`` reads the stage results the run wrote; ``recompute`` derives the
+same summaries again from the raw records alone, which is how anyone can check
+a printed number.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from serve_bench.load.metrics import summarize
+from serve_bench.load.records import read_records
+from serve_bench.rundir import RunDir, read_json
+
+# (column title, row key, format)
+COLUMNS: list[tuple[str, str, str]] = [
+    ("checkpoint", "checkpoint", "{}"),
+    ("stage", "stage", "{}"),
+    ("load", "load", "{}"),
+    ("ok/failed", "ok_failed", "{}"),
+    ("req/s", "request_throughput", "{:.2f}"),
+    ("out tok/s", "output_throughput", "{:.1f}"),
+    ("vs base", "output_throughput_vs_base", "{:.2f}x"),
+    ("TTFT p50 ms", "median_ttft_ms", "{:.1f}"),
+    ("TPOT p50 ms", "median_tpot_ms", "{:.2f}"),
+    ("E2EL p99 ms", "p99_e2el_ms", "{:.0f}"),
+    ("flags", "flags", "{}"),
+]
+
+
+def _load_label(result: dict[str, Any]) -> str:
+    t = result.get("target", {})
+    if "users" in t:
+        return f"{t['users']} users"
+    if "rate_rps" in t:
+        return f"{t['rate_rps']:.3g} req/s {t.get('arrivals', '')}".strip()
+    if "start_users" in t:
+        return f"{t['start_users']}→{t.get('end_users')} users"
+    return ""
+
+
+def row(result: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    s = summary if summary is not None else result["summary"]
+    flags = [name for name, on in (("server died", result.get("server_died")),
+                                   ("generator saturated", result.get("generator_saturated")),
+                                   ("rejected", result.get("rejected")),
+                                   ("stopped early", result.get("stopped_early"))) if on]
+    keys = ("request_throughput", "output_throughput", "total_token_throughput", "median_ttft_ms",
+            "median_tpot_ms", "median_itl_ms", "p99_e2el_ms", "completed", "failed", "request_goodput")
+    return {"checkpoint": result["checkpoint"], "profile": result.get("profile"), "stage": result["stage"],
+            "load": _load_label(result), "ok_failed": f"{s.get('completed', 0)}/{s.get('failed', 0)}",
+            **{k: s.get(k) for k in keys}, "flags": ", ".join(flags)}
+
+
+def _with_ratios(rows: list[dict[str, Any]], base_of: dict[str, str]) -> list[dict[str, Any]]:
+    by_key = {(r["checkpoint"], r["profile"], r["stage"]): r for r in rows}
+    for r in rows:
+        base = by_key.get((base_of.get(r["checkpoint"], r["checkpoint"]), r["profile"], r["stage"]))
+        ok = base and base.get("output_throughput") and r.get("output_throughput") is not None
+        r["output_throughput_vs_base"] = r["output_throughput"] / base["output_throughput"] if ok else None
+    return rows
+
+
+def _bases(run: RunDir) -> dict[str, str]:
+    out = {}
+    for name in run.checkpoints():
+        info = read_json(run.path / name / "checkpoint.json")
+        out[name] = info.get("base") or name
+    return out
+
+
+def collect(run: RunDir) -> list[dict[str, Any]]:
+    rows = [row(res) for name in run.checkpoints() for res in run.stage_results(name)]
+    return _with_ratios(rows, _bases(run))
+
+
+def recompute(run: RunDir) -> list[dict[str, Any]]:
+    """The same rows as :func:`collect`, with every summary derived from records.jsonl."""
+    manifest = read_json(run.path / "manifest.json")
+    slos = manifest.get("study", {}).get("slo") or None
+    rows = []
+    for name in run.checkpoints():
+        path = run.records_path(name)
+        by_stage: dict[str, list] = defaultdict(list)
+        if path.is_file():
+            for rec in read_records(path):
+                by_stage[rec.stage].append(rec)
+        for res in run.stage_results(name):
+            summary = summarize(by_stage.get(res["stage"], []), warmup_end_s=res.get("warmup_end_s"), slos_ms=slos)
+            rows.append(row(res, summary))
+    return _with_ratios(rows, _bases(run))
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or value == "":
+        return "–" if value is None else ""
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    return [c[0] for c in COLUMNS], [[_cell(r.get(key), fmt) for _, key, fmt in COLUMNS] for r in rows]
+
+
+def render_markdown(rows: list[dict[str, Any]]) -> str:
+    head, body = table(rows)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,57 @@
+"""Turning pydantic validation errors and YAML files into messages that name the
+file and the field (``study.yaml: prune.divisor: …``), never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from serve_bench.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_path(loc: Iterable[Any], skip: Iterable[str] = ()) -> str:
+    """('stages', 1, 'rate', 'rate_rps') -> 'stages[1].rate_rps' when 'rate' is in ``skip``
+    (a union tag pydantic puts in the location)."""
+    skip = set(skip)
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in skip or part.startswith(("function-", "tagged-union")):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def validation_messages(err: ValidationError, source: str, skip: Iterable[str] = ()) -> str:
+    return "\n".join(f"{source}: {field_path(e['loc'], skip)}: {e['msg']}" for e in err.errors())
+
+
+def validate(model: type[M], data: Any, source: str) -> M:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(validation_messages(err, source)) from None
+
+
+def read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
