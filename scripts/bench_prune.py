@@ -3,6 +3,9 @@
 
     .venv/bin/python scripts/bench_prune.py [--workdir DIR] [--keep] [--runs N] [--cold]
 
+(--runs N: runs per approach, default 2; --cold: evict the source from the page
+cache before every run; --keep: keep the generated source for the next call.)
+
 1. Generates (once, cached in the workdir) a Llama-3.2-1B-shaped checkpoint with
    random bf16 weights, about 2.5 GB in three ~1 GB shards plus an index.
 2. Prunes it at 40% (--divisor 0, so k = 4916 of 8192) with both approaches,
@@ -322,11 +325,15 @@ class Poller(threading.Thread):
             root = psutil.Process(self.pid)
         except psutil.NoSuchProcess:
             return
+        pids, listed = [self.pid], 0.0
         while not self.stop.is_set():
-            try:
-                pids = [self.pid] + [c.pid for c in root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                pids = [self.pid]
+            now = time.monotonic()
+            if now - listed > 0.5:  # walking /proc for descendants is the costly part: not every tick
+                try:
+                    pids = [self.pid] + [c.pid for c in root.children(recursive=True)]
+                except psutil.NoSuchProcess:
+                    pids = [self.pid]
+                listed = now
             total = {key: 0 for key in self.peak}
             for pid in pids:
                 for key, v in _proc_status(pid).items():
@@ -451,7 +458,11 @@ def summarise(runs: list[dict], key: str) -> dict:
     sel = [r for r in runs if r["approach"] == key]
     walls = [r["wall_s"] for r in sel]
     rss = [r["ru_maxrss_bytes"] for r in sel]
+    cpu = [r["user_s"] + r["sys_s"] for r in sel]
+    anon = [r["poll_peak_bytes"]["RssAnon"] for r in sel]
     return {"runs": len(sel), "wall_s": walls, "wall_s_median": statistics.median(walls),
+            "cpu_s": cpu, "cpu_s_median": statistics.median(cpu),
+            "anon_peak_bytes": anon, "anon_peak_bytes_median": statistics.median(anon),
             "ru_maxrss_bytes": rss, "ru_maxrss_bytes_median": statistics.median(rss),
             "ru_maxrss_bytes_max": max(rss)}
 
@@ -459,21 +470,28 @@ def summarise(runs: list[dict], key: str) -> dict:
 def markdown(result: dict) -> str:
     s, p = result["summary"]["streaming"], result["summary"]["plain"]
     lines = [
-        "| approach | run | time (s) | peak RSS (GiB), ru_maxrss | poll peak: total / anon / file (GiB) |",
-        "|---|---|---:|---:|---:|",
+        "| approach | run | time (s) | CPU user+sys (s) | peak RSS (GiB), ru_maxrss | "
+        "polled peak: total / anon / file-backed (GiB) | load avg (1 min) after |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in result["runs"]:
         pk = r["poll_at_peak_rss_bytes"]
-        lines.append(f"| {r['approach']} | {r['run']} | {r['wall_s']:.1f} | {r['ru_maxrss_bytes'] / GiB:.2f} | "
-                     f"{pk['VmRSS'] / GiB:.2f} / {pk['RssAnon'] / GiB:.2f} / {pk['RssFile'] / GiB:.2f} |")
+        lines.append(f"| {r['approach']} | {r['run']} | {r['wall_s']:.1f} | {r['user_s'] + r['sys_s']:.1f} | "
+                     f"{r['ru_maxrss_bytes'] / GiB:.2f} | "
+                     f"{pk['VmRSS'] / GiB:.2f} / {pk['RssAnon'] / GiB:.2f} / {pk['RssFile'] / GiB:.2f} | "
+                     f"{r['load_avg'][0]:.1f} |")
     lines += [
         "",
-        "| approach | median time (s) | median peak RSS (GiB) |",
-        "|---|---:|---:|",
-        f"| serve-bench streaming | {s['wall_s_median']:.1f} | {s['ru_maxrss_bytes_median'] / GiB:.2f} |",
-        f"| plain load-prune-save | {p['wall_s_median']:.1f} | {p['ru_maxrss_bytes_median'] / GiB:.2f} |",
+        "| approach | median time (s) | median CPU (s) | median peak RSS (GiB) | median peak anon RSS (GiB) |",
+        "|---|---:|---:|---:|---:|",
+        f"| serve-bench streaming | {s['wall_s_median']:.1f} | {s['cpu_s_median']:.1f} | "
+        f"{s['ru_maxrss_bytes_median'] / GiB:.2f} | {s['anon_peak_bytes_median'] / GiB:.2f} |",
+        f"| plain load-prune-save | {p['wall_s_median']:.1f} | {p['cpu_s_median']:.1f} | "
+        f"{p['ru_maxrss_bytes_median'] / GiB:.2f} | {p['anon_peak_bytes_median'] / GiB:.2f} |",
         f"| ratio plain / streaming | {p['wall_s_median'] / s['wall_s_median']:.2f}x | "
-        f"{p['ru_maxrss_bytes_median'] / s['ru_maxrss_bytes_median']:.2f}x |",
+        f"{p['cpu_s_median'] / s['cpu_s_median']:.2f}x | "
+        f"{p['ru_maxrss_bytes_median'] / s['ru_maxrss_bytes_median']:.2f}x | "
+        f"{p['anon_peak_bytes_median'] / s['anon_peak_bytes_median']:.2f}x |",
     ]
     return "\n".join(lines)
 
@@ -505,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {
         "benchmark": "prune: streaming rewrite vs load-prune-save",
         "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python", "scripts/bench_prune.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join([".venv/bin/python", "scripts/bench_prune.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
         "model": {"shape": "Llama-3.2-1B", "config": CONFIG, "prune": PRUNE, "divisor": 0, "k": k},
         "cache": "cold (source evicted before every run)" if args.cold else "warm (source read into page cache first)",
@@ -539,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
                  "plain": outs["plain"]}
         if not args.cold:
             read_through(weights)
-        runs = []
+        runs: list[dict] = []
+        result["runs"] = runs  # partial results survive a failure
         for i in range(1, args.runs + 1):
             for approach in ("streaming", "plain"):
                 shutil.rmtree(outs[approach], ignore_errors=True)
@@ -568,7 +588,6 @@ def main(argv: list[str] | None = None) -> int:
             if v.returncode != 0:
                 raise SystemExit(f"the two pruned checkpoints differ (run {i}); see above")
         result["verified"] = True
-        result["runs"] = runs
         result["summary"] = {"streaming": summarise(runs, "streaming"), "plain": summarise(runs, "plain")}
         s, p = result["summary"]["streaming"], result["summary"]["plain"]
         mem_ratio = p["ru_maxrss_bytes_median"] / s["ru_maxrss_bytes_median"]

@@ -93,8 +93,14 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
 
 def _targets(study: StudySpec) -> list[ckpts.ServedCheckpoint]:
     if study.server.url:
-        name = study.server.served_model or _first_model(study.server.url)
-        return [ckpts.ServedCheckpoint(name, Path(""), "remote", "", name)]
+        name, root = _served_model(study.server.url, study.server.served_model)
+        tokenizer = study.server.tokenizer or root
+        if tokenizer is None:
+            from serve_bench.errors import ConfigError
+
+            raise ConfigError(f"cannot tell which tokenizer {study.server.url} uses for {name!r}; synthetic "
+                              "prompts of an exact length need it", hint="pass --tokenizer DIR")
+        return [ckpts.ServedCheckpoint(name, Path(tokenizer), "remote", "", name)]
     return ckpts.prepare(study)
 
 
@@ -146,8 +152,7 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
                 ev.stage_done(ck.name, data)
 
             ev.stage_started(ck.name, profile.name)
-            results = run_profile(profile, url=url, model=served_name,
-                                  model_path=str(ck.path) if ck.origin != "remote" else None,
+            results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
                                   sink=sink, slos_ms=study.slo or None, on_stage=on_stage, workers=study.workers,
                                   worker_log_dir=run.checkpoint_dir(ck.name))
             died = any(r.server_died for r in results) or (server is not None and not server.alive())
@@ -170,15 +175,22 @@ def _scrape(url: str, path: Path) -> None:
     path.write_text(text)
 
 
-def _first_model(url: str) -> str:
+def _served_model(url: str, wanted: str | None) -> tuple[str, str | None]:
+    """The model to load at ``url`` and, when vLLM reports it as a local directory, its checkpoint."""
     from serve_bench.errors import ConfigError
 
     try:
-        data = requests.get(f"{url.rstrip('/')}/v1/models", timeout=10).json()
-        return data["data"][0]["id"]
-    except (requests.RequestException, ValueError, KeyError, IndexError) as err:
+        models = requests.get(f"{url.rstrip('/')}/v1/models", timeout=10).json()["data"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"cannot list the models served at {url} ({type(err).__name__})",
-                          hint="check --url, or name the model with --served-model") from err
+                          hint="check --url: it must be an OpenAI-compatible server") from err
+    ids = [m.get("id") for m in models]
+    if not ids or (wanted and wanted not in ids):
+        raise ConfigError(f"{url} does not serve {wanted!r}" if wanted else f"{url} serves no model",
+                          hint=f"models served there: {', '.join(map(str, ids)) or 'none'}")
+    entry = models[ids.index(wanted)] if wanted else models[0]
+    root = entry.get("root")
+    return entry["id"], root if root and Path(root).is_dir() else None
 
 
 def _now() -> str:

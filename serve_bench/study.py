@@ -56,6 +56,7 @@ class PruneSettings(_Strict):
 class ServerSettings(_Strict):
     url: str | None = Field(None, description="an OpenAI-compatible server to load instead of launching vLLM")
     served_model: str | None = Field(None, description="model name at --url; default: the server's first model")
+    tokenizer: str | None = Field(None, description="tokenizer directory for --url; default: the root vLLM reports")
     engine_args: list[str] = Field(default_factory=lambda: ["--max-model-len", "2048"])
     env: dict[str, str] = Field(default_factory=dict)
     host: str = "127.0.0.1"

@@ -83,12 +83,14 @@ def recompute(run: RunDir) -> list[dict[str, Any]]:
     rows = []
     for name in run.checkpoints():
         path = run.records_path(name)
-        by_stage: dict[str, list] = defaultdict(list)
+        # stage names are unique within a profile only
+        by_stage: dict[tuple[str | None, str], list] = defaultdict(list)
         if path.is_file():
             for rec in read_records(path):
-                by_stage[rec.stage].append(rec)
+                by_stage[(rec.profile, rec.stage)].append(rec)
         for res in run.stage_results(name):
-            summary = summarize(by_stage.get(res["stage"], []), warmup_end_s=res.get("warmup_end_s"), slos_ms=slos)
+            summary = summarize(by_stage.get((res.get("profile"), res["stage"]), []),
+                                warmup_end_s=res.get("warmup_end_s"), slos_ms=slos)
             rows.append(row(res, summary))
     return _with_ratios(rows, _bases(run))
 

@@ -85,7 +85,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
             put(path, list(flags[key]))
     for key, path in (("criterion", "prune.criterion"), ("divisor", "prune.divisor"),
                       ("include_base", "prune.include_base"), ("url", "server.url"),
-                      ("served_model", "server.served_model"), ("port", "server.port"), ("out", "out_dir"),
+                      ("served_model", "server.served_model"), ("tokenizer", "server.tokenizer"), ("port", "server.port"), ("out", "out_dir"),
                       ("workers", "workers"), ("on_server_death", "on_server_death")):
         if flags[key] is not None:
             put(path, flags[key])
@@ -116,6 +116,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--profile", "profiles", multiple=True, help="Load profile name in load_profiles/ or a YAML path.")
 @click.option("--url", default=None, help="Load an already running OpenAI-compatible server instead of launching vLLM.")
 @click.option("--served-model", default=None, help="Model name at --url (default: the server's first).")
+@click.option("--tokenizer", default=None, help="Tokenizer directory for --url (default: the path vLLM reports).")
 @click.option("--engine-args", default=None, help="vLLM engine arguments, quoted: --engine-args '--max-num-seqs 64'.")
 @click.option("--port", type=int, default=None, help="Port for the vLLM server (default: a free one).")
 @click.option("--workers", type=int, default=None, help="Locust worker processes (0: in-process).")
@@ -129,7 +130,11 @@ def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
     and 20%/40% pruned copies of it) with vLLM, run the load profiles against it,
     and print a comparison. Results go to a new run directory."""
     # Locust monkey-patches the process with gevent: import it before anything
-    # else opens sockets or imports ssl.
+    # else opens sockets or imports ssl. Patching torch's modules warns about
+    # a deprecated alias it touches; that is noise to a user.
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, message=".*reduce_op.*")
     import serve_bench.load.runner  # noqa: F401
     from serve_bench.pipeline import run_study
     from serve_bench.study import StudySpec

@@ -13,6 +13,7 @@ the model's tokenizer to what the server will count:
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -46,17 +47,18 @@ class PromptSet:
             return {"messages": [{"role": "user", "content": text}]}
         return {"prompt": text}
 
-    def prepare(self, count: int) -> None:
-        """Build the first ``count`` prompts now, so the load loop does not spend CPU on them."""
-        for i in range(count):
+    def prepare(self, start: int, count: int) -> None:
+        """Build prompts ``start``..``start+count-1`` now, so the load loop does not spend CPU on them."""
+        for i in range(start, start + count):
             self.text(i)
 
 
 class SyntheticPromptSet(PromptSet):
-    def __init__(self, model_path: Path | str, api: Api, input_tokens: int, seed: int = 0) -> None:
+    def __init__(self, model_path: Path | str, api: Api, input_tokens: int, seed: int = 0, salt: str = "") -> None:
         super().__init__(api)
         self.input_tokens = input_tokens
         self.seed = seed
+        self.salt = salt  # e.g. the profile name: two profiles on one server share no prompts (no cache hits)
         self.tokenizer = _load_tokenizer(model_path)
         self.words = _word_pool(self.tokenizer)
         overhead = self.count("")
@@ -84,7 +86,7 @@ class SyntheticPromptSet(PromptSet):
         return cached
 
     def _fit(self, index: int) -> str:
-        rng = random.Random(f"{self.seed}:{index}")
+        rng = random.Random(f"{self.seed}:{self.salt}:{index}")
         target = self.input_tokens
         words = [rng.choice(self.words) for _ in range(target + 16)]
 
@@ -136,10 +138,10 @@ class JsonlPromptSet(PromptSet):
 
 
 def build_prompt_set(source: Any, *, model_path: Path | str, api: Api, input_tokens: int,
-                     seed: int = 0) -> PromptSet:
+                     seed: int = 0, salt: str = "") -> PromptSet:
     """From a profile's ``prompts`` entry (SyntheticPrompts or JsonlPrompts)."""
     builders: dict[str, Callable[[], PromptSet]] = {
-        "synthetic": lambda: SyntheticPromptSet(model_path, api, input_tokens, seed),
+        "synthetic": lambda: SyntheticPromptSet(model_path, api, input_tokens, seed, salt),
         "jsonl": lambda: JsonlPromptSet(source.path, api, source.field),
     }
     if source.kind not in builders:
@@ -147,6 +149,7 @@ def build_prompt_set(source: Any, *, model_path: Path | str, api: Api, input_tok
     return builders[source.kind]()
 
 
+@functools.lru_cache(maxsize=4)
 def _load_tokenizer(model_path: Path | str) -> Any:
     try:
         from transformers import AutoTokenizer

@@ -23,6 +23,7 @@ class RequestRecord(BaseModel):
 
     request_id: str
     stage: str
+    profile: str | None = Field(None, description="the load profile the stage belongs to")
     worker_id: str = Field(description="which load-generator process/user sent it, e.g. 'w0/u3'")
     intended_send_s: float | None = Field(None, description="open loop: scheduled send time; None in closed loop")
     send_s: float = Field(description="just before the request bytes were written")

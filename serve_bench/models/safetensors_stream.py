@@ -108,6 +108,26 @@ def read_tensor(info: TensorInfo, handle: BinaryIO | None = None) -> torch.Tenso
     return torch.frombuffer(buf, dtype=DTYPES[info.dtype]).reshape(info.shape)
 
 
+def copy_raw(info: TensorInfo, src: BinaryIO, writers: list[StreamWriter], buf: bytearray) -> None:
+    """Copy one tensor's bytes unchanged into every writer, ``len(buf)`` bytes at a time, so
+    passing a tensor through costs one reused buffer, not the tensor's size."""
+    size = info.end - info.start
+    for w in writers:
+        w.begin(info.name, size)
+    view = memoryview(buf)
+    src.seek(info.start)
+    left = size
+    while left:
+        n = src.readinto(view[:min(len(view), left)])
+        if not n:
+            raise SafetensorsFormatError(f"{info.file}: tensor {info.name} is truncated")
+        for w in writers:
+            w.feed(view[:n])
+        left -= n
+    for w in writers:
+        w.end()
+
+
 class StreamWriter:
     """Write a safetensors file whose tensor list is known before any data.
 
@@ -134,15 +154,32 @@ class StreamWriter:
         self._f.write(struct.pack("<Q", len(blob)))
         self._f.write(blob)
         self._next = 0
+        self._left = 0
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
+        data = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+        self.begin(name, data.nbytes)
+        self.feed(memoryview(data))
+        self.end()
+
+    def begin(self, name: str, size: int) -> None:
+        """Start the next tensor, whose ``size`` bytes then come through ``feed``, in pieces if need be."""
         want_name, want_size = self._expected[self._next]
         if name != want_name:
             raise ValueError(f"expected tensor {want_name}, got {name}")
-        data = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
-        if data.nbytes != want_size:
-            raise ValueError(f"{name}: {data.nbytes} bytes, planned {want_size}")
-        self._f.write(memoryview(data))
+        if size != want_size:
+            raise ValueError(f"{name}: {size} bytes, planned {want_size}")
+        self._left = size
+
+    def feed(self, data: memoryview) -> None:
+        if data.nbytes > self._left:
+            raise ValueError(f"{self._expected[self._next][0]}: more bytes than planned")
+        self._f.write(data)
+        self._left -= data.nbytes
+
+    def end(self) -> None:
+        if self._left:
+            raise ValueError(f"{self._expected[self._next][0]}: {self._left} bytes short")
         self._next += 1
 
     def close(self) -> None:

@@ -1,10 +1,12 @@
 """Write pruned checkpoints tensor by tensor.
 
-One pass over the source: each tensor is read once, sliced for every target
-and streamed into that target's shard of the same name, so peak memory is about
-one layer's gate and up weights, whatever the model's size. Every target is
-written into a hidden directory beside its destination and renamed into place
-only when complete.
+One pass over the source: each MLP projection is read once, sliced for every
+target and streamed into that target's shard of the same name; every other
+tensor (the embedding, attention, norms) is copied through in fixed-size
+chunks. Peak memory is about one layer's gate and up projections (read to
+score the neurons) plus the chunk buffer, whatever the model's size or
+vocabulary. Every target is written into a hidden directory beside its
+destination and renamed into place only when complete.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ import torch
 
 from serve_bench.errors import DiskFullError, OutputExistsError, PruneError
 from serve_bench.models.checkpoint import INDEX_FILE, WEIGHT_SUFFIXES, Checkpoint
-from serve_bench.models.safetensors_stream import StreamWriter, TensorInfo, nbytes, read_tensor
+from serve_bench.models.safetensors_stream import StreamWriter, TensorInfo, copy_raw, nbytes, read_tensor
 from serve_bench.prune.families import MlpLayout
 from serve_bench.prune.plan import Plan
 
 MANIFEST = "pruning_manifest.json"
 _NOT_COPIED = {"config.json", INDEX_FILE, MANIFEST}
+_SLICED = ("gate", "up", "down", "gate_bias", "up_bias")  # the roles slice_tensor changes
+# Tensors that pass through unchanged are copied in pieces of this size, so the
+# embedding of a large vocabulary never sits in memory whole.
+COPY_CHUNK = 16 << 20
 
 
 @dataclass
@@ -74,6 +80,7 @@ def write_all(ckpt: Checkpoint, layout: MlpLayout, outputs: list[Output], manife
               overwrite: bool) -> None:
     roles = {name: (layer, role) for layer, names in layout.layers.items() for role, name in names.items()}
     _check_space(ckpt, roles, outputs)
+    buf = bytearray(COPY_CHUNK)
     try:
         for o in outputs:
             shutil.rmtree(o.tmp, ignore_errors=True)
@@ -89,10 +96,13 @@ def write_all(ckpt: Checkpoint, layout: MlpLayout, outputs: list[Output], manife
                     for o in outputs
                 ]
                 for info in infos:
-                    tensor = read_tensor(info, src)
                     layer, role = roles.get(info.name, (None, None))
+                    if role not in _SLICED:
+                        copy_raw(info, src, writers, buf)
+                        continue
+                    tensor = read_tensor(info, src)
                     for o, w in zip(outputs, writers):
-                        w.write(info.name, slice_tensor(tensor, role, o.keep[layer]) if layer is not None else tensor)
+                        w.write(info.name, slice_tensor(tensor, role, o.keep[layer]))
                     del tensor
         for o in outputs:
             _finish(ckpt, layout, o, roles, manifest_for(o))

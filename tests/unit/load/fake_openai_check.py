@@ -14,9 +14,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from serve_bench.load.runner import run_stage  # imports Locust: gevent first
 from serve_bench.load.profiles import profile_from_data
 from serve_bench.load.prompts import JsonlPromptSet
+from serve_bench.load.runner import run_stage  # imports Locust: gevent first
 
 GAP_S = 0.1
 

@@ -5,8 +5,14 @@ from pathlib import Path
 import pytest
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.profiles import (PROFILES_DIR, ConcurrencyStage, RateStage, find_profile, list_profiles,
-                                       load_profile)
+from serve_bench.load.profiles import (
+    PROFILES_DIR,
+    ConcurrencyStage,
+    RateStage,
+    find_profile,
+    list_profiles,
+    load_profile,
+)
 
 pytestmark = pytest.mark.unit
 

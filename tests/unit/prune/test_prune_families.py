@@ -4,10 +4,10 @@ original model with the removed neurons' down-projection columns zeroed."""
 import json
 
 import pytest
+import tiny_models
 import torch
 from safetensors import safe_open
 
-import tiny_models
 from serve_bench.errors import UnsupportedModelError
 from serve_bench.models.resolve import ResolvedModel
 from serve_bench.prune import MANIFEST, Target, criteria, indices_sha256, prune

@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""How much load can ONE serve-bench load-generator process produce? Beside ``vllm bench serve``'s client.
+
+Starts scripts/fake_openai_server.py (answers at once: ``--output-len`` chunks of one token each,
+usage, [DONE]) pinned to core 1, then drives it from core 0 with
+
+    serve-bench   one process (workers=0: Locust in-process, FastHttpUser/gevent), closed loop,
+                  ``--concurrency`` users, ``--requests`` requests (+1 warm-up request first), via run_stage
+    vllm bench    vllm.benchmarks.serve (aiohttp/asyncio), --max-concurrency C, --num-prompts N,
+                  --request-rate inf, --dataset-name random, --ignore-eos
+
+both with the chat endpoint, the same input/output lengths and concurrency. Each client runs
+in its own pinned subprocess (``taskset -c 0``); the figures are taken inside that process
+around the load phase only (imports, tokenizer and prompt generation excluded):
+
+    req/s, chunks/s     completed requests and streamed content chunks / the tool's own duration
+    client CPU s        time.process_time() around the load phase (user + system, all threads)
+    CPU ms / request    client CPU s / requests
+    server CPU %        the fake server's CPU (from /proc) / wall time of the load phase: near 100 %
+                        means the fixture, not the client, was the bottleneck
+
+    .venv/bin/python scripts/bench_loadgen.py --concurrency 64 --requests 4000 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+MODEL = "fake"
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- inner: runs pinned, one per measurement ---------------------------------------------------------------------
+
+def inner_serve_bench(a: argparse.Namespace) -> dict:
+    from serve_bench.load.profiles import profile_from_data
+    from serve_bench.load.runner import (
+        _prompts,
+        run_stage,  # imports Locust (gevent monkey-patching) first
+    )
+
+    profile = profile_from_data({
+        "name": "loadgen", "api": "chat", "input_tokens": a.input_len, "output_tokens": a.output_len,
+        "ignore_eos": True, "warmup": {"requests": 0}, "timeout_s": 300,
+        "stages": [{"kind": "concurrency", "users": a.concurrency, "requests": a.requests}]})
+    prompts = _prompts(profile, a.model_path)
+    prompts.prepare(0, a.requests + 1)  # built here, outside the timed phase (run_stage would build them anyway)
+    # warm-up: one request alone (as vLLM's test prompt), then the measured stage
+    warm = profile.expanded_stages()[0].model_copy(update={"name": "warm", "users": 1, "requests": 1})
+    run_stage(warm, url=a.url, model=MODEL, profile=profile, prompts=prompts, prompt_offset=a.requests)
+    stage = profile.expanded_stages()[0]
+    chunks = [0]
+
+    def sink(r) -> None:
+        chunks[0] += len(r.chunk_times_s)
+
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    res = run_stage(stage, url=a.url, model=MODEL, profile=profile, prompts=prompts, sink=sink)
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    s = res.summary
+    return {"completed": s["completed"], "failed": s["failed"], "duration": s["duration"], "wall_s": wall,
+            "cpu_s": cpu, "chunks": chunks[0], "total_output_tokens": s["total_output_tokens"],
+            "total_input_tokens": s["total_input_tokens"], "errors": s["errors"], "median_ttft_ms": s["median_ttft_ms"]}
+
+
+def inner_vllm(a: argparse.Namespace) -> dict:
+    from vllm.benchmarks import serve as vserve
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    timing: dict = {}
+    orig = vserve.benchmark
+
+    async def timed(*args, **kwargs):
+        cpu0, wall0 = time.process_time(), time.perf_counter()  # includes its one test prompt (ms)
+        out = await orig(*args, **kwargs)
+        timing["cpu_s"], timing["wall_s"] = time.process_time() - cpu0, time.perf_counter() - wall0
+        return out
+
+    vserve.benchmark = timed
+    p = FlexibleArgumentParser(prog="vllm bench serve")
+    vserve.add_cli_args(p)
+    rdir = Path(a.tmp)
+    args = p.parse_args([
+        "--backend", "openai-chat", "--base-url", a.url, "--endpoint", "/v1/chat/completions", "--model", MODEL,
+        "--tokenizer", a.model_path, "--dataset-name", "random", "--random-input-len", str(a.input_len),
+        "--random-output-len", str(a.output_len), "--random-range-ratio", "0", "--ignore-eos",
+        "--max-concurrency", str(a.concurrency), "--num-prompts", str(a.requests), "--request-rate", "inf",
+        "--disable-tqdm", "--save-result", "--save-detailed", "--result-dir", str(rdir),
+        "--result-filename", "vllm.json"])
+    vserve.main(args)
+    d = json.loads((rdir / "vllm.json").read_text())
+    # content chunks: the fixture streams one token per content chunk, so output tokens = content chunks.
+    # (vLLM's client also parses the chat role chunk, which it times as the first token: 1 + len(itl)
+    # events per request; that extra empty chunk is not counted here, nor by serve-bench.)
+    chunks = d["total_output_tokens"]
+    return {"completed": d["completed"], "failed": d.get("failed", 0), "duration": d["duration"],
+            "wall_s": timing["wall_s"], "cpu_s": timing["cpu_s"], "chunks": chunks,
+            "total_output_tokens": d["total_output_tokens"], "total_input_tokens": d["total_input_tokens"],
+            "errors": [e for e in (d.get("errors") or []) if e][:3], "median_ttft_ms": d.get("median_ttft_ms")}
+
+
+# -- outer --------------------------------------------------------------------------------------------------------
+
+def measure(tool: str, a: argparse.Namespace, url: str, server_pid: int, tmp: Path) -> dict:
+    out = tmp / f"{tool}.json"
+    cmd = ["taskset", "-c", a.client_core, PY, __file__, "--inner", tool, "--url", url, "--model-path", a.model_path,
+           "--concurrency", str(a.concurrency), "--requests", str(a.requests), "--input-len", str(a.input_len),
+           "--output-len", str(a.output_len), "--tmp", str(tmp), "--result", str(out)]
+    before_load = loadavg()
+    s0, w0 = proc_cpu_s(server_pid), time.perf_counter()
+    with open(tmp / f"{tool}.log", "w") as log:
+        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
+    server_cpu, total_wall = proc_cpu_s(server_pid) - s0, time.perf_counter() - w0
+    r = json.loads(out.read_text())
+    r["tool"] = tool
+    r["req_per_s"] = r["completed"] / r["duration"]
+    r["chunks_per_s"] = r["chunks"] / r["duration"]
+    r["cpu_ms_per_req"] = r["cpu_s"] / r["completed"] * 1000 if r["completed"] else None
+    r["client_cpu_pct"] = r["cpu_s"] / r["wall_s"] * 100
+    # the server's CPU over the whole subprocess lifetime, but it only works during the load phase
+    r["server_cpu_pct"] = server_cpu / r["wall_s"] * 100
+    r["loadavg_before"], r["loadavg_after"] = before_load, loadavg()
+    r["subprocess_wall_s"] = total_wall
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--requests", type=int, default=4000)
+    ap.add_argument("--input-len", type=int, default=128)
+    ap.add_argument("--output-len", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2, help="runs per tool, order alternating")
+    ap.add_argument("--client-core", default="0")
+    ap.add_argument("--server-core", default="1")
+    ap.add_argument("--model-path", default=None, help="tokenizer for prompts (default: the bundled model)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/sb-loadgen"))
+    ap.add_argument("--inner", choices=["serve-bench", "vllm"], help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+
+    if a.inner:
+        r = inner_serve_bench(a) if a.inner == "serve-bench" else inner_vllm(a)
+        Path(a.result).write_text(json.dumps(r))
+        return
+
+    if a.model_path is None:
+        from serve_bench.models.resolve import resolve
+
+        a.model_path = str(resolve("default").path)
+    tmp = a.out / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    srv_log = open(tmp / "fake_server.log", "w")
+    server = subprocess.Popen(["taskset", "-c", a.server_core, PY, str(ROOT / "scripts" / "fake_openai_server.py"),
+                               "--port", str(port), "--model", MODEL], stdout=srv_log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    rows = []
+    try:
+        import requests
+
+        for _ in range(100):
+            try:
+                if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        for k in range(a.repeats):
+            order = ["vllm", "serve-bench"] if k % 2 == 0 else ["serve-bench", "vllm"]
+            for tool in order:
+                d = tmp / f"{tool}-{k}"
+                d.mkdir()
+                r = measure(tool, a, url, server.pid, d)
+                r["repeat"] = k
+                rows.append(r)
+                print(f"{tool} #{k}: {r['req_per_s']:.0f} req/s, {r['chunks_per_s']:.0f} chunks/s, "
+                      f"client CPU {r['cpu_s']:.1f} s ({r['client_cpu_pct']:.0f}%, {r['cpu_ms_per_req']:.2f} ms/req), "
+                      f"server CPU {r['server_cpu_pct']:.0f}%, completed {r['completed']} failed {r['failed']}, "
+                      f"load {r['loadavg_before']} -> {r['loadavg_after']}", flush=True)
+                (tmp / "rows.json").write_text(json.dumps(rows, indent=2))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        srv_log.close()
+
+    lines = [f"\nconcurrency {a.concurrency}, {a.requests} requests per run, {a.input_len} in / {a.output_len} out "
+             f"(chat, one chunk per token), client on core {a.client_core}, fake server on core {a.server_core}\n",
+             "| tool | run | req/s | chunks/s | client CPU s | client CPU ms/req | client CPU % | server CPU % | "
+             "failed | load avg before → after |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['tool']} | {r['repeat']} | {r['req_per_s']:.0f} | {r['chunks_per_s']:.0f} | "
+                     f"{r['cpu_s']:.1f} | {r['cpu_ms_per_req']:.2f} | {r['client_cpu_pct']:.0f} | "
+                     f"{r['server_cpu_pct']:.0f} | {r['failed']} | {r['loadavg_before']} → {r['loadavg_after']} |")
+    best = {t: max((r["req_per_s"] for r in rows if r["tool"] == t), default=0.0) for t in ("serve-bench", "vllm")}
+    mean = {t: sum(r["req_per_s"] for r in rows if r["tool"] == t) / max(1, sum(r["tool"] == t for r in rows))
+            for t in ("serve-bench", "vllm")}
+    lines.append(f"\nmean req/s: serve-bench {mean['serve-bench']:.0f}, vllm bench serve {mean['vllm']:.0f} "
+                 f"(ratio {mean['serve-bench'] / mean['vllm']:.2f}); best: {best['serve-bench']:.0f} vs "
+                 f"{best['vllm']:.0f}. Target (serve-bench at least as fast): "
+                 f"{'met' if mean['serve-bench'] >= mean['vllm'] else 'NOT met'}")
+    table = "\n".join(lines)
+    (tmp / "table.md").write_text(table + "\n")
+    print(table)
+    print(f"\nresults in {tmp}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Run load stages headless, with Locust as a library.
+
+``run_stage`` runs one concurrency, rate or ramp stage: it builds a per-stage
+``StreamingUser`` subclass bound to a :class:`StageState`, starts a Locust
+``LocalRunner``, watches the stage (done, deadline, dead server) from a
+monitor greenlet, and returns a :class:`StageResult` with the stage's summary
+(:func:`metrics.summarize`) and flags. Every record goes to ``sink`` as soon
+as it is finished. ``run_profile`` runs a whole profile, sweeps included.
+
+Importing this module imports Locust, which monkey-patches the process with
+gevent; import it before other network libraries where you can.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import gevent
+import gevent.event
+import numpy as np
+from locust.env import Environment
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_bench.errors import ConfigError
+from serve_bench.load.clock import now_s
+from serve_bench.load.metrics import summarize
+from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage
+from serve_bench.load.prompts import PromptSet, build_prompt_set
+from serve_bench.load.records import RequestRecord
+from serve_bench.load.stage_plan import SPAWN_RATE, StagePlan, expected_requests, new_state, plan_stage, start_clock
+from serve_bench.load.stage_state import RecordSink, StageState
+from serve_bench.load.user import make_user_class
+
+logging.getLogger("locust").addHandler(logging.NullHandler())  # a library does not print Locust's logs
+
+SATURATION_LAG_MS = 100.0
+_TICK_S = 0.05
+
+
+class StageResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    kind: str
+    target: dict[str, Any] = Field(description="users, rate_rps, arrivals… as run")
+    started_s: float
+    ended_s: float
+    warmup_end_s: float | None
+    records: int
+    summary: dict[str, Any]
+    server_died: bool = False
+    rejected: bool = Field(False, description="stopped early: every request so far got an HTTP 4xx (model name, key…)")
+    generator_saturated: bool = False
+    stopped_early: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    locust_requests: int = 0
+    locust_failures: int = 0
+    workers: int = Field(0, description="load-generator worker processes; 0: this process")
+
+
+def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, model: str, profile: LoadProfile,
+              prompts: PromptSet | None = None, sink: RecordSink | None = None,
+              slos_ms: Mapping[str, float] | None = None, seed: int | None = None, prompt_offset: int = 0,
+              saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0, model_path: str | None = None,
+              worker_log_dir: Path | None = None) -> StageResult:
+    """Run one stage to its request count or duration (after warm-up); never raises for failed requests.
+
+    ``workers=N`` (N >= 1) runs a Locust master here and N local worker processes;
+    they build their own prompts, so synthetic prompts need ``model_path`` there.
+    """
+    if isinstance(stage, SweepStage):
+        raise ConfigError("a sweep is several stages: run it with run_profile()")
+    stage_seed = profile.seed if seed is None else seed
+    plan = plan_stage(stage, profile, stage_seed)
+    records: list[RequestRecord] = []
+
+    def collect(record: RequestRecord) -> None:
+        records.append(record)
+        if sink is not None:
+            sink(record)
+
+    flags = {"server_died": False, "stopped_early": False, "rejected": False}
+    counts = {"locust_requests": 0, "locust_failures": 0}
+    if workers:
+        from serve_bench.load.distributed import run_distributed
+
+        bounds = run_distributed(plan, stage, profile, url=url, model=model, model_path=model_path,
+                                 prompt_offset=prompt_offset, seed=stage_seed, workers=workers, collect=collect,
+                                 flags=flags, counts=counts, log_dir=worker_log_dir)
+    else:
+        if prompts is None:
+            prompts = _prompts(profile, model_path)
+        bounds = _run_local(plan, profile, url=url, model=model, prompts=prompts, prompt_offset=prompt_offset,
+                            collect=collect, flags=flags, counts=counts)
+    started_s, ended_s, warmup_end_s = bounds
+    summary = summarize(records, warmup_end_s=warmup_end_s, slos_ms=slos_ms)
+    result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, started_s=started_s, ended_s=ended_s,
+                         warmup_end_s=warmup_end_s, records=len(records), summary=summary, workers=workers,
+                         **counts, **flags)
+    _judge(result, saturation_lag_ms)
+    return result
+
+
+def _prompts(profile: LoadProfile, model_path: str | None) -> PromptSet:
+    if model_path is None and profile.prompts.kind == "synthetic":
+        raise ConfigError("synthetic prompts need the model's tokenizer: pass model_path")
+    return build_prompt_set(profile.prompts, model_path=model_path or "", api=profile.api,
+                            input_tokens=profile.input_tokens, seed=profile.seed, salt=profile.name)
+
+
+def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, prompts: PromptSet,
+               prompt_offset: int, collect: RecordSink, flags: dict[str, bool],
+               counts: dict[str, int]) -> tuple[float, float, float | None]:
+    state = new_state(plan, profile, model=model, prompts=prompts, sink=collect, prompt_offset=prompt_offset)
+    state.finished = gevent.event.Event()
+    prompts.prepare(prompt_offset, expected_requests(plan))
+    env = Environment(user_classes=[make_user_class(state, plan.name, url, profile.timeout_s)],
+                      host=url.rstrip("/"), catch_exceptions=True)
+    runner = env.create_local_runner()
+    spawned = gevent.event.Event()
+    env.events.spawning_complete.add_listener(lambda user_count: spawned.set())
+    started_s = now_s()
+    if plan.open_loop:
+        start_clock(state, plan, started_s + plan.lead_s)
+    runner.start(plan.start_users, spawn_rate=SPAWN_RATE)
+    try:
+        spawned.wait()
+        if not plan.open_loop:
+            start_clock(state, plan, now_s())
+        if plan.ramp:
+            runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
+        _monitor(state, url, plan.users, flags)
+    finally:
+        state.finished.set()
+        runner.quit()
+    counts["locust_requests"] = env.stats.total.num_requests
+    counts["locust_failures"] = env.stats.total.num_failures
+    return started_s, now_s(), state.warmup_end_s
+
+
+def _monitor(state: StageState, url: str, users: int, flags: dict[str, bool]) -> None:
+    """Return when the stage is done, its server is dead, or its drain grace is over."""
+    refused_threshold = max(1, min(users, 3))
+    drain_deadline: float | None = None
+    while True:
+        gevent.sleep(_TICK_S)
+        if state.consecutive_refused >= refused_threshold and refused(url):
+            flags["server_died"] = flags["stopped_early"] = True
+            state.stopping = True
+            return
+        if state.succeeded == 0 and state.client_errors >= max(10, 2 * users):
+            flags["rejected"] = flags["stopped_early"] = True  # every request refused with 4xx: misconfigured
+            state.stopping = True
+            return
+        if not state.exhausted():
+            continue
+        if state.outstanding == 0:
+            return
+        drain_deadline = drain_deadline or now_s() + state.timeout_s + 1.0
+        if now_s() > drain_deadline:
+            flags["stopped_early"] = True
+            return
+
+
+def refused(url: str) -> bool:
+    """Does the server's port refuse connections (nothing is listening)?"""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=2.0):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def _judge(result: StageResult, saturation_lag_ms: float) -> None:
+    s = result.summary
+    if result.server_died:
+        result.warnings.append(f"stage {result.stage}: the server stopped accepting connections; stage stopped early")
+    if result.rejected:
+        result.warnings.append(f"stage {result.stage}: every request was rejected with an HTTP 4xx; stage stopped "
+                               f"early (check the served model name and OPENAI_API_KEY)")
+    if result.stopped_early and not (result.server_died or result.rejected):
+        result.warnings.append(f"stage {result.stage}: stopped before every request finished (a request outlived "
+                               f"the drain grace, or a load worker was lost); unfinished requests are recorded as "
+                               f"failed")
+    lag = s.get("p99_send_lag_ms")
+    if lag is not None and lag > saturation_lag_ms:
+        result.generator_saturated = True
+        result.warnings.append(
+            f"stage {result.stage}: load generator saturated: p99 send lag {lag:.0f} ms > {saturation_lag_ms:g} ms "
+            f"(requests left later than scheduled: too few users for the rate (max_concurrency), or the "
+            f"load generator's CPU is exhausted); latencies from the intended send time include the lag")
+    if s["attempted"] and s["completed"] == 0:
+        result.warnings.append(f"stage {result.stage}: every request failed; first error: "
+                               f"{next(iter(s['errors']), '?')}")
+
+
+def sweep_rates(sync_rps: float, max_rps: float, count: int) -> list[float]:
+    """``count`` rates strictly between the synchronous and the max-throughput rate, evenly spaced."""
+    return [float(r) for r in np.linspace(sync_rps, max_rps, count + 2)[1:-1]]
+
+
+def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str | None = None,
+                sink: RecordSink | None = None, slos_ms: Mapping[str, float] | None = None,
+                prompts: PromptSet | None = None, on_stage: Callable[[StageResult], None] | None = None,
+                saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0,
+                worker_log_dir: Path | None = None) -> list[StageResult]:
+    """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died."""
+    if prompts is None and not workers:
+        prompts = _prompts(profile, model_path)
+    results: list[StageResult] = []
+    offset = 0
+
+    def run(stage: ConcurrencyStage | RateStage | RampStage) -> StageResult:
+        nonlocal offset
+        r = run_stage(stage, url=url, model=model, profile=profile, prompts=prompts, sink=sink, slos_ms=slos_ms,
+                      seed=profile.seed + len(results), prompt_offset=offset, saturation_lag_ms=saturation_lag_ms,
+                      workers=workers, model_path=model_path, worker_log_dir=worker_log_dir)
+        offset += r.records
+        results.append(r)
+        if on_stage is not None:
+            on_stage(r)
+        return r
+
+    for stage in profile.expanded_stages():
+        if isinstance(stage, SweepStage):
+            bounds = {"duration_s": stage.duration_s, "requests": stage.requests, "warmup": stage.warmup}
+            sync = run(ConcurrencyStage(kind="concurrency", name=f"{stage.name}-sync", users=1, **bounds))
+            if sync.server_died:
+                break
+            peak = run(ConcurrencyStage(kind="concurrency", name=f"{stage.name}-throughput",
+                                        users=stage.max_users, **bounds))
+            if peak.server_died:
+                break
+            lo, hi = sync.summary["request_throughput"], peak.summary["request_throughput"]
+            if not lo or not hi:
+                peak.warnings.append(f"sweep {stage.name}: no throughput measured; rate stages skipped")
+                continue
+            for k, rate in enumerate(sweep_rates(lo, hi, stage.rates)):
+                r = run(RateStage(kind="rate", name=f"{stage.name}-{k + 1}-r{rate:.3g}", rate_rps=rate,
+                                  arrivals=stage.arrivals, burstiness=stage.burstiness,
+                                  max_concurrency=stage.max_concurrency, **bounds))
+                if r.server_died:
+                    break
+        else:
+            r = run(stage)
+        if results and results[-1].server_died:
+            break
+    return results

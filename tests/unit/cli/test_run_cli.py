@@ -1,0 +1,74 @@
+"""`serve-bench run` refuses bad input before any server starts: clear message, no traceback."""
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from test_prune_cli import assert_clean_error, sb
+
+pytestmark = pytest.mark.unit
+
+
+def test_unknown_profile_lists_the_available_ones(tmp_path):
+    proc = sb("run", "--profile", "nonesuch", "--out", str(tmp_path))
+    assert_clean_error(proc, 2, "nonesuch", "quick", "ladder")
+    assert not any(tmp_path.iterdir()), "nothing may start for a bad profile"
+
+
+def test_bad_study_field_names_file_and_field(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text("name: x\nprune: {prune: [0.2], divisor: 100}\nserver: {port: 0}\nbogus: 1\n")
+    proc = sb("run", str(study))
+    assert_clean_error(proc, 2, f"{study}: prune.divisor", f"{study}: server.port", f"{study}: bogus")
+
+
+def test_bad_profile_field_names_file_and_field(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("name: p\ninput_tokens: 8\noutput_tokens: 8\nstages:\n"
+                       "  - {kind: rate, rate_rps: -1, requests: 3}\n")
+    assert_clean_error(sb("run", "--profile", str(profile), "--out", str(tmp_path / "r")), 2,
+                       "p.yaml: stages[0].rate_rps")
+
+
+def test_invalid_yaml_and_missing_study(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert_clean_error(sb("run", str(bad)), 2, "not valid YAML", "line")
+    assert_clean_error(sb("run", str(tmp_path / "missing.yaml")), 2, "does not exist")
+
+
+def test_missing_model(tmp_path):
+    proc = sb("run", "--model", str(tmp_path / "no-model"), "--no-prune", "--out", str(tmp_path / "r"))
+    assert_clean_error(proc, 3, "does not exist")
+    [run] = list((tmp_path / "r").iterdir())
+    assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_busy_port(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = sb("run", "--no-prune", "--port", str(port), "--out", str(tmp_path / "r"))
+    assert_clean_error(proc, 2, f"port {port}", "already in use")
+
+
+def test_bad_slo_flag(tmp_path):
+    assert_clean_error(sb("run", "--slo", "ttft_ms", "--out", str(tmp_path)), 2, "NAME=MILLISECONDS")
+    assert_clean_error(sb("run", "--slo", "latency=3", "--out", str(tmp_path)), 2, "unknown SLO 'latency'")
+
+
+def test_url_that_serves_nothing(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert_clean_error(sb("run", "--url", f"http://127.0.0.1:{port}", "--out", str(tmp_path)), 2,
+                       "cannot list the models")
+
+
+def test_run_help_documents_flags():
+    out = subprocess.run([sys.executable, "-m", "serve_bench", "run", "--help"], capture_output=True, text=True)
+    for flag in ("--model", "--prune", "--profile", "--url", "--workers", "--slo", "--on-server-death"):
+        assert flag in out.stdout
