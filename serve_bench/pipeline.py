@@ -132,9 +132,11 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
 
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
           served_name: str, server: Any, ev: Events, outcome: RunOutcome) -> None:
+    from serve_bench.load.distributed import RemoteMaster
     from serve_bench.load.records import RecordWriter
     from serve_bench.load.runner import run_profile
 
+    remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
     index = 0
     _scrape(url, run.server_metrics_path(ck.name, index, "start"))
     with RecordWriter(run.records_path(ck.name)) as writer:
@@ -153,7 +155,8 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
 
             ev.stage_started(ck.name, profile.name)
             results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
-                                  sink=sink, slos_ms=study.slo or None, on_stage=on_stage, workers=study.workers,
+                                  sink=sink, slos_ms=study.slo or None, on_stage=on_stage,
+                                  workers=study.remote_workers or study.workers, remote=remote,
                                   worker_log_dir=run.checkpoint_dir(ck.name))
             died = any(r.server_died for r in results) or (server is not None and not server.alive())
             if died:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_bench.load.metrics import SLO_METRICS
 from serve_bench.prune.criteria import ALIASES, CRITERIA
@@ -72,9 +72,18 @@ class StudySpec(_Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     slo: dict[str, float] = Field(default_factory=dict, description="e.g. {ttft_ms: 500, tpot_ms: 50}")
     on_server_death: Literal["continue", "stop"] = "continue"
-    workers: int = Field(0, ge=0, description="Locust worker processes (0: run in-process)")
+    workers: int = Field(0, ge=0, description="Locust worker processes on this host (0: run in-process)")
+    remote_workers: int = Field(0, ge=0, description="Locust workers on other hosts to wait for (serve-bench worker)")
+    master_bind_host: str = Field("0.0.0.0", description="where remote workers connect")
+    master_port: int = Field(5557, ge=1, le=65535)
     out_dir: Path = Path("runs")
     checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")
+
+    @model_validator(mode="after")
+    def _one_worker_kind(self) -> StudySpec:
+        if self.workers and self.remote_workers:
+            raise ValueError("use workers (this host) or remote_workers (other hosts), not both")
+        return self
 
     @field_validator("slo")
     @classmethod

@@ -51,6 +51,7 @@ def _register() -> None:
 
     cli.add_command(run_cmd.run)
     cli.add_command(run_cmd.summarize)
+    cli.add_command(run_cmd.worker)
     cli.add_command(prune_cmd.prune)
     cli.add_command(model_cmd.model)
 

@@ -86,7 +86,9 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
     for key, path in (("criterion", "prune.criterion"), ("divisor", "prune.divisor"),
                       ("include_base", "prune.include_base"), ("url", "server.url"),
                       ("served_model", "server.served_model"), ("tokenizer", "server.tokenizer"), ("port", "server.port"), ("out", "out_dir"),
-                      ("workers", "workers"), ("on_server_death", "on_server_death")):
+                      ("workers", "workers"), ("expect_workers", "remote_workers"),
+                      ("master_bind_host", "master_bind_host"), ("master_port", "master_port"),
+                      ("on_server_death", "on_server_death")):
         if flags[key] is not None:
             put(path, flags[key])
     if flags["engine_args"] is not None:
@@ -119,7 +121,11 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--tokenizer", default=None, help="Tokenizer directory for --url (default: the path vLLM reports).")
 @click.option("--engine-args", default=None, help="vLLM engine arguments, quoted: --engine-args '--max-num-seqs 64'.")
 @click.option("--port", type=int, default=None, help="Port for the vLLM server (default: a free one).")
-@click.option("--workers", type=int, default=None, help="Locust worker processes (0: in-process).")
+@click.option("--workers", type=int, default=None, help="Locust worker processes on this host (0: in-process).")
+@click.option("--master", "expect_workers", type=int, default=None, metavar="N",
+              help="Act as Locust master and wait for N workers started elsewhere with `serve-bench worker`.")
+@click.option("--master-bind-host", default=None, help="Address remote workers connect to (default 0.0.0.0).")
+@click.option("--master-port", type=int, default=None, help="Port remote workers connect to (default 5557).")
 @click.option("--slo", multiple=True, help="SLO as NAME=MS (ttft_ms, tpot_ms, itl_ms, e2el_ms, ntpot_ms).")
 @click.option("--on-server-death", type=click.Choice(["continue", "stop"]), default=None,
               help="After a server dies: go on to the next checkpoint, or stop.")
@@ -177,3 +183,16 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
     for cells in body:
         t.add_row(*cells)
     console.print(t)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def worker(args: tuple[str, ...]) -> None:
+    """A load worker for a `serve-bench run --master N` on another host:
+    serve-bench worker --master-host HOST [--master-port 5557] [--tokenizer DIR]."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, message=".*reduce_op.*")
+    from serve_bench.load.worker import main as worker_main
+
+    raise click.exceptions.Exit(worker_main(list(args)))

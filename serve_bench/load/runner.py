@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_bench.errors import ConfigError
 from serve_bench.load.clock import now_s
+from serve_bench.load.distributed import RemoteMaster, run_distributed
 from serve_bench.load.metrics import summarize
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage
 from serve_bench.load.prompts import PromptSet, build_prompt_set
@@ -67,11 +68,13 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
               prompts: PromptSet | None = None, sink: RecordSink | None = None,
               slos_ms: Mapping[str, float] | None = None, seed: int | None = None, prompt_offset: int = 0,
               saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0, model_path: str | None = None,
-              worker_log_dir: Path | None = None) -> StageResult:
+              worker_log_dir: Path | None = None, remote: RemoteMaster | None = None) -> StageResult:
     """Run one stage to its request count or duration (after warm-up); never raises for failed requests.
 
-    ``workers=N`` (N >= 1) runs a Locust master here and N local worker processes;
-    they build their own prompts, so synthetic prompts need ``model_path`` there.
+    ``workers=N`` (N >= 1) runs a Locust master here and N local worker processes,
+    or, with ``remote``, waits for N workers started on other hosts; workers build
+    their own prompts, so synthetic prompts need ``model_path`` (or the worker's
+    ``--tokenizer``) there.
     """
     if isinstance(stage, SweepStage):
         raise ConfigError("a sweep is several stages: run it with run_profile()")
@@ -86,12 +89,16 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
 
     flags = {"server_died": False, "stopped_early": False, "rejected": False}
     counts = {"locust_requests": 0, "locust_failures": 0}
+    notes: list[str] = []
+    if remote and workers > plan.users:
+        # every remote worker must get users (each takes a fixed share of request
+        # indices); a stage this small needs no distributed load
+        notes.append(f"{plan.users} user(s) for {workers} remote workers: the stage ran in this process")
+        workers = 0
     if workers:
-        from serve_bench.load.distributed import run_distributed
-
         bounds = run_distributed(plan, stage, profile, url=url, model=model, model_path=model_path,
                                  prompt_offset=prompt_offset, seed=stage_seed, workers=workers, collect=collect,
-                                 flags=flags, counts=counts, log_dir=worker_log_dir)
+                                 flags=flags, counts=counts, log_dir=worker_log_dir, remote=remote)
     else:
         if prompts is None:
             prompts = _prompts(profile, model_path)
@@ -101,7 +108,7 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
     summary = summarize(records, warmup_end_s=warmup_end_s, slos_ms=slos_ms)
     result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, started_s=started_s, ended_s=ended_s,
                          warmup_end_s=warmup_end_s, records=len(records), summary=summary, workers=workers,
-                         **counts, **flags)
+                         warnings=notes, **counts, **flags)
     _judge(result, saturation_lag_ms)
     return result
 
@@ -212,9 +219,9 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
                 sink: RecordSink | None = None, slos_ms: Mapping[str, float] | None = None,
                 prompts: PromptSet | None = None, on_stage: Callable[[StageResult], None] | None = None,
                 saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0,
-                worker_log_dir: Path | None = None) -> list[StageResult]:
+                worker_log_dir: Path | None = None, remote: RemoteMaster | None = None) -> list[StageResult]:
     """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died."""
-    if prompts is None and not workers:
+    if prompts is None and (not workers or remote):
         prompts = _prompts(profile, model_path)
     results: list[StageResult] = []
     offset = 0
@@ -223,7 +230,7 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
         nonlocal offset
         r = run_stage(stage, url=url, model=model, profile=profile, prompts=prompts, sink=sink, slos_ms=slos_ms,
                       seed=profile.seed + len(results), prompt_offset=offset, saturation_lag_ms=saturation_lag_ms,
-                      workers=workers, model_path=model_path, worker_log_dir=worker_log_dir)
+                      workers=workers, model_path=model_path, worker_log_dir=worker_log_dir, remote=remote)
         offset += r.records
         results.append(r)
         if on_stage is not None:

@@ -7,7 +7,6 @@ period. On Linux the server also gets SIGTERM if serve-bench itself dies.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import importlib.util
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 import requests
 
 from serve_bench.errors import ConfigError, ServerDiedError, ServerStartError
+from serve_bench.processes import die_with_parent
 
 CPU_DEFAULT_ARGS = ["--enforce-eager"]  # compilation costs ~50 s per start on a small CPU
 CPU_DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "4"}
@@ -67,13 +67,6 @@ class ServerSpec:
     stop_timeout_s: float = 30.0
 
 
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 class VllmServer:
     def __init__(self, spec: ServerSpec) -> None:
         self.spec = spec
@@ -115,7 +108,7 @@ class VllmServer:
             log.write(("$ " + " ".join(cmd) + "\n").encode())
             log.flush()
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                                         env=env, start_new_session=True, preexec_fn=die_with_parent)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.spec.startup_timeout_s

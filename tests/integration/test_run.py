@@ -137,3 +137,37 @@ def test_server_that_cannot_start_shows_its_log(tmp_path):
     assert "before it was ready" in out and "max-model-len" in out
     assert "Traceback (most recent call last)" not in out.split("last lines of")[0]
     assert vllm_processes(str(tmp_path)) == []
+
+
+def test_remote_workers_join_a_master(base_server, tmp_path):
+    """Workers started by hand (as on other hosts) serve every stage of a --master run."""
+    from serve_bench.serve.server import free_port
+
+    port = free_port()
+    profile = tmp_path / "two.yaml"
+    profile.write_text(yaml.safe_dump({
+        "name": "two", "api": "chat", "input_tokens": 64, "output_tokens": OUTPUT_TOKENS, "seed": 5,
+        "warmup": {"requests": 1}, "timeout_s": 60,
+        "stages": [{"kind": "concurrency", "name": "c1", "users": 1, "requests": 3},
+                   {"kind": "concurrency", "name": "c4", "users": 4, "requests": 12}]}))
+    workers = [serve_bench("worker", "--master-host", "127.0.0.1", "--master-port", str(port)) for _ in range(2)]
+    try:
+        proc = serve_bench("run", "--url", base_server.url, "--profile", str(profile), "--master", "2",
+                           "--master-bind-host", "127.0.0.1", "--master-port", str(port),
+                           "--out", str(tmp_path / "runs"))
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.communicate(timeout=60)
+    run = only_run_dir(tmp_path / "runs")
+    results = [json.loads(p.read_text()) for p in (run / "default" / "stages").glob("*.json")]
+    stages = {r["stage"]: r for r in results}
+    assert stages["c1"]["workers"] == 0 and "ran in this process" in stages["c1"]["warnings"][0]
+    assert stages["c4"]["workers"] == 2 and stages["c4"]["summary"]["completed"] == 12
+    records = [json.loads(line) for line in (run / "default" / "records.jsonl").read_text().splitlines()]
+    senders = {r["worker_id"].split("/")[0] for r in records if r["stage"] == "c4"}
+    assert senders == {"w0", "w1"}, "both remote workers sent requests"
+    assert all(r["ok"] and r["output_tokens"] == OUTPUT_TOKENS for r in records)
