@@ -15,14 +15,17 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def field_path(loc: Iterable[Any], skip: Iterable[str] = ()) -> str:
-    """('stages', 1, 'rate', 'rate_rps') -> 'stages[1].rate_rps' when 'rate' is in ``skip``
-    (a union tag pydantic puts in the location)."""
+    """('stages', 1, 'rate', 'rate_rps') -> 'stages[1].rate_rps' when 'rate' is in ``skip``:
+    a union tag pydantic puts in the location, right after a list index or before more parts."""
     skip = set(skip)
+    parts = list(loc)
     out = ""
-    for part in loc:
+    for i, part in enumerate(parts):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in skip or part.startswith(("function-", "tagged-union")):
+        elif part in skip and (i < len(parts) - 1 or (i and isinstance(parts[i - 1], int))):
+            continue
+        elif part.startswith(("function-", "tagged-union")):
             continue
         else:
             out += f".{part}" if out else part
@@ -42,16 +45,18 @@ def validate(model: type[M], data: Any, source: str) -> M:
         raise ConfigError(validation_messages(err, source)) from None
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Path, shown: str | None = None) -> Any:
+    """The parsed file; ``shown`` is how messages name it (default: the path)."""
+    shown = shown or str(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist") from None
+        raise ConfigError(f"{shown} does not exist") from None
     except OSError as err:
-        raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+        raise ConfigError(f"{shown}: cannot read: {err.strerror}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+        raise ConfigError(f"{shown} is not valid YAML{where}: {getattr(err, 'problem', err)}") from None

@@ -22,10 +22,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from serve_bench.errors import ConfigError
+from serve_bench.validation import read_yaml, validation_messages
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "load_profiles"
 DEFAULT_PROFILE = "quick"
@@ -201,15 +201,7 @@ def load_profile(name_or_path: str | os.PathLike[str] = DEFAULT_PROFILE, directo
     """Find, parse and validate a profile; any problem is a ConfigError naming the file and the field."""
     path = find_profile(name_or_path, directory)
     shown = _shown(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"{shown}: cannot read: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(f"{shown}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
-    return profile_from_data(data, source=shown)
+    return profile_from_data(read_yaml(path, shown), source=shown)
 
 
 def profile_from_data(data: Any, source: str = "<profile>") -> LoadProfile:
@@ -218,28 +210,11 @@ def profile_from_data(data: Any, source: str = "<profile>") -> LoadProfile:
     try:
         return LoadProfile.model_validate(data)
     except ValidationError as err:
-        errors = err.errors()
-        lines = [f"{source}: {_field_path(e['loc'])}: {e['msg']}" for e in errors]
-        about_kind = any(e["type"] == "union_tag_invalid" for e in errors)
+        # pydantic puts the union tag (stage kind, prompt kind) in the location; drop it
+        message = validation_messages(err, source, skip=(*STAGE_KINDS, "synthetic", "jsonl"))
+        about_kind = any(e["type"] == "union_tag_invalid" for e in err.errors())
         hint = f"valid stage kinds: {', '.join(STAGE_KINDS)}" if about_kind else None
-        raise ConfigError("\n".join(lines), hint=hint) from None
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    """('stages', 1, 'rate', 'rate_rps') -> 'stages[1].rate_rps' (the union tag dropped)."""
-    out = ""
-    prev: Any = None
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif (isinstance(prev, int) and part in STAGE_KINDS) or (prev == "prompts" and part in ("synthetic", "jsonl")):
-            pass
-        elif part.startswith("function-") or part.startswith("tagged-union"):
-            pass
-        else:
-            out += f".{part}" if out else part
-        prev = part
-    return out or "(top level)"
+        raise ConfigError(message, hint=hint) from None
 
 
 def _shown(path: Path) -> str:

@@ -71,7 +71,7 @@ def test_stage_validation(tmp_path: Path, stage: str, field: str) -> None:
 def test_top_level_and_yaml_errors(tmp_path: Path) -> None:
     assert "x.yaml: output_tokens: Field required" in _error(tmp_path, "name: x\ninput_tokens: 8\nstages: []\n")
     assert "x.yaml: stages: List should have at least 1 item" in _error(tmp_path, BASE + "stages: []\n")
-    assert "x.yaml: not valid YAML (line 2" in _error(tmp_path, "name: x\n  bad: [\n")
+    assert "x.yaml is not valid YAML (line 2" in _error(tmp_path, "name: x\n  bad: [\n")
     assert "x.yaml: a profile is a mapping" in _error(tmp_path, "- 1\n- 2\n")
     assert "x.yaml: prompts.path: Field required" in _error(tmp_path, BASE + "prompts: {kind: jsonl}\n"
                                                             "stages: [{kind: concurrency, users: 1, requests: 1}]\n")
