@@ -64,6 +64,8 @@ METRICS = [  # (label, summary key, compare against the target?)
     ("p99 TPOT (ms)", "p99_tpot_ms", False),
     ("median ITL (ms)", "median_itl_ms", False),
     ("median E2EL (ms)", "median_e2el_ms", False),
+    ("mean E2EL (ms)", "mean_e2el_ms", False),
+    ("mean TTFT (ms)", "mean_ttft_ms", False),
     ("duration (s)", "duration", False),
     ("total input tokens", "total_input_tokens", False),
     ("total output tokens", "total_output_tokens", False),
@@ -112,8 +114,9 @@ def run_vllm(url: str, model_path: str, out: Path, conc: int, prompts: int, in_l
            "--model", SERVED, "--tokenizer", model_path, "--dataset-name", "random",
            "--random-input-len", str(in_len), "--random-output-len", str(out_len), "--random-range-ratio", "0",
            "--ignore-eos", "--max-concurrency", str(conc), "--num-prompts", str(prompts), "--request-rate", "inf",
-           "--seed", "0", "--ready-check-timeout-sec", "120", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
-           "--save-result", "--result-dir", str(result_dir), "--result-filename", filename]
+           "--seed", "0", "--ready-check-timeout-sec", "120",
+           "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
+           "--save-result", "--save-detailed", "--result-dir", str(result_dir), "--result-filename", filename]
     log = out / f"{tag}.log"
     with open(log, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n")
@@ -218,10 +221,12 @@ def main() -> None:
                     server.check_alive()
                     row = {"tool": tool, "concurrency": conc, "repeat": rep, "position": order.index(tool),
                            "wall_s": time.time() - t, "loadavg_before": before_load, "loadavg_after": loadavg(),
-                           "server_prompt_tokens": after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"],
+                           "server_prompt_tokens": after["vllm:prompt_tokens_total"]
+                           - before["vllm:prompt_tokens_total"],
                            "server_generation_tokens": after["vllm:generation_tokens_total"]
                            - before["vllm:generation_tokens_total"],
-                           "server_requests": after["vllm:request_success_total"] - before["vllm:request_success_total"]}
+                           "server_requests": after["vllm:request_success_total"]
+                           - before["vllm:request_success_total"]}
                     for _, key, _ in METRICS:
                         row[key] = s.get(key)
                     rows.append(row)
@@ -250,13 +255,27 @@ def main() -> None:
             ok = "" if not gated else ("met" if d is not None and abs(d) <= args.target_pct else "NOT met")
             verdict &= ok != "NOT met"
             lines.append(f"| {label} | {fmt(mv)} | {fmt(mb)} | {'–' if d is None else f'{d:+.1f}%'} | {ok} |")
+        inflight = [[r["mean_e2el_ms"] * r["completed"] / 1000 / r["duration"] for r in x] for x in (v, b)]
+        lines.append(f"| mean in flight (Σ E2EL / duration; = C if the client never idles) | "
+                     f"{', '.join(f'{x:.3f}' for x in inflight[0])} | "
+                     f"{', '.join(f'{x:.3f}' for x in inflight[1])} | | |")
         sp_v = [r["server_prompt_tokens"] for r in v]
         sp_b = [r["server_prompt_tokens"] for r in b]
         lines.append(f"| server-counted prompt tokens (incl. the 1 warm-up request) | {fmt(sp_v)} | {fmt(sp_b)} | | |")
-        lines.append(f"| load average before → after | {'; '.join(r['loadavg_before'] + ' → ' + r['loadavg_after'] for r in v)} "
-                     f"| {'; '.join(r['loadavg_before'] + ' → ' + r['loadavg_after'] for r in b)} | | |")
+        loads = ["; ".join(r["loadavg_before"] + " → " + r["loadavg_after"] for r in x) for x in (v, b)]
+        lines.append(f"| load average before → after | {loads[0]} | {loads[1]} | | |")
     lines.append(f"\nTarget (|Δ| ≤ {args.target_pct:g}% on output throughput, median TTFT, median TPOT): "
                  f"{'met' if verdict else 'NOT met'}")
+    lines.append("\nper run (in the order run):\n")
+    lines.append("| tool | C | order in pair | out tok/s | median TTFT ms | p99 TTFT ms | median TPOT ms | "
+                 "p99 TPOT ms | "
+                 "duration s | load avg before → after |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        lines.append(f"| {r['tool']} | {r['concurrency']} | {'first' if r['position'] == 0 else 'second'} | "
+                     f"{fmt(r['output_throughput'])} | {fmt(r['median_ttft_ms'])} | {fmt(r['p99_ttft_ms'])} | "
+                     f"{fmt(r['median_tpot_ms'])} | {fmt(r['p99_tpot_ms'])} | {fmt(r['duration'])} | "
+                     f"{r['loadavg_before']} → {r['loadavg_after']} |")
     table = "\n".join(lines)
     (out / "table.md").write_text(table + "\n")
     print(table)

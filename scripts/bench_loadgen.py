@@ -5,7 +5,8 @@ Starts scripts/fake_openai_server.py (answers at once: ``--output-len`` chunks o
 usage, [DONE]) pinned to core 1, then drives it from core 0 with
 
     serve-bench   one process (workers=0: Locust in-process, FastHttpUser/gevent), closed loop,
-                  ``--concurrency`` users, ``--requests`` requests (+1 warm-up request first), via run_stage
+                  ``--concurrency`` users, ``--requests`` requests (+1 warm-up request first), via run_stage,
+                  every record written to a JSONL file as it finishes (as ``serve-bench run`` does)
     vllm bench    vllm.benchmarks.serve (aiohttp/asyncio), --max-concurrency C, --num-prompts N,
                   --request-rate inf, --dataset-name random, --ignore-eos
 
@@ -74,13 +75,19 @@ def inner_serve_bench(a: argparse.Namespace) -> dict:
     run_stage(warm, url=a.url, model=MODEL, profile=profile, prompts=prompts, prompt_offset=a.requests)
     stage = profile.expanded_stages()[0]
     chunks = [0]
+    from serve_bench.load.records import RecordWriter
+
+    # as `serve-bench run` does: every record appended (and flushed) to records.jsonl as it finishes
+    writer = RecordWriter(Path(a.tmp) / "records.jsonl").open()
 
     def sink(r) -> None:
         chunks[0] += len(r.chunk_times_s)
+        writer.write(r)
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
     res = run_stage(stage, url=a.url, model=MODEL, profile=profile, prompts=prompts, sink=sink)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    writer.close()
     s = res.summary
     return {"completed": s["completed"], "failed": s["failed"], "duration": s["duration"], "wall_s": wall,
             "cpu_s": cpu, "chunks": chunks[0], "total_output_tokens": s["total_output_tokens"],

@@ -22,12 +22,12 @@ import time
 
 from aiohttp import web
 
-_CHAT_HEAD = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":"%s","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
-_CHAT_TOK = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":"%s","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}\n\n'
-_CHAT_LAST = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":"%s","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":"length"}]}\n\n'
-_CMPL_TOK = b'data: {"id":"%s","object":"text_completion","created":%d,"model":"%s","choices":[{"index":0,"text":" tok","finish_reason":null}]}\n\n'
-_CMPL_LAST = b'data: {"id":"%s","object":"text_completion","created":%d,"model":"%s","choices":[{"index":0,"text":" tok","finish_reason":"length"}]}\n\n'
-_USAGE = b'data: {"id":"%s","object":"%s","created":%d,"model":"%s","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'
+_CHAT_HEAD = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":"%s","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'  # noqa: E501
+_CHAT_TOK = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":"%s","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}\n\n'  # noqa: E501
+_CHAT_LAST = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":"%s","choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":"length"}]}\n\n'  # noqa: E501
+_CMPL_TOK = b'data: {"id":"%s","object":"text_completion","created":%d,"model":"%s","choices":[{"index":0,"text":" tok","finish_reason":null}]}\n\n'  # noqa: E501
+_CMPL_LAST = b'data: {"id":"%s","object":"text_completion","created":%d,"model":"%s","choices":[{"index":0,"text":" tok","finish_reason":"length"}]}\n\n'  # noqa: E501
+_USAGE = b'data: {"id":"%s","object":"%s","created":%d,"model":"%s","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'  # noqa: E501
 _DONE = b"data: [DONE]\n\n"
 
 
@@ -80,8 +80,9 @@ def make_app(model: str, default_tokens: int) -> web.Application:
         return await generate(request, False)
 
     async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": model, "object": "model", "created": 0, "owned_by": "fake", "root": model, "max_model_len": 1 << 20}]})
+        card = {"id": model, "object": "model", "created": 0, "owned_by": "fake", "root": model,
+                "max_model_len": 1 << 20}
+        return web.json_response({"object": "list", "data": [card]})
 
     async def health(request: web.Request) -> web.Response:
         return web.Response(status=200)

@@ -36,7 +36,14 @@ class _Strict(BaseModel):
 
 
 class Warmup(_Strict):
-    """Left out of statistics (kept on disk): the first ``requests`` sent, or those sent in the first ``duration_s``."""
+    """Left out of statistics (kept on disk): the first ``requests`` sent, or those sent in the first ``duration_s``.
+
+    In a closed-loop stage run in one process, measured requests are held until
+    every warm-up request has finished (as AIPerf's warm-up count does), so no
+    measured request meets a cold server; with workers, or in open loop, the
+    warm-up requests are only flagged, since holding sends would break the
+    schedule or need a global barrier.
+    """
 
     duration_s: float = Field(0.0, ge=0)
     requests: int = Field(0, ge=0)

@@ -125,6 +125,8 @@ def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, p
                counts: dict[str, int]) -> tuple[float, float, float | None]:
     state = new_state(plan, profile, model=model, prompts=prompts, sink=collect, prompt_offset=prompt_offset)
     state.finished = gevent.event.Event()
+    if not plan.open_loop and plan.warmup.requests:
+        state.warmup_gate = gevent.event.Event()
     prompts.prepare(prompt_offset, expected_requests(plan))
     env = Environment(user_classes=[make_user_class(state, plan.name, url, profile.timeout_s)],
                       host=url.rstrip("/"), catch_exceptions=True)

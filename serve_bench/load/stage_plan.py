@@ -79,6 +79,7 @@ def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: Pro
 
 def start_clock(state: StageState, plan: StagePlan, t0_s: float) -> None:
     """Fix the stage's wall-clock times: t0 is the first scheduled send (open loop) or all users spawned."""
+    state.clock_start_s = t0_s
     state.warmup_end_s = t0_s + plan.warmup.duration_s if plan.warmup.duration_s else None
     if plan.offsets_s is not None:
         state.schedule_s = [t0_s + t for t in plan.offsets_s]

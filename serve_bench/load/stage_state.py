@@ -54,6 +54,11 @@ class StageState:
     stopping: bool = False
     finished: Any = None  # gevent.event.Event, created by the runner (gevent is imported only there)
     ready: Any = None     # distributed: a gevent Event set when the master says go
+    # Closed loop in one process: measured requests wait for every warm-up request
+    # to finish, so none of them meets the cold server (a gevent Event, or None).
+    warmup_gate: Any = None
+    warmup_finished: int = 0
+    clock_start_s: float | None = None
 
     @property
     def outstanding(self) -> int:
@@ -106,4 +111,18 @@ class StageState:
         elif 400 <= record.status < 500:
             self.client_errors += 1
         self.recorded += 1
+        if record.warmup and self.warmup_gate is not None and not self.warmup_gate.is_set():
+            self.warmup_finished += 1
+            if self.warmup_finished >= self.warmup_requests:
+                self._open_gate()
         self.sink(record)
+
+    def _open_gate(self) -> None:
+        # the measured part's duration starts now, not while the server warmed up
+        if self.deadline_s is not None and self.clock_start_s is not None:
+            self.deadline_s += now_s() - self.clock_start_s
+        self.warmup_gate.set()
+
+    def wait_for_warmup(self, index: int) -> None:
+        if self.warmup_gate is not None and index >= self.warmup_requests:
+            self.warmup_gate.wait()

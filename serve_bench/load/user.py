@@ -64,6 +64,7 @@ class StreamingUser(FastHttpUser):
                 state.finished.wait()
             raise StopUser()
         index, intended_s = slot
+        state.wait_for_warmup(index)
         if intended_s is not None:
             delay = intended_s - now_s()
             if delay > 0:
