@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from serve_bench import settings
+from serve_bench.errors import ConfigError
 from serve_bench.models.checkpoint import Checkpoint
 from serve_bench.models.resolve import ResolvedModel, resolve
 from serve_bench.prune import MANIFEST, Target, prune
@@ -33,7 +34,8 @@ class ServedCheckpoint:
 def prepare(study: StudySpec) -> list[ServedCheckpoint]:
     out: list[ServedCheckpoint] = []
     settings_ = study.prune
-    targets = [Target(prune=p) for p in settings_.prune] + [Target(expansion_ratio=r) for r in settings_.expansion_ratio]
+    targets = [Target(prune=p) for p in settings_.prune]
+    targets += [Target(expansion_ratio=r) for r in settings_.expansion_ratio]
     pruned_root = study.checkpoints_dir or settings.home() / "checkpoints"
     for entry in study.models:
         resolved = resolve(entry.model)
@@ -65,8 +67,6 @@ def prepare(study: StudySpec) -> list[ServedCheckpoint]:
     names = [c.name for c in out]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
-        from serve_bench.errors import ConfigError
-
         raise ConfigError(f"two checkpoints would share the name {sorted(dupes)[0]!r}",
                           hint="give the models distinct `name:` fields in the study")
     return out

@@ -14,7 +14,7 @@ import requests
 
 from serve_bench import checkpoints as ckpts
 from serve_bench import environment
-from serve_bench.errors import ServerError, ServerStartError
+from serve_bench.errors import ConfigError, ServerDiedError, ServerError, ServerStartError
 from serve_bench.load.profiles import LoadProfile, load_profile
 from serve_bench.rundir import RESULTS, SUMMARY, RunDir, write_json
 from serve_bench.study import StudySpec
@@ -96,8 +96,6 @@ def _targets(study: StudySpec) -> list[ckpts.ServedCheckpoint]:
         name, root = _served_model(study.server.url, study.server.served_model)
         tokenizer = study.server.tokenizer or root
         if tokenizer is None:
-            from serve_bench.errors import ConfigError
-
             raise ConfigError(f"cannot tell which tokenizer {study.server.url} uses for {name!r}; synthetic "
                               "prompts of an exact length need it", hint="pass --tokenizer DIR")
         return [ckpts.ServedCheckpoint(name, Path(tokenizer), "remote", "", name)]
@@ -148,7 +146,8 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
             def on_stage(result: Any, profile: LoadProfile = profile) -> None:
                 nonlocal index
                 index += 1
-                data = {"checkpoint": ck.name, "profile": profile.name, "index": index, **result.model_dump(mode="json")}
+                data = {"checkpoint": ck.name, "profile": profile.name, "index": index,
+                        **result.model_dump(mode="json")}
                 write_json(run.stage_path(ck.name, index, result.stage), data)
                 _scrape(url, run.server_metrics_path(ck.name, index, f"after-{result.stage}"))
                 ev.stage_done(ck.name, data)
@@ -160,8 +159,6 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
                                   worker_log_dir=run.checkpoint_dir(ck.name))
             died = any(r.server_died for r in results) or (server is not None and not server.alive())
             if died:
-                from serve_bench.errors import ServerDiedError
-
                 tail = server.log_tail() if server is not None else ""
                 raise ServerDiedError(f"the server died during profile {profile.name}; finished stages are kept"
                                       + (f"; last lines of its log:\n{tail}" if tail else ""))
@@ -180,8 +177,6 @@ def _scrape(url: str, path: Path) -> None:
 
 def _served_model(url: str, wanted: str | None) -> tuple[str, str | None]:
     """The model to load at ``url`` and, when vLLM reports it as a local directory, its checkpoint."""
-    from serve_bench.errors import ConfigError
-
     try:
         models = requests.get(f"{url.rstrip('/')}/v1/models", timeout=10).json()["data"]
     except (requests.RequestException, ValueError, KeyError, TypeError) as err:

@@ -85,7 +85,8 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
             put(path, list(flags[key]))
     for key, path in (("criterion", "prune.criterion"), ("divisor", "prune.divisor"),
                       ("include_base", "prune.include_base"), ("url", "server.url"),
-                      ("served_model", "server.served_model"), ("tokenizer", "server.tokenizer"), ("port", "server.port"), ("out", "out_dir"),
+                      ("served_model", "server.served_model"), ("tokenizer", "server.tokenizer"),
+                      ("port", "server.port"), ("out", "out_dir"),
                       ("workers", "workers"), ("expect_workers", "remote_workers"),
                       ("master_bind_host", "master_bind_host"), ("master_port", "master_port"),
                       ("on_server_death", "on_server_death")):

@@ -57,7 +57,8 @@ class RemoteMaster:
 def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, *,
                     url: str, model: str, model_path: str | None, prompt_offset: int, seed: int, workers: int,
                     collect: RecordSink, flags: dict[str, bool], counts: dict[str, int],
-                    log_dir: Path | None = None, remote: RemoteMaster | None = None) -> tuple[float, float, float | None]:
+                    log_dir: Path | None = None,
+                    remote: RemoteMaster | None = None) -> tuple[float, float, float | None]:
     """Run one planned stage over ``workers`` processes (local ones, or ``remote`` workers that
     connect by themselves); returns (started_s, ended_s, warmup_end_s)."""
     from serve_bench.load.runner import refused  # runner imports this module lazily

@@ -141,7 +141,8 @@ def measured_records(records: Iterable[RequestRecord], warmup_end_s: float | Non
     for r in records:
         if r.warmup:
             continue
-        if warmup_end_s is not None and (r.intended_send_s if r.intended_send_s is not None else r.send_s) < warmup_end_s:
+        sent = r.intended_send_s if r.intended_send_s is not None else r.send_s
+        if warmup_end_s is not None and sent < warmup_end_s:
             continue
         kept.append(r)
     return kept

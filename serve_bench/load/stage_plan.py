@@ -73,7 +73,8 @@ def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: Pro
               prompt_offset: int = 0, worker_index: int = 0, workers: int = 1) -> StageState:
     return StageState(stage=plan.name, api=profile.api, model=model, max_tokens=profile.output_tokens,
                       ignore_eos=profile.ignore_eos, timeout_s=profile.timeout_s, prompts=prompts, sink=sink,
-                      worker_id=f"w{worker_index}", profile=profile.name, requests=plan.requests, warmup_requests=plan.warmup.requests,
+                      worker_id=f"w{worker_index}", profile=profile.name, requests=plan.requests,
+                      warmup_requests=plan.warmup.requests,
                       prompt_offset=prompt_offset, index_offset=worker_index, stride=workers)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from serve_bench.errors import ConfigError
 from serve_bench.models.checkpoint import Checkpoint
 from serve_bench.models.resolve import ResolvedModel
 from serve_bench.prune import criteria
-from serve_bench.prune.families import MlpLayout, detect
+from serve_bench.prune.families import detect
 from serve_bench.prune.plan import DEFAULT_DIVISOR, Plan, Target, plan
 from serve_bench.prune.rewrite import MANIFEST, Output, check_destinations, output_nbytes, write_all
 
@@ -102,15 +103,8 @@ def indices_sha256(idx: torch.Tensor) -> str:
 
 def ckpt_manifest(ckpt: Checkpoint) -> dict | None:
     """The pruning manifest of a source that was itself pruned, kept for lineage."""
-    import json
-
     path = ckpt.path / MANIFEST
     try:
         return json.loads(path.read_text()) if path.is_file() else None
     except json.JSONDecodeError:
         return None
-
-
-def describe(layout: MlpLayout) -> str:
-    return (f"{layout.family}: {layout.num_layers} layers, hidden {layout.hidden_size}, "
-            f"intermediate {layout.intermediate_size}")
