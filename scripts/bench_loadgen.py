@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -47,12 +46,6 @@ def loadavg() -> str:
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- inner: runs pinned, one per measurement ---------------------------------------------------------------------
@@ -183,6 +176,8 @@ def main() -> None:
         a.model_path = str(resolve("default").path)
     tmp = a.out / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     tmp.mkdir(parents=True, exist_ok=True)
+    from serve_bench.serve.server import free_port
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     srv_log = open(tmp / "fake_server.log", "w")

@@ -59,7 +59,7 @@ def prepare(study: StudySpec) -> list[ServedCheckpoint]:
                 todo.append(t)
         if todo:
             for r in prune(resolved, todo, out=pruned_root, criterion=criterion, divisor=settings_.divisor,
-                           overwrite=True):
+                           overwrite=True, source_sha256=source_sum):
                 reusable[r.plan.target] = (r.path, r.manifest)
         for t in targets:
             dest, m = reusable[t]

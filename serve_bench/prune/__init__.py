@@ -31,7 +31,10 @@ class PruneResult:
 
 
 def prune(model: ResolvedModel, targets: list[Target], *, out: Path, criterion: str = criteria.DEFAULT,
-          divisor: int = DEFAULT_DIVISOR, overwrite: bool = False) -> list[PruneResult]:
+          divisor: int = DEFAULT_DIVISOR, overwrite: bool = False,
+          source_sha256: str | None = None) -> list[PruneResult]:
+    """``source_sha256``: the source's weight checksum when the caller has it already
+    (hashing a large checkpoint means reading all of it)."""
     if not targets:
         raise ConfigError("no pruning target given", hint="pass --prune 0.2 0.4 or --expansion-ratio 2.4")
     crit_name, score = criteria.get(criterion)
@@ -51,7 +54,7 @@ def prune(model: ResolvedModel, targets: list[Target], *, out: Path, criterion: 
         for o in outputs:
             o.keep[layer] = criteria.keep_indices(scores, o.plan.k)
 
-    source_checksum = ckpt.checksum()
+    source_checksum = source_sha256 or ckpt.checksum()
     roles = {name: (layer, role) for layer, names in layout.layers.items() for role, name in names.items()}
     params_before = ckpt.num_parameters()
 

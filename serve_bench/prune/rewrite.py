@@ -123,7 +123,11 @@ def write_all(ckpt: Checkpoint, layout: MlpLayout, outputs: list[Output], manife
 def _check_space(ckpt: Checkpoint, roles: dict[str, tuple[int, str]], outputs: list[Output]) -> None:
     need = sum(output_nbytes(ckpt, roles, o.plan.k) for o in outputs)
     parent = outputs[0].dest.parent
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PruneError(f"cannot create the output directory {parent}: {err.strerror}",
+                         hint="choose a writable --out") from err
     free = shutil.disk_usage(parent).free
     if need > free:
         raise DiskFullError(
