@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from serve_bench.errors import ConfigError
+
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 RESULTS = "results.md"
@@ -52,7 +54,11 @@ class RunDir:
         while path.exists():
             n += 1
             path = base.with_name(f"{base.name}-{n}")
-        path.mkdir(parents=True)
+        try:
+            path.mkdir(parents=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the run directory {path}: {err.strerror}",
+                              hint="choose a writable --out (or out_dir in the study)") from err
         return cls(path)
 
     def checkpoint_dir(self, name: str) -> Path:

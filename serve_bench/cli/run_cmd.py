@@ -75,7 +75,9 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
         node = data
         *parents, leaf = path.split(".")
         for p in parents:
-            node = node.setdefault(p, {}) if isinstance(node.get(p, {}), dict) else node
+            if not isinstance(node.get(p), dict):  # absent, or null in the file: the flag supplies it
+                node[p] = {}
+            node = node[p]
         node[leaf] = value
 
     if flags["models"]:

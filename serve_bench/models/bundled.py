@@ -49,7 +49,11 @@ def checkpoint_dir() -> Path:
 def ensure_converted() -> Path:
     """The converted checkpoint, converting on first use; verified by checksum."""
     dest = checkpoint_dir()
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ModelError(f"cannot create the model cache {dest.parent}: {err.strerror}",
+                         hint="point SERVE_BENCH_HOME at a writable directory") from err
     with _lock(dest.parent / f".{NAME}.lock"):
         if _verified(dest):
             return dest

@@ -133,3 +133,8 @@ def test_full_disk_while_writing(llama, tmp_path, small_disk):
     proc = sb("prune", str(src), "--prune", "0.1", "--out", str(small_disk))
     assert_clean_error(proc, 4, "disk filled")
     assert list(small_disk.iterdir()) == [], "no partial checkpoint may remain"
+
+
+def test_unwritable_output(llama):
+    assert_clean_error(sb("prune", str(llama), "--prune", "0.1", "--out", "/proc/serve-bench-nope"), 4,
+                       "cannot create the output directory")

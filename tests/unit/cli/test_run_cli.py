@@ -72,3 +72,8 @@ def test_run_help_documents_flags():
     out = subprocess.run([sys.executable, "-m", "serve_bench", "run", "--help"], capture_output=True, text=True)
     for flag in ("--model", "--prune", "--profile", "--url", "--workers", "--slo", "--on-server-death"):
         assert flag in out.stdout
+
+
+def test_unwritable_run_directory():
+    assert_clean_error(sb("run", "--no-prune", "--out", "/proc/serve-bench-nope"), 2,
+                       "cannot create the run directory")
