@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A minimal OpenAI-compatible streaming server that answers at once: a load-generator test fixture.
+"""A minimal OpenAI-compatible streaming server with known timing: a load-generator test fixture.
 
     POST /v1/chat/completions, /v1/completions   stream=true: N chunks of one "token" each
                                                   (N = max_tokens / max_completion_tokens, default 16),
@@ -7,17 +7,36 @@
                                                   then ``data: [DONE]``; stream=false: one JSON body
     GET  /v1/models, /health
 
-No model, no tokenizer: prompt_tokens is a word count of the prompt. Every
-chunk is written as soon as it is built (no artificial delay), so the client
-is the bottleneck. Chunks are pre-rendered byte templates to keep the
-server's CPU per request low; one process, one event loop (aiohttp).
+No model, no tokenizer: prompt_tokens is a word count of the prompt. Chunks
+are pre-rendered byte templates to keep the server's CPU per request low; one
+process, one event loop (aiohttp, on uvloop when it is installed).
+
+Timing. By default every chunk is written as soon as it is built, so the
+client is the bottleneck. With ``--ttft-ms X --itl-ms Y`` a stream received
+at t0 writes content chunk k (k = 0 … N-1) at t0 + X + k·Y: each write waits
+for its absolute deadline (never for a sleep after the previous write), so
+late wake-ups do not add up along a stream. The chat role chunk goes out in
+the same write as the first content chunk (as vLLM sends them), the usage
+chunk and [DONE] right after the last. A non-streamed answer is sent at
+t0 + X + (N-1)·Y. t0 is when the handler starts (headers received, before
+the body is read).
+
+``--timing-log PATH`` appends one JSON line per streamed request, written
+when it ends: ``{"recv": t0, "first": …, "last": …, "n": N}``, wall-clock
+seconds (time.time()) just after the first and the last content chunk were
+handed to the socket, so a benchmark can tell the server's own lateness from
+the client's.
 
     python scripts/fake_openai_server.py --port 8999 [--model fake] [--default-tokens 16]
+                                        [--ttft-ms 100 --itl-ms 20] [--timing-log /tmp/fake-timing.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
+import json
 import time
 
 from aiohttp import web
@@ -31,9 +50,22 @@ _USAGE = b'data: {"id":"%s","object":"%s","created":%d,"model":"%s","choices":[]
 _DONE = b"data: [DONE]\n\n"
 
 
-def make_app(model: str, default_tokens: int) -> web.Application:
+async def _until(deadline: float) -> None:
+    """Sleep until time.perf_counter() reaches ``deadline``; never return early.
+
+    The event loop's timers round to a millisecond (uvloop) and may start from a
+    stale loop time, so a single sleep can wake a little early: sleep again for the rest.
+    """
+    while (left := deadline - time.perf_counter()) > 0:
+        await asyncio.sleep(left)
+
+
+def make_app(model: str, default_tokens: int, ttft_ms: float = 0.0, itl_ms: float = 0.0,
+             timing_log: str | None = None) -> web.Application:
     counter = [0]
     model_b = model.encode()
+    ttft_s, itl_s = ttft_ms / 1000.0, itl_ms / 1000.0
+    log = open(timing_log, "a", buffering=1, encoding="utf-8") if timing_log else None
 
     def prompt_tokens(body: dict) -> int:
         if "messages" in body:
@@ -42,6 +74,7 @@ def make_app(model: str, default_tokens: int) -> web.Application:
         return len(p) if isinstance(p, list) else len(str(p).split())
 
     async def generate(request: web.Request, chat: bool) -> web.StreamResponse:
+        t0, w0 = time.perf_counter(), time.time()  # receipt, on both clocks (perf paces, wall is logged)
         body = await request.json()
         n = int(body.get("max_completion_tokens") or body.get("max_tokens") or default_tokens)
         n = max(1, n)
@@ -51,6 +84,8 @@ def make_app(model: str, default_tokens: int) -> web.Application:
         created = int(time.time())
         obj = b"chat.completion.chunk" if chat else b"text_completion"
         if not body.get("stream"):
+            if ttft_s or itl_s:
+                await _until(t0 + ttft_s + (n - 1) * itl_s)
             text = " tok" * n
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": text, "finish_reason": "length"})
@@ -61,16 +96,26 @@ def make_app(model: str, default_tokens: int) -> web.Application:
         await resp.prepare(request)
         args = (rid, created, model_b)
         tok, last = (_CHAT_TOK, _CHAT_LAST) if chat else (_CMPL_TOK, _CMPL_LAST)
-        if chat:
-            await resp.write(_CHAT_HEAD % args)
         tok_b = tok % args
-        for _ in range(n - 1):
-            await resp.write(tok_b)
-        await resp.write(last % args)
+        paced = bool(ttft_s or itl_s)
+        first_t = last_t = 0.0
+        for k in range(n):
+            if paced:
+                await _until(t0 + ttft_s + k * itl_s)
+            chunk = tok_b if k < n - 1 else last % args
+            if k == 0 and chat:
+                chunk = (_CHAT_HEAD % args) + chunk  # the role chunk, together with the first token
+            await resp.write(chunk)
+            if k == 0:
+                first_t = time.perf_counter()
+        last_t = time.perf_counter()
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(_USAGE % (rid, obj, created, model_b, p, n, p + n))
         await resp.write(_DONE)
         await resp.write_eof()
+        if log is not None:
+            log.write(json.dumps({"recv": w0, "first": w0 + (first_t - t0), "last": w0 + (last_t - t0), "n": n})
+                      + "\n")
         return resp
 
     async def chat(request: web.Request) -> web.StreamResponse:
@@ -101,6 +146,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8999)
     ap.add_argument("--model", default="fake")
     ap.add_argument("--default-tokens", type=int, default=16)
+    ap.add_argument("--ttft-ms", type=float, default=0.0, help="receipt to the first content chunk (default 0)")
+    ap.add_argument("--itl-ms", type=float, default=0.0, help="between consecutive content chunks (default 0)")
+    ap.add_argument("--timing-log", default=None, help="append one JSON line of server-side times per request")
     args = ap.parse_args()
     try:
         import uvloop  # noqa: F401
@@ -108,7 +156,11 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(make_app(args.model, args.default_tokens), host=args.host, port=args.port, access_log=None,
+    app = make_app(args.model, args.default_tokens, args.ttft_ms, args.itl_ms, args.timing_log)
+    # everything alive now (aiohttp, uvloop…) never needs collecting: keep it out of the cycle collector, so a
+    # full collection under load scans only live requests (without this, 15-30 ms stalls delay every stream)
+    gc.freeze()
+    web.run_app(app, host=args.host, port=args.port, access_log=None,
                 print=None, backlog=1024)
 
 

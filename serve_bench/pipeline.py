@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import requests
 
+from serve_bench import auth, environment
 from serve_bench import checkpoints as ckpts
-from serve_bench import environment
 from serve_bench.errors import ConfigError, ServerDiedError, ServerError, ServerStartError
 from serve_bench.load.profiles import LoadProfile, load_profile
 from serve_bench.rundir import RESULTS, SUMMARY, RunDir, write_json
@@ -47,7 +47,13 @@ class RunOutcome:
 def run_study(study: StudySpec, events: Events | None = None, command: list[str] | None = None) -> RunOutcome:
     ev: Events = events or NoEvents()  # type: ignore[assignment]
     profiles = [load_profile(p) for p in study.profiles]  # bad profiles fail before anything starts
+    key = api_key(study)
     run = RunDir.create(study.out_dir, study.name)
+    secrets = [key, auth.key_from_env(study.server.api_key_env)]
+
+    def save_manifest() -> None:
+        write_json(run.path / "manifest.json", auth.redact(manifest, secrets))
+
     manifest: dict[str, Any] = {
         "study": study.model_dump(mode="json"),
         "profiles": [p.model_dump(mode="json") for p in profiles],
@@ -58,16 +64,16 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         "hardware": environment.hardware(),
         "checkpoints": [],
     }
-    write_json(run.path / "manifest.json", manifest)
+    save_manifest()
     outcome = RunOutcome(run.path, "running")
     try:
-        served = _targets(study)
+        served = _targets(study, key)
         manifest["checkpoints"] = [c.describe() for c in served]
-        write_json(run.path / "manifest.json", manifest)
+        save_manifest()
         for i, ck in enumerate(served):
             ev.checkpoint_started(ck.name, i, len(served))
             try:
-                _serve_and_load(study, profiles, run, ck, ev, outcome)
+                _serve_and_load(study, profiles, run, ck, ev, outcome, key)
             except ServerError as err:
                 outcome.problems.append(f"{ck.name}: {err.message}")
                 ev.problem(f"{ck.name}: {err.message}")
@@ -82,7 +88,7 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         raise
     finally:
         manifest.update(status=outcome.status, ended_utc=_now(), problems=outcome.problems)
-        write_json(run.path / "manifest.json", manifest)
+        save_manifest()
         from serve_bench.summary import collect, render_markdown
 
         outcome.rows = collect(run)
@@ -91,9 +97,17 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
     return outcome
 
 
-def _targets(study: StudySpec) -> list[ckpts.ServedCheckpoint]:
+def api_key(study: StudySpec) -> str | None:
+    """The key sent to the server: the study's environment variable, else vLLM's --api-key in engine_args."""
+    from_env = auth.key_from_env(study.server.api_key_env)
     if study.server.url:
-        name, root = _served_model(study.server.url, study.server.served_model)
+        return from_env
+    return from_env or auth.split_api_key(study.server.engine_args)[1]
+
+
+def _targets(study: StudySpec, key: str | None) -> list[ckpts.ServedCheckpoint]:
+    if study.server.url:
+        name, root = _served_model(study.server.url, study.server.served_model, key)
         tokenizer = study.server.tokenizer or root
         if tokenizer is None:
             raise ConfigError(f"cannot tell which tokenizer {study.server.url} uses for {name!r}; synthetic "
@@ -103,17 +117,19 @@ def _targets(study: StudySpec) -> list[ckpts.ServedCheckpoint]:
 
 
 def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint,
-                    ev: Events, outcome: RunOutcome) -> None:
+                    ev: Events, outcome: RunOutcome, key: str | None) -> None:
     from serve_bench.serve.server import ServerSpec, VllmServer
 
     ck_dir = run.checkpoint_dir(ck.name)
     write_json(ck_dir / "checkpoint.json", ck.describe())
     if study.server.url:
-        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome)
+        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome, key)
         return
     spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
                       host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
                       env=dict(study.server.env), startup_timeout_s=study.server.startup_timeout_s)
+    # the key vLLM is started with is vLLM's own --api-key; the client sends `key` (the same, unless the
+    # environment gives another)
     server = VllmServer(spec)
     try:
         server.start()
@@ -123,20 +139,20 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
         raise
     try:
         ev.server_ready(ck.name, server.url)
-        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome)
+        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key)
     finally:
         server.stop()
 
 
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
-          served_name: str, server: Any, ev: Events, outcome: RunOutcome) -> None:
+          served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None) -> None:
     from serve_bench.load.distributed import RemoteMaster
     from serve_bench.load.records import RecordWriter
     from serve_bench.load.runner import run_profile
 
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
     index = 0
-    _scrape(url, run.server_metrics_path(ck.name, index, "start"))
+    _scrape(url, run.server_metrics_path(ck.name, index, "start"), key)
     with RecordWriter(run.records_path(ck.name)) as writer:
         def sink(record: Any) -> None:
             writer.write(record)
@@ -149,13 +165,13 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
                 data = {"checkpoint": ck.name, "profile": profile.name, "index": index,
                         **result.model_dump(mode="json")}
                 write_json(run.stage_path(ck.name, index, result.stage), data)
-                _scrape(url, run.server_metrics_path(ck.name, index, f"after-{result.stage}"))
+                _scrape(url, run.server_metrics_path(ck.name, index, f"after-{result.stage}"), key)
                 ev.stage_done(ck.name, data)
 
             ev.stage_started(ck.name, profile.name)
             results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
                                   sink=sink, slos_ms=study.slo or None, on_stage=on_stage,
-                                  workers=study.remote_workers or study.workers, remote=remote,
+                                  workers=study.remote_workers or study.workers, remote=remote, api_key=key,
                                   worker_log_dir=run.checkpoint_dir(ck.name))
             died = any(r.server_died for r in results) or (server is not None and not server.alive())
             if died:
@@ -164,22 +180,31 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
                                       + (f"; last lines of its log:\n{tail}" if tail else ""))
 
 
-def _scrape(url: str, path: Path) -> None:
+def _scrape(url: str, path: Path, key: str | None) -> None:
     """The server's own Prometheus metrics; a server without /metrics is noted, not fatal."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        resp = requests.get(f"{url}/metrics", timeout=10)
+        resp = requests.get(f"{url}/metrics", headers=auth.headers(key), timeout=10)
         text = resp.text if resp.status_code == 200 else f"# /metrics answered HTTP {resp.status_code}\n"
     except requests.RequestException as err:
         text = f"# /metrics unreachable: {type(err).__name__}\n"
     path.write_text(text)
 
 
-def _served_model(url: str, wanted: str | None) -> tuple[str, str | None]:
+def _served_model(url: str, wanted: str | None, key: str | None) -> tuple[str, str | None]:
     """The model to load at ``url`` and, when vLLM reports it as a local directory, its checkpoint."""
     try:
-        models = requests.get(f"{url.rstrip('/')}/v1/models", timeout=10).json()["data"]
-    except (requests.RequestException, ValueError, KeyError, TypeError) as err:
+        resp = requests.get(f"{url.rstrip('/')}/v1/models", headers=auth.headers(key), timeout=10)
+    except requests.RequestException as err:
+        raise ConfigError(f"cannot list the models served at {url} ({type(err).__name__})",
+                          hint="check --url: it must be an OpenAI-compatible server") from err
+    if resp.status_code == 401:
+        raise ConfigError(f"{url} answers 401 Unauthorized" + (": the API key was refused" if key else ""),
+                          hint="put the server's key in OPENAI_API_KEY (or the variable named by "
+                               "server.api_key_env)")
+    try:
+        models = resp.json()["data"]
+    except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"cannot list the models served at {url} ({type(err).__name__})",
                           hint="check --url: it must be an OpenAI-compatible server") from err
     ids = [m.get("id") for m in models]

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serve_bench.auth import DEFAULT_KEY_ENV
 from serve_bench.load.metrics import SLO_METRICS
 from serve_bench.prune.criteria import ALIASES, CRITERIA
 from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
@@ -62,6 +63,9 @@ class ServerSettings(_Strict):
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535)
     startup_timeout_s: float = Field(600.0, gt=0)
+    api_key_env: str = Field(DEFAULT_KEY_ENV, min_length=1,
+                             description="environment variable holding the API key sent on every request; "
+                                         "vLLM's --api-key in engine_args is used when this is unset")
 
 
 class StudySpec(_Strict):
@@ -74,7 +78,8 @@ class StudySpec(_Strict):
     on_server_death: Literal["continue", "stop"] = "continue"
     workers: int = Field(0, ge=0, description="Locust worker processes on this host (0: run in-process)")
     remote_workers: int = Field(0, ge=0, description="Locust workers on other hosts to wait for (serve-bench worker)")
-    master_bind_host: str = Field("0.0.0.0", description="where remote workers connect")
+    master_bind_host: str = Field("127.0.0.1", description="where remote workers connect; Locust's master "
+                                                           "protocol is unauthenticated, so only loopback by default")
     master_port: int = Field(5557, ge=1, le=65535)
     out_dir: Path = Path("runs")
     checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")

@@ -22,11 +22,23 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("ok/failed", "ok_failed", "{}"),
     ("req/s", "request_throughput", "{:.2f}"),
     ("out tok/s", "output_throughput", "{:.1f}"),
+    ("steady tok/s", "steady_output_throughput", "{:.1f}"),
     ("vs base", "output_throughput_vs_base", "{:.2f}x"),
-    ("TTFT p50 ms", "median_ttft_ms", "{:.1f}"),
+    ("TTFT p50 ms", "ttft_p50_ms", "{:.1f}"),
     ("TPOT p50 ms", "median_tpot_ms", "{:.2f}"),
-    ("E2EL p99 ms", "p99_e2el_ms", "{:.0f}"),
+    ("E2EL p99 ms", "e2el_p99_ms", "{:.0f}"),
     ("flags", "flags", "{}"),
+]
+FROM_INTENDED_MARK = "†"
+# Columns whose open-loop value is measured from the intended send time.
+_HEADLINE_LATENCY = ("ttft_p50_ms", "e2el_p99_ms")
+NOTES = [
+    "out tok/s: output tokens / (last response − first send), as `vllm bench serve` reports it; "
+    "steady tok/s: over the window in which every user was busy (closed loop) or the schedule ran "
+    "(open loop), without the stage's start and drain; vs base compares out tok/s.",
+    f"{FROM_INTENDED_MARK} open loop: latency from the intended send time, so a load generator that falls "
+    "behind cannot hide the queueing (MLPerf LoadGen); from the actual send: `sent_ttft_p50_ms`, "
+    "`sent_e2el_p99_ms` in summary.json.",
 ]
 
 
@@ -47,11 +59,18 @@ def row(result: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[s
                                    ("generator saturated", result.get("generator_saturated")),
                                    ("rejected", result.get("rejected")),
                                    ("stopped early", result.get("stopped_early"))) if on]
-    keys = ("request_throughput", "output_throughput", "total_token_throughput", "median_ttft_ms",
+    keys = ("request_throughput", "output_throughput", "total_token_throughput", "steady_output_throughput",
+            "steady_request_throughput", "mean_in_flight", "steady_mean_in_flight", "median_ttft_ms",
             "median_tpot_ms", "median_itl_ms", "p99_e2el_ms", "completed", "failed", "request_goodput")
+    intended = s.get("latency_from") == "intended send"
     return {"checkpoint": result["checkpoint"], "profile": result.get("profile"), "stage": result["stage"],
             "load": _load_label(result), "ok_failed": f"{s.get('completed', 0)}/{s.get('failed', 0)}",
-            **{k: s.get(k) for k in keys}, "flags": ", ".join(flags)}
+            **{k: s.get(k) for k in keys},
+            "latency_from": s.get("latency_from", "send"),
+            "ttft_p50_ms": s.get("median_ttft_from_intended_ms" if intended else "median_ttft_ms"),
+            "e2el_p99_ms": s.get("p99_e2el_from_intended_ms" if intended else "p99_e2el_ms"),
+            "sent_ttft_p50_ms": s.get("median_ttft_ms"), "sent_e2el_p99_ms": s.get("p99_e2el_ms"),
+            "flags": ", ".join(flags)}
 
 
 def _with_ratios(rows: list[dict[str, Any]], base_of: dict[str, str]) -> list[dict[str, Any]]:
@@ -89,8 +108,9 @@ def recompute(run: RunDir) -> list[dict[str, Any]]:
             for rec in read_records(path):
                 by_stage[(rec.profile, rec.stage)].append(rec)
         for res in run.stage_results(name):
+            users = res.get("target", {}).get("users") if res.get("kind") == "concurrency" else None
             summary = summarize(by_stage.get((res.get("profile"), res["stage"]), []),
-                                warmup_end_s=res.get("warmup_end_s"), slos_ms=slos)
+                                warmup_end_s=res.get("warmup_end_s"), slos_ms=slos, users=users)
             rows.append(row(res, summary))
     return _with_ratios(rows, _bases(run))
 
@@ -104,12 +124,22 @@ def _cell(value: Any, fmt: str) -> str:
         return str(value)
 
 
+def _row_cells(r: dict[str, Any]) -> list[str]:
+    cells = []
+    for _, key, fmt in COLUMNS:
+        cell = _cell(r.get(key), fmt)
+        if key in _HEADLINE_LATENCY and r.get("latency_from") == "intended send" and r.get(key) is not None:
+            cell += FROM_INTENDED_MARK
+        cells.append(cell)
+    return cells
+
+
 def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    return [c[0] for c in COLUMNS], [[_cell(r.get(key), fmt) for _, key, fmt in COLUMNS] for r in rows]
+    return [c[0] for c in COLUMNS], [_row_cells(r) for r in rows]
 
 
 def render_markdown(rows: list[dict[str, Any]]) -> str:
     head, body = table(rows)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in NOTES) + "\n"

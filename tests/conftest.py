@@ -10,5 +10,16 @@ monkey.patch_all()
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import pytest  # noqa: E402
+
 # tests import their helpers (tiny_models…) as top-level modules
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # marks add up: a module's `pytestmark = pytest.mark.unit` plus a test's own
+    # `system` mark would leave that test in `-m unit`; mixed modules mark each test
+    both = [item.nodeid for item in items if item.get_closest_marker("unit") and item.get_closest_marker("system")]
+    if both:
+        raise pytest.UsageError("marked both unit and system (mark each test of a mixed module instead):\n  "
+                                + "\n  ".join(both))

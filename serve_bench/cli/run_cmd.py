@@ -61,10 +61,16 @@ class LiveView:
         def f(key: str, fmt: str) -> str:
             return fmt.format(s[key]) if s.get(key) is not None else "–"
 
+        if s.get("latency_from") == "intended send":  # open loop: from the schedule first, as sent beside it
+            ttft = (f"TTFT p50 {f('median_ttft_from_intended_ms', '{:.1f}')} ms from schedule "
+                    f"({f('median_ttft_ms', '{:.1f}')} from send), send lag p99 {f('p99_send_lag_ms', '{:.1f}')} ms")
+        else:
+            ttft = f"TTFT p50 {f('median_ttft_ms', '{:.1f}')} ms"
         self.live.console.print(
             f"  {checkpoint} {result['stage']}: {s.get('completed', 0)} ok, {s.get('failed', 0)} failed, "
-            f"{f('output_throughput', '{:.1f}')} tok/s, TTFT p50 {f('median_ttft_ms', '{:.1f}')} ms, "
-            f"TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms" + (f"  [yellow]{', '.join(flags)}[/]" if flags else ""))
+            f"{f('output_throughput', '{:.1f}')} tok/s (steady {f('steady_output_throughput', '{:.1f}')}), "
+            f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms"
+            + (f"  [yellow]{', '.join(flags)}[/]" if flags else ""))
 
     def problem(self, message: str) -> None:
         self.live.console.print(f"[red]problem:[/] {message}")
@@ -127,7 +133,9 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--workers", type=int, default=None, help="Locust worker processes on this host (0: in-process).")
 @click.option("--master", "expect_workers", type=int, default=None, metavar="N",
               help="Act as Locust master and wait for N workers started elsewhere with `serve-bench worker`.")
-@click.option("--master-bind-host", default=None, help="Address remote workers connect to (default 0.0.0.0).")
+@click.option("--master-bind-host", default=None,
+              help="Address remote workers connect to (default 127.0.0.1; Locust's master protocol is "
+                   "unauthenticated, so binding elsewhere lets anyone who reaches the port join).")
 @click.option("--master-port", type=int, default=None, help="Port remote workers connect to (default 5557).")
 @click.option("--slo", multiple=True, help="SLO as NAME=MS (ttft_ms, tpot_ms, itl_ms, e2el_ms, ntpot_ms).")
 @click.option("--on-server-death", type=click.Choice(["continue", "stop"]), default=None,
@@ -154,6 +162,10 @@ def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
     if no_prune:
         data.setdefault("prune", {}).update(prune=[], expansion_ratio=[])
     spec = validate(StudySpec, data, str(study) if study else "command line")
+    if spec.remote_workers and not _loopback(spec.master_bind_host):
+        console.print(f"[yellow]warning:[/] the Locust master listens on {spec.master_bind_host}:{spec.master_port}; "
+                      f"its protocol is unauthenticated: anyone who reaches that port can join the run and send "
+                      f"records. Bind to a private interface, or firewall the port.", highlight=False)
     with Live("", console=console, refresh_per_second=4, transient=True) as live:
         outcome = run_study(spec, LiveView(live))
     _print_table(outcome.rows, f"run {outcome.run_dir}")
@@ -162,6 +174,17 @@ def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
         for p in outcome.problems:
             console.print(f"[red]problem:[/] {p}")
         raise click.exceptions.Exit(5)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @click.command()
@@ -177,7 +200,7 @@ def summarize(run_dir: Path) -> None:
 
 
 def _print_table(rows: list[dict[str, Any]], title: str) -> None:
-    from serve_bench.summary import table
+    from serve_bench.summary import NOTES, table
 
     head, body = table(rows)
     t = Table(title=title)
@@ -186,6 +209,8 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
     for cells in body:
         t.add_row(*cells)
     console.print(t)
+    for note in NOTES:
+        console.print(f"[dim]{note}[/]")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)

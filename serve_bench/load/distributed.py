@@ -1,18 +1,25 @@
-"""Locust's distributed mode: a master in this process, N local worker processes.
+"""Locust's distributed mode: a master in this process, N local worker processes (or remote ones).
 
-The master dispatches users (Locust's own dispatcher); every worker derives the
-same plan and seeded schedule from the stage, and takes every N-th request
-index (worker w: w, w+N…), so indices and prompts never collide. Records
-travel to the master as custom messages (``sb_records``) while the stage runs,
-and in the ``report_to_master`` stats report as a last resort when a worker
-quits. The master says go (``sb_go``, with the stage's wall-clock start) once
-every worker has spawned its users, and ends the stage when every worker says
-it is done (``sb_done``), when the server has died, or when a worker is lost.
+The master dispatches users (Locust's own dispatcher). A stage goes:
+
+    sb_spec      master → each worker: profile, stage, URL; the worker builds its prompt set and
+                 measures its clock offset to the master (sb_ping/sb_pong, NTP-style: the sample with
+                 the shortest round trip), then answers sb_spec_ok with the offset
+    spawn        Locust spawns the users; each connects and waits at the start barrier; workers report
+                 how many are ready in sb_status
+    sb_deal      once all are ready: each worker gets as many residues of a period of N (all users) as
+                 it runs users (stage_state.deal), builds those prompts, answers sb_dealt; so request
+                 indices follow the users each worker really runs, whatever Locust's split
+    sb_go        the stage's start t0 on the master's clock; each worker converts it with its offset
+
+Records travel to the master in sb_records while the stage runs, with their
+timestamps moved onto the master's clock, so send lag and every duration are
+free of clock skew between hosts (the offsets are reported). A worker that
+disconnects mid-stage is named in the result; the records it sent are kept.
 
 Local workers are ``python -m serve_bench.load.worker --once`` processes this
 module starts; remote ones are ``serve-bench worker --master-host THIS_HOST``
-processes started by hand on other hosts, which serve stage after stage. Both
-receive the stage's spec from the master (``sb_spec``) once connected.
+processes started by hand on other hosts, which serve stage after stage.
 """
 
 from __future__ import annotations
@@ -28,15 +35,17 @@ from typing import Any
 import gevent
 import gevent.event
 from locust.env import Environment
+from locust.runners import STATE_MISSING
 
 from serve_bench.errors import LoadError
 from serve_bench.load.clock import now_s
+from serve_bench.load.liveness import CpuShare, refused
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage
 from serve_bench.load.records import RequestRecord
-from serve_bench.load.stage_plan import SPAWN_RATE, StagePlan
-from serve_bench.load.stage_state import RecordSink
+from serve_bench.load.stage_plan import StagePlan
+from serve_bench.load.stage_state import RecordSink, deal
 from serve_bench.load.user import make_user_class
-from serve_bench.load.worker import DEFAULT_MASTER_PORT
+from serve_bench.load.worker import API_KEY_ENV, DEFAULT_MASTER_PORT
 from serve_bench.processes import die_with_parent
 from serve_bench.serve.server import free_port
 
@@ -49,45 +58,51 @@ _TICK_S = 0.05
 class RemoteMaster:
     """Where this process listens for workers started by hand on other hosts."""
 
-    bind_host: str = "0.0.0.0"
+    bind_host: str = "127.0.0.1"
     port: int = DEFAULT_MASTER_PORT
     connect_timeout_s: float = 600.0
 
 
 def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, *,
                     url: str, model: str, model_path: str | None, prompt_offset: int, seed: int, workers: int,
-                    collect: RecordSink, flags: dict[str, bool], counts: dict[str, int],
-                    log_dir: Path | None = None,
-                    remote: RemoteMaster | None = None) -> tuple[float, float, float | None]:
+                    collect: RecordSink, flags: dict[str, bool], counts: dict[str, int], info: dict[str, Any],
+                    notes: list[str], log_dir: Path | None = None, remote: RemoteMaster | None = None,
+                    api_key: str | None = None) -> tuple[float, float, float | None]:
     """Run one planned stage over ``workers`` processes (local ones, or ``remote`` workers that
     connect by themselves); returns (started_s, ended_s, warmup_end_s)."""
-    from serve_bench.load.runner import refused  # runner imports this module lazily
+    from serve_bench.load.runner import await_barrier  # the runner imports this module
 
     expected = workers
     workers = max(1, min(workers, plan.users))  # a worker without users would never finish its share
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="serve-bench-workers-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     port = remote.port if remote else free_port()
-    env = Environment(user_classes=[make_user_class(None, plan.name, url, profile.timeout_s)], host=url.rstrip("/"))
+    env = Environment(user_classes=[make_user_class(None, plan.name, url, profile.timeout_s)], host=url.rstrip("/"),
+                      stop_timeout=profile.timeout_s)
     runner = env.create_master_runner(master_bind_host=remote.bind_host if remote else "127.0.0.1",
                                       master_bind_port=port)
     done: set[str] = set()
     flushed: set[str] = set()
-    status: dict[str, dict[str, int]] = {}
-    spawned = gevent.event.Event()
-    env.events.spawning_complete.add_listener(lambda user_count: spawned.set())
+    dealt: set[str] = set()
+    status: dict[str, dict[str, Any]] = {}
+    spec_ok: dict[str, dict[str, float]] = {}
+    spec_failed: dict[str, str] = {}
 
     def take_records(data: Any) -> None:
         for item in data or []:
             collect(RequestRecord.model_validate(item))
 
+    def pong(environment: Any, msg: Any, **kw: Any) -> None:
+        received = now_s()
+        runner.send_message("sb_pong", {**msg.data, "t2": received, "t3": now_s()}, client_id=msg.node_id)
+
+    runner.register_message("sb_ping", pong)
     runner.register_message("sb_records", lambda environment, msg, **kw: take_records(msg.data))
     runner.register_message("sb_status", lambda environment, msg, **kw: status.__setitem__(msg.node_id, msg.data))
     runner.register_message("sb_done", lambda environment, msg, **kw: done.add(msg.node_id))
     runner.register_message("sb_flushed", lambda environment, msg, **kw: flushed.add(msg.node_id))
-    spec_ok: set[str] = set()
-    spec_failed: dict[str, str] = {}
-    runner.register_message("sb_spec_ok", lambda environment, msg, **kw: spec_ok.add(msg.node_id))
+    runner.register_message("sb_dealt", lambda environment, msg, **kw: dealt.add(msg.node_id))
+    runner.register_message("sb_spec_ok", lambda environment, msg, **kw: spec_ok.__setitem__(msg.node_id, msg.data))
     runner.register_message("sb_spec_failed",
                             lambda environment, msg, **kw: spec_failed.__setitem__(msg.node_id, msg.data["error"]))
     env.events.worker_report.add_listener(
@@ -95,44 +110,43 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
 
     spec = {"profile": profile.model_dump(mode="json"), "stage": stage.model_dump(mode="json"), "url": url,
             "model": model, "model_path": model_path, "prompt_offset": prompt_offset, "seed": seed,
-            "workers": workers, "master_port": port}
-    procs = [] if remote else [_spawn_worker(port, w, log_dir) for w in range(workers)]
+            "master_port": port}
+    procs = [] if remote else [_spawn_worker(port, w, log_dir, api_key) for w in range(workers)]
     started_s = warmup_end_s = None
+    clients: list[str] = []
     try:
         _wait_for_workers(runner, procs, expected if remote else workers, log_dir, remote)
         # with more remote workers connected than users, the extra ones sit this stage out
         clients = sorted(c.id for c in runner.clients.ready)[:workers]
         for index, client_id in enumerate(clients):
             runner.send_message("sb_spec", {**spec, "worker_index": index}, client_id=client_id)
-        _wait_for_specs(spec_ok, spec_failed, clients)
+        _wait_for(lambda: set(spec_ok) >= set(clients), spec_failed, "prepared the stage", len(clients))
+        info["worker_clocks"] = {_short(c): spec_ok[c] for c in clients}
         started_s = now_s()
-        runner.start(plan.start_users, spawn_rate=SPAWN_RATE)
-        spawned.wait()
+        runner.start(plan.start_users, spawn_rate=plan.spawn_rate)
+        await_barrier(lambda: sum(status.get(c, {}).get("users_ready", 0) for c in clients), plan.start_users,
+                      plan, notes)
+        users = [status.get(c, {}).get("users_ready", 0) for c in clients]
+        for client_id, slots in zip(clients, deal(users)):
+            runner.send_message("sb_deal", {"slots": slots, "period": sum(users)}, client_id=client_id)
+        _wait_for(lambda: dealt >= set(clients), spec_failed, "built their prompts", len(clients))
+        cpu = CpuShare()
         t0 = now_s() + (GO_LEAD_S if plan.open_loop else 0.0)  # the go message must reach workers before t0
         warmup_end_s = t0 + plan.warmup.duration_s if plan.warmup.duration_s else None
         runner.send_message("sb_go", {"t0_s": t0})
         if plan.ramp:
             runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
-        threshold = max(1, min(plan.users, 3))
-        while len(done) < workers:
-            gevent.sleep(_TICK_S)
-            if sum(s.get("refused", 0) for s in status.values()) >= threshold and refused(url):
-                flags["server_died"] = flags["stopped_early"] = True
-                break
-            if (sum(s.get("client_errors", 0) for s in status.values()) >= max(10, 2 * plan.users)
-                    and not any(s.get("succeeded", 0) for s in status.values())):
-                flags["rejected"] = flags["stopped_early"] = True
-                break
-            if any(p.poll() is not None for p in procs):
-                flags["stopped_early"] = True
-                break
-        if len(done) < workers:
+        _watch(runner, clients, procs, plan, url, status, done, flags, info, notes)
+        info["loadgen_cpu"] = {"master": cpu.ratio(),
+                               **{_short(c): status.get(c, {}).get("cpu") for c in clients}}
+        if len(done) < len(clients):
             runner.stop()
             runner.send_message("sb_flush", {})
             deadline = now_s() + 10.0
             while len(flushed) < len(runner.clients.all) and now_s() < deadline:
                 gevent.sleep(_TICK_S)
     finally:
+        env.stop_timeout = 0
         runner.quit()  # workers send their final stats report as they quit
         for p in procs:
             try:
@@ -145,26 +159,60 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
     return started_s or now_s(), now_s(), warmup_end_s
 
 
-def _spawn_worker(port: int, index: int, log_dir: Path) -> subprocess.Popen[bytes]:
+def _watch(runner: Any, clients: list[str], procs: list[subprocess.Popen[bytes]], plan: StagePlan, url: str,
+           status: dict[str, dict[str, Any]], done: set[str], flags: dict[str, bool], info: dict[str, Any],
+           notes: list[str]) -> None:
+    """Until every worker is done, the server died, every request is rejected, or a worker is lost."""
+    threshold = max(1, min(plan.users, 3))
+    while not done >= set(clients):
+        gevent.sleep(_TICK_S)
+        if sum(s.get("refused", 0) for s in status.values()) >= threshold and refused(url):
+            flags["server_died"] = flags["stopped_early"] = True
+            return
+        if (sum(s.get("client_errors", 0) for s in status.values()) >= max(10, 2 * plan.users)
+                and not any(s.get("succeeded", 0) for s in status.values())):
+            flags["rejected"] = flags["stopped_early"] = True
+            return
+        lost = [c for c in clients if c not in done and (c not in runner.clients
+                                                          or runner.clients[c].state == STATE_MISSING)]
+        lost += [clients[i] for i, p in enumerate(procs) if p.poll() is not None and clients[i] not in done
+                 and clients[i] not in lost]
+        if lost:
+            flags["stopped_early"] = True
+            info["lost_workers"] = [_short(c) for c in lost]
+            notes.append(f"stage {plan.name}: load worker(s) {', '.join(_short(c) for c in lost)} disconnected "
+                         f"mid-stage; the records they had sent are kept")
+            return
+
+
+def _short(client_id: str) -> str:
+    """Locust's node id is host_uuid: keep the host and 8 hex digits."""
+    host, _, uid = client_id.rpartition("_")
+    return f"{host}_{uid[:8]}" if host else client_id[:24]
+
+
+def _spawn_worker(port: int, index: int, log_dir: Path, api_key: str | None) -> subprocess.Popen[bytes]:
     log = open(log_dir / f"worker{index}.log", "ab")
+    env = dict(os.environ)
+    if api_key:
+        env[API_KEY_ENV] = api_key  # the environment, not the wire: Locust's protocol is unencrypted
     try:
         return subprocess.Popen([sys.executable, "-m", "serve_bench.load.worker", "--master-host", "127.0.0.1",
                                  "--master-port", str(port), "--once"], stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=dict(os.environ), preexec_fn=die_with_parent)
+                                stdin=subprocess.DEVNULL, env=env, preexec_fn=die_with_parent)
     finally:
         log.close()
 
 
-def _wait_for_specs(spec_ok: set[str], spec_failed: dict[str, str], clients: list[str]) -> None:
+def _wait_for(ready: Any, spec_failed: dict[str, str], what: str, count: int) -> None:
     deadline = now_s() + CONNECT_TIMEOUT_S
-    while not spec_ok.issuperset(clients):
+    while not ready():
         if spec_failed:
             node, error = next(iter(spec_failed.items()))
-            raise LoadError(f"load worker {node} could not prepare the stage: {error}")
+            raise LoadError(f"load worker {_short(node)} could not prepare the stage: {error}")
         if now_s() > deadline:
-            raise LoadError(f"only {len(spec_ok)} of {len(clients)} load workers prepared the stage within "
-                            f"{CONNECT_TIMEOUT_S:.0f} s")
-        gevent.sleep(0.1)
+            raise LoadError(f"not all {count} load workers {what} within {CONNECT_TIMEOUT_S:.0f} s")
+        gevent.sleep(0.02)
 
 
 def _wait_for_workers(runner: Any, procs: list[subprocess.Popen[bytes]], workers: int, log_dir: Path,

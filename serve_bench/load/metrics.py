@@ -19,6 +19,20 @@ Per stage:
     request/output/total token throughput   completed requests or tokens / duration
     goodput                  requests meeting every SLO / duration
     slo_attainment           good / attempted; failed requests count as not good
+    mean_in_flight           Σ (end − send) / duration: requests in flight on average (Little's law)
+
+Steady state, beside the ``vllm bench serve`` figures above (whose duration
+includes the stage's start and its drain, when fewer than all users are busy):
+
+    steady window            closed loop: from the moment the last of the N users has sent its first
+                             measured request to the moment the first user has finished its last one
+                             (every user busy throughout); open loop: from the first scheduled send plus
+                             one median e2el (the pipeline filled, by Little's law) to the last scheduled
+                             send; a ramp has none
+    steady_output_throughput output tokens arriving in the window / its length; each request's tokens
+                             (from usage) are spread evenly over its content chunks' arrival times
+    steady_request_throughput requests completing in the window / its length
+    steady_mean_in_flight    requests in flight on average over the window
 
 Token counts come from the server's ``usage``. Percentiles are numpy's
 ``linear`` interpolation (the default, also what vLLM bench serve uses); each
@@ -30,6 +44,7 @@ A statistic with no samples is ``None`` ("not measured"), never zero.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -148,10 +163,66 @@ def measured_records(records: Iterable[RequestRecord], warmup_end_s: float | Non
     return kept
 
 
+def _end(r: RequestRecord) -> float:
+    return r.end_s if r.end_s is not None else (r.last_token_s if r.last_token_s is not None else r.send_s)
+
+
+def steady_window(recs: Sequence[RequestRecord], users: int | None) -> tuple[float, float, str] | None:
+    """The steady window (start, end, basis) of a stage's measured records; None when it has none."""
+    scheduled = sorted(r.intended_send_s for r in recs if r.intended_send_s is not None)
+    if scheduled:
+        e2els = _vals(e2el_s(r) for r in recs if completed(r))
+        if not e2els:
+            return None
+        start, end = scheduled[0] + float(np.median(e2els)), scheduled[-1]
+        basis = "schedule running, from the first send plus one median e2el to the last send"
+    elif users:
+        first: dict[str, float] = {}
+        last: dict[str, float] = {}
+        for r in recs:
+            first[r.worker_id] = min(first.get(r.worker_id, r.send_s), r.send_s)
+            last[r.worker_id] = max(last.get(r.worker_id, _end(r)), _end(r))
+        if len(first) < users:
+            return None  # some users never sent a measured request: never all busy at once
+        start, end = max(first.values()), min(last.values())
+        basis = f"all {users} users busy"
+    else:
+        return None
+    return (start, end, basis) if end > start else None
+
+
+def steady_state(recs: Sequence[RequestRecord], users: int | None) -> dict[str, Any]:
+    window = steady_window(recs, users)
+    if window is None:
+        return {"steady_window_start_s": None, "steady_window_end_s": None, "steady_duration": None,
+                "steady_basis": None, "steady_output_throughput": None, "steady_request_throughput": None,
+                "steady_mean_in_flight": None}
+    a, b, basis = window
+    length = b - a
+    tokens = 0.0
+    finished = 0
+    busy = 0.0
+    for r in recs:
+        busy += max(0.0, min(_end(r), b) - max(r.send_s, a))
+        if not completed(r):
+            continue
+        if a <= r.last_token_s <= b:  # type: ignore[operator]
+            finished += 1
+        times = r.chunk_times_s
+        inside = bisect.bisect_right(times, b) - bisect.bisect_left(times, a)
+        if inside and r.output_tokens:
+            tokens += r.output_tokens * inside / len(times)
+    return {"steady_window_start_s": a, "steady_window_end_s": b, "steady_duration": length, "steady_basis": basis,
+            "steady_output_throughput": tokens / length, "steady_request_throughput": finished / length,
+            "steady_mean_in_flight": busy / length}
+
+
 def summarize(records: Iterable[RequestRecord], *, warmup_end_s: float | None = None,
               slos_ms: Mapping[str, float] | None = None,
-              percentiles: Sequence[float] = PERCENTILES) -> dict[str, Any]:
-    """One stage's summary, with ``vllm bench serve`` field names plus serve-bench's extras."""
+              percentiles: Sequence[float] = PERCENTILES, users: int | None = None) -> dict[str, Any]:
+    """One stage's summary, with ``vllm bench serve`` field names plus serve-bench's extras.
+
+    ``users``: a closed-loop stage's concurrency, which bounds its steady window (None: a ramp)."""
     if slos_ms:
         unknown = set(slos_ms) - set(SLO_METRICS)
         if unknown:
@@ -187,8 +258,12 @@ def summarize(records: Iterable[RequestRecord], *, warmup_end_s: float | None = 
         "request_throughput": per_second(len(done)),
         "output_throughput": per_second(total_out),
         "total_token_throughput": per_second(total_in + total_out),
+        "mean_in_flight": per_second(sum(_end(r) - r.send_s for r in recs)),
         "open_loop": bool(open_loop),
+        # open loop leads with latency from the intended send (MLPerf LoadGen): no coordinated omission
+        "latency_from": "intended send" if open_loop else "send",
     }
+    out |= steady_state(recs, users)
     out |= describe_ms("ttft", _vals(ttft_s(r) for r in done), percentiles)
     out |= describe_ms("tpot", _vals(tpot_s(r) for r in done), percentiles)
     out |= describe_ms("itl", [g for r in done for g in itls_s(r)], percentiles)

@@ -1,4 +1,8 @@
-"""Load profiles: YAML stage tables in ``load_profiles/``, validated strictly.
+"""Load profiles: YAML stage tables, validated strictly.
+
+The shipped profiles are package data (``serve_bench/load_profiles/*.yaml``),
+found through :mod:`importlib.resources`, so a plain ``pip install`` has them;
+any other YAML path works as a profile too.
 
 A profile fixes the work (API, input and output token counts, ``ignore_eos``,
 prompt source, seed) and lists stages. Each stage is a ``kind`` with its own
@@ -19,6 +23,7 @@ the field path (``load_profiles/x.yaml: stages[1].rate_rps: ...``).
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -27,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 from serve_bench.errors import ConfigError
 from serve_bench.validation import read_yaml, validation_messages
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "load_profiles"
+PROFILES_DIR = Path(str(resources.files("serve_bench") / "load_profiles"))
 DEFAULT_PROFILE = "quick"
 
 
@@ -190,7 +195,7 @@ def list_profiles(directory: Path | None = None) -> list[str]:
 
 
 def find_profile(name_or_path: str | os.PathLike[str], directory: Path | None = None) -> Path:
-    """A profile's file: an existing path as given, or ``<name>.yaml`` in ``load_profiles/``."""
+    """A profile's file: an existing path as given, or a shipped profile's name."""
     directory = directory or PROFILES_DIR
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
@@ -229,6 +234,6 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         try:
-            return str(path.resolve().relative_to(PROFILES_DIR.parent))
+            return str(path.resolve().relative_to(PROFILES_DIR.parents[1]))
         except ValueError:
             return str(path)

@@ -9,6 +9,14 @@ the model's tokenizer to what the server will count:
     chat          the chat template applied (with the generation prompt), then
                   tokenized without special tokens (what vLLM does for chat)
     completions   the text tokenized with special tokens (vLLM's default for completions)
+
+Fitting costs tokenizer calls, which would block the load generator's event
+loop and delay the timestamps of every stream in flight; so no prompt is built
+inside a measured stage. A stage's known prompts are built before it starts
+(:meth:`PromptSet.prepare`); a stage bounded by time alone gets the rest from
+a :class:`~serve_bench.load.prompt_feed.PromptFeed`, a separate process that
+builds them ahead of use. A prompt that cannot be built is kept as that
+request's error (:class:`PromptError`), never raised into the stage.
 """
 
 from __future__ import annotations
@@ -17,11 +25,15 @@ import functools
 import json
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from serve_bench.errors import ConfigError, LoadError
+
+
+class PromptError(Exception):
+    """This request's prompt could not be built: recorded as the request's error."""
 
 Api = Literal["chat", "completions"]
 _WORD = re.compile(r"^ [a-z]{3,9}$")
@@ -33,10 +45,39 @@ class PromptSet:
 
     def __init__(self, api: Api) -> None:
         self.api = api
-        self._cache: dict[int, str] = {}
+        self._cache: dict[int, str | PromptError] = {}
+        self.feed: Any = None  # a PromptFeed while one runs
+
+    def spec(self) -> dict[str, Any]:
+        """What :func:`prompt_set_from_spec` needs to build the same prompts in another process."""
+        raise NotImplementedError
+
+    @property
+    def costly(self) -> bool:
+        """Does building a prompt cost enough to keep it out of a measured stage?"""
+        return False
+
+    def build(self, index: int) -> str:
+        raise NotImplementedError
 
     def text(self, index: int) -> str:
-        raise NotImplementedError
+        """The prompt of request ``index``: prepared, fed, or (cheap sets only) built now."""
+        got = self._cache.pop(index, None) if self.feed is not None else self._cache.get(index)
+        if got is None:
+            if self.feed is not None:
+                got = self.feed.get(index, self._cache)
+            else:
+                got = self.attempt(index)
+                self._cache[index] = got
+        if isinstance(got, PromptError):
+            raise got
+        return got
+
+    def attempt(self, index: int) -> str | PromptError:
+        try:
+            return self.build(index)
+        except (LoadError, ValueError, KeyError, TypeError) as err:
+            return PromptError(f"prompt {index}: {getattr(err, 'message', err)}")
 
     def expected_prompt_tokens(self, index: int) -> int | None:
         return None
@@ -47,10 +88,11 @@ class PromptSet:
             return {"messages": [{"role": "user", "content": text}]}
         return {"prompt": text}
 
-    def prepare(self, start: int, count: int) -> None:
-        """Build prompts ``start``..``start+count-1`` now, so the load loop does not spend CPU on them."""
-        for i in range(start, start + count):
-            self.text(i)
+    def prepare(self, indices: Iterable[int]) -> None:
+        """Build these prompts now, before the stage, so the load loop spends no CPU on them."""
+        for i in indices:
+            if i not in self._cache:
+                self._cache[i] = self.attempt(i)
 
 
 class SyntheticPromptSet(PromptSet):
@@ -61,11 +103,20 @@ class SyntheticPromptSet(PromptSet):
         self.salt = salt  # e.g. the profile name: two profiles on one server share no prompts (no cache hits)
         self.tokenizer = _load_tokenizer(model_path)
         self.words = _word_pool(self.tokenizer)
+        self.model_path = str(model_path)
         overhead = self.count("")
         if input_tokens <= overhead:
             raise ConfigError(f"input_tokens={input_tokens} is too small: the {api} prompt format alone takes "
                               f"{overhead} tokens with this model", hint=f"use input_tokens > {overhead}")
         self._overhead = overhead
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "synthetic", "model_path": self.model_path, "api": self.api,
+                "input_tokens": self.input_tokens, "seed": self.seed, "salt": self.salt}
+
+    @property
+    def costly(self) -> bool:
+        return True
 
     def count(self, text: str) -> int:
         """Prompt tokens the server will count for this user text."""
@@ -79,13 +130,7 @@ class SyntheticPromptSet(PromptSet):
     def expected_prompt_tokens(self, index: int) -> int | None:
         return self.input_tokens
 
-    def text(self, index: int) -> str:
-        cached = self._cache.get(index)
-        if cached is None:
-            cached = self._cache[index] = self._fit(index)
-        return cached
-
-    def _fit(self, index: int) -> str:
+    def build(self, index: int) -> str:
         rng = random.Random(f"{self.seed}:{self.salt}:{index}")
         target = self.input_tokens
         words = [rng.choice(self.words) for _ in range(target + 16)]
@@ -132,8 +177,12 @@ class JsonlPromptSet(PromptSet):
             self.prompts.append(value)
         if not self.prompts:
             raise ConfigError(f"prompts file {self.path}: no prompts in it")
+        self.field = field
 
-    def text(self, index: int) -> str:
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "jsonl", "path": str(self.path), "api": self.api, "field": self.field}
+
+    def build(self, index: int) -> str:
         return self.prompts[index % len(self.prompts)]
 
 
@@ -147,6 +196,12 @@ def build_prompt_set(source: Any, *, model_path: Path | str, api: Api, input_tok
     if source.kind not in builders:
         raise ConfigError(f"unknown prompt source kind {source.kind!r}; valid: {sorted(builders)}")
     return builders[source.kind]()
+
+
+def prompt_set_from_spec(spec: dict[str, Any]) -> PromptSet:
+    if spec["kind"] == "synthetic":
+        return SyntheticPromptSet(spec["model_path"], spec["api"], spec["input_tokens"], spec["seed"], spec["salt"])
+    return JsonlPromptSet(spec["path"], spec["api"], spec["field"])
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,11 +1,13 @@
 """Run load stages headless, with Locust as a library.
 
 ``run_stage`` runs one concurrency, rate or ramp stage: it builds a per-stage
-``StreamingUser`` subclass bound to a :class:`StageState`, starts a Locust
-``LocalRunner``, watches the stage (done, deadline, dead server) from a
-monitor greenlet, and returns a :class:`StageResult` with the stage's summary
-(:func:`metrics.summarize`) and flags. Every record goes to ``sink`` as soon
-as it is finished. ``run_profile`` runs a whole profile, sweeps included.
+``StreamingUser`` subclass bound to a :class:`StageState`, builds the stage's
+prompts, starts a Locust ``LocalRunner``, holds every user at the start
+barrier until all are connected, then starts the stage's clock and watches it
+(done, deadline, dead server) from a monitor greenlet. It returns a
+:class:`StageResult` with the stage's summary (:func:`metrics.summarize`) and
+flags. Every record goes to ``sink`` as soon as it is finished. ``run_profile``
+runs a whole profile, sweeps included.
 
 Importing this module imports Locust, which monkey-patches the process with
 gevent; import it before other network libraries where you can.
@@ -14,11 +16,9 @@ gevent; import it before other network libraries where you can.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import gevent
 import gevent.event
@@ -26,20 +26,32 @@ import numpy as np
 from locust.env import Environment
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_bench import auth
 from serve_bench.errors import ConfigError
 from serve_bench.load.clock import now_s
 from serve_bench.load.distributed import RemoteMaster, run_distributed
+from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, refused
 from serve_bench.load.metrics import summarize
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage
+from serve_bench.load.prompt_feed import start_feed, stop_feed
 from serve_bench.load.prompts import PromptSet, build_prompt_set
 from serve_bench.load.records import RequestRecord
-from serve_bench.load.stage_plan import SPAWN_RATE, StagePlan, expected_requests, new_state, plan_stage, start_clock
+from serve_bench.load.stage_plan import (
+    OPEN_LOOP_LEAD_S,
+    PREBUILT_ROUNDS,
+    StagePlan,
+    known_requests,
+    new_state,
+    plan_stage,
+    start_clock,
+)
 from serve_bench.load.stage_state import RecordSink, StageState
 from serve_bench.load.user import make_user_class
 
 logging.getLogger("locust").addHandler(logging.NullHandler())  # a library does not print Locust's logs
 
 SATURATION_LAG_MS = 100.0
+BARRIER_TIMEOUT_S = 60.0
 _TICK_S = 0.05
 
 
@@ -62,14 +74,24 @@ class StageResult(BaseModel):
     locust_requests: int = 0
     locust_failures: int = 0
     workers: int = Field(0, description="load-generator worker processes; 0: this process")
+    loadgen_cpu: dict[str, float | None] = Field(
+        default_factory=dict, description="each load-generator process's CPU time / wall time over the stage "
+                                          "(1.0: one core busy); 'master' is this process")
+    worker_clocks: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="distributed: each worker's clock offset to the master and the "
+                                          "round trip it was measured with (ms); records are on the master's clock")
+    lost_workers: list[str] = Field(default_factory=list, description="workers that disconnected mid-stage")
 
 
 def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, model: str, profile: LoadProfile,
               prompts: PromptSet | None = None, sink: RecordSink | None = None,
               slos_ms: Mapping[str, float] | None = None, seed: int | None = None, prompt_offset: int = 0,
               saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0, model_path: str | None = None,
-              worker_log_dir: Path | None = None, remote: RemoteMaster | None = None) -> StageResult:
+              worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
+              api_key: str | None = None) -> StageResult:
     """Run one stage to its request count or duration (after warm-up); never raises for failed requests.
+
+    ``api_key`` is sent as a bearer token on every request (default: ``OPENAI_API_KEY``).
 
     ``workers=N`` (N >= 1) runs a Locust master here and N local worker processes,
     or, with ``remote``, waits for N workers started on other hosts; workers build
@@ -80,6 +102,8 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
         raise ConfigError("a sweep is several stages: run it with run_profile()")
     stage_seed = profile.seed if seed is None else seed
     plan = plan_stage(stage, profile, stage_seed)
+    if api_key is None:
+        api_key = auth.key_from_env()
     records: list[RequestRecord] = []
 
     def collect(record: RequestRecord) -> None:
@@ -90,6 +114,7 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
     flags = {"server_died": False, "stopped_early": False, "rejected": False}
     counts = {"locust_requests": 0, "locust_failures": 0}
     notes: list[str] = []
+    info: dict[str, Any] = {"loadgen_cpu": {}, "worker_clocks": {}, "lost_workers": []}
     if remote and workers > plan.users:
         # every remote worker must get users (each takes a fixed share of request
         # indices); a stage this small needs no distributed load
@@ -98,17 +123,18 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
     if workers:
         bounds = run_distributed(plan, stage, profile, url=url, model=model, model_path=model_path,
                                  prompt_offset=prompt_offset, seed=stage_seed, workers=workers, collect=collect,
-                                 flags=flags, counts=counts, log_dir=worker_log_dir, remote=remote)
+                                 flags=flags, counts=counts, info=info, notes=notes, log_dir=worker_log_dir,
+                                 remote=remote, api_key=api_key)
     else:
         if prompts is None:
             prompts = _prompts(profile, model_path)
         bounds = _run_local(plan, profile, url=url, model=model, prompts=prompts, prompt_offset=prompt_offset,
-                            collect=collect, flags=flags, counts=counts)
+                            collect=collect, flags=flags, counts=counts, info=info, notes=notes, api_key=api_key)
     started_s, ended_s, warmup_end_s = bounds
-    summary = summarize(records, warmup_end_s=warmup_end_s, slos_ms=slos_ms)
+    summary = summarize(records, warmup_end_s=warmup_end_s, slos_ms=slos_ms, users=plan.steady_users)
     result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, started_s=started_s, ended_s=ended_s,
                          warmup_end_s=warmup_end_s, records=len(records), summary=summary, workers=workers,
-                         warnings=notes, **counts, **flags)
+                         warnings=notes, **counts, **flags, **info)
     _judge(result, saturation_lag_ms)
     return result
 
@@ -121,35 +147,52 @@ def _prompts(profile: LoadProfile, model_path: str | None) -> PromptSet:
 
 
 def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, prompts: PromptSet,
-               prompt_offset: int, collect: RecordSink, flags: dict[str, bool],
-               counts: dict[str, int]) -> tuple[float, float, float | None]:
-    state = new_state(plan, profile, model=model, prompts=prompts, sink=collect, prompt_offset=prompt_offset)
-    state.finished = gevent.event.Event()
+               prompt_offset: int, collect: RecordSink, flags: dict[str, bool], counts: dict[str, int],
+               info: dict[str, Any], notes: list[str], api_key: str | None) -> tuple[float, float, float | None]:
+    state = new_state(plan, profile, model=model, prompts=prompts, sink=collect, prompt_offset=prompt_offset,
+                      api_key=api_key)
+    state.finished, state.ready = gevent.event.Event(), gevent.event.Event()
     if not plan.open_loop and plan.warmup.requests:
         state.warmup_gate = gevent.event.Event()
-    prompts.prepare(prompt_offset, expected_requests(plan))
+    known = known_requests(plan)
+    prebuilt = known if known is not None else PREBUILT_ROUNDS * plan.users
+    prompts.prepare(prompt_offset + g for g in state.indices(0, prebuilt))
+    # a ramp-down lets leaving users finish their request (Locust's stop_timeout), never aborts it
     env = Environment(user_classes=[make_user_class(state, plan.name, url, profile.timeout_s)],
-                      host=url.rstrip("/"), catch_exceptions=True)
+                      host=url.rstrip("/"), catch_exceptions=True, stop_timeout=profile.timeout_s)
     runner = env.create_local_runner()
-    spawned = gevent.event.Event()
-    env.events.spawning_complete.add_listener(lambda user_count: spawned.set())
     started_s = now_s()
-    if plan.open_loop:
-        start_clock(state, plan, started_s + plan.lead_s)
-    runner.start(plan.start_users, spawn_rate=SPAWN_RATE)
+    runner.start(plan.start_users, spawn_rate=plan.spawn_rate)
     try:
-        spawned.wait()
-        if not plan.open_loop:
-            start_clock(state, plan, now_s())
+        await_barrier(lambda: state.users_ready, plan.start_users, plan, notes)
+        if known is None:
+            start_feed(prompts, offset=prompt_offset, slots=state.slots, period=state.period, start_k=prebuilt)
+        cpu = CpuShare()
+        start_clock(state, plan, now_s() + (OPEN_LOOP_LEAD_S if plan.open_loop else 0.0))
+        state.ready.set()
         if plan.ramp:
             runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
         _monitor(state, url, plan.users, flags)
+        info["loadgen_cpu"]["master"] = cpu.ratio()
     finally:
         state.finished.set()
+        env.stop_timeout = 0  # the stage is over: whatever is still running is cut (and recorded as such)
         runner.quit()
+        stop_feed(prompts)
     counts["locust_requests"] = env.stats.total.num_requests
     counts["locust_failures"] = env.stats.total.num_failures
     return started_s, now_s(), state.warmup_end_s
+
+
+def await_barrier(ready: Callable[[], int], users: int, plan: StagePlan, notes: list[str]) -> None:
+    """Wait until ``users`` users are connected and waiting; after a timeout, start with those there."""
+    deadline = now_s() + BARRIER_TIMEOUT_S + users / plan.spawn_rate
+    while ready() < users:
+        if now_s() > deadline:
+            notes.append(f"stage {plan.name}: only {ready()} of {users} users were connected after "
+                         f"{BARRIER_TIMEOUT_S:.0f} s; the stage started without the others")
+            return
+        gevent.sleep(0.01)
 
 
 def _monitor(state: StageState, url: str, users: int, flags: dict[str, bool]) -> None:
@@ -176,19 +219,6 @@ def _monitor(state: StageState, url: str, users: int, flags: dict[str, bool]) ->
             return
 
 
-def refused(url: str) -> bool:
-    """Does the server's port refuse connections (nothing is listening)?"""
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", port), timeout=2.0):
-            return False
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-
-
 def _judge(result: StageResult, saturation_lag_ms: float) -> None:
     s = result.summary
     if result.server_died:
@@ -200,6 +230,13 @@ def _judge(result: StageResult, saturation_lag_ms: float) -> None:
         result.warnings.append(f"stage {result.stage}: stopped before every request finished (a request outlived "
                                f"the drain grace, or a load worker was lost); unfinished requests are recorded as "
                                f"failed")
+    busy = {name: r for name, r in result.loadgen_cpu.items() if r is not None and r >= LOADGEN_CPU_LIMIT}
+    if busy:
+        result.generator_saturated = True
+        shown = ", ".join(f"{name} {r:.0%}" for name, r in sorted(busy.items()))
+        result.warnings.append(f"stage {result.stage}: load generator saturated: CPU {shown} of a core (limit "
+                               f"{LOADGEN_CPU_LIMIT:.0%}); its timestamps lag, so latencies are overstated and "
+                               f"throughput may be understated: add --workers")
     lag = s.get("p99_send_lag_ms")
     if lag is not None and lag > saturation_lag_ms:
         result.generator_saturated = True
@@ -221,7 +258,8 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
                 sink: RecordSink | None = None, slos_ms: Mapping[str, float] | None = None,
                 prompts: PromptSet | None = None, on_stage: Callable[[StageResult], None] | None = None,
                 saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0,
-                worker_log_dir: Path | None = None, remote: RemoteMaster | None = None) -> list[StageResult]:
+                worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
+                api_key: str | None = None) -> list[StageResult]:
     """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died."""
     if prompts is None and (not workers or remote):
         prompts = _prompts(profile, model_path)
@@ -232,7 +270,8 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
         nonlocal offset
         r = run_stage(stage, url=url, model=model, profile=profile, prompts=prompts, sink=sink, slos_ms=slos_ms,
                       seed=profile.seed + len(results), prompt_offset=offset, saturation_lag_ms=saturation_lag_ms,
-                      workers=workers, model_path=model_path, worker_log_dir=worker_log_dir, remote=remote)
+                      workers=workers, model_path=model_path, worker_log_dir=worker_log_dir, remote=remote,
+                      api_key=api_key)
         offset += r.records
         results.append(r)
         if on_stage is not None:

@@ -16,7 +16,14 @@ from serve_bench.load.prompts import PromptSet
 from serve_bench.load.schedule import build_schedule
 from serve_bench.load.stage_state import RecordSink, StageState
 
-SPAWN_RATE = 100.0  # users/s; Locust warns above 100
+# Users are created at this rate (users/s) or faster: all of a stage's users within about a second. Creating
+# them costs no measurement: they wait at the start barrier, connected, until the last one is ready.
+SPAWN_RATE = 100.0
+# Open loop: from the barrier's release to the first scheduled send, time for every user to take its slot.
+OPEN_LOOP_LEAD_S = 0.05
+# A stage bounded by time alone has this many requests per user built before it starts; a feed process
+# builds the rest while it runs (prompt_feed.py).
+PREBUILT_ROUNDS = 4
 
 
 @dataclass
@@ -37,9 +44,14 @@ class StagePlan:
         return self.offsets_s is not None
 
     @property
-    def lead_s(self) -> float:
-        """Open loop: time to spawn every user before the first scheduled send."""
-        return self.users / SPAWN_RATE + 0.25
+    def spawn_rate(self) -> float:
+        return max(SPAWN_RATE, float(self.start_users))
+
+    @property
+    def steady_users(self) -> int | None:
+        """Closed loop: the users whose joint activity bounds the steady window (metrics.steady_window);
+        None for a ramp (no steady state) and open loop (its window comes from the schedule)."""
+        return self.users if self.kind == "concurrency" else None
 
 
 def plan_stage(stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, seed: int) -> StagePlan:
@@ -70,12 +82,11 @@ def plan_stage(stage: ConcurrencyStage | RateStage | RampStage, profile: LoadPro
 
 
 def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: PromptSet, sink: RecordSink,
-              prompt_offset: int = 0, worker_index: int = 0, workers: int = 1) -> StageState:
+              prompt_offset: int = 0, worker_index: int = 0, api_key: str | None = None) -> StageState:
     return StageState(stage=plan.name, api=profile.api, model=model, max_tokens=profile.output_tokens,
                       ignore_eos=profile.ignore_eos, timeout_s=profile.timeout_s, prompts=prompts, sink=sink,
                       worker_id=f"w{worker_index}", profile=profile.name, requests=plan.requests,
-                      warmup_requests=plan.warmup.requests,
-                      prompt_offset=prompt_offset, index_offset=worker_index, stride=workers)
+                      warmup_requests=plan.warmup.requests, prompt_offset=prompt_offset, api_key=api_key)
 
 
 def start_clock(state: StageState, plan: StagePlan, t0_s: float) -> None:
@@ -88,6 +99,9 @@ def start_clock(state: StageState, plan: StagePlan, t0_s: float) -> None:
         state.deadline_s = t0_s + plan.warmup.duration_s + plan.duration_s
 
 
-def expected_requests(plan: StagePlan) -> int:
-    """How many prompts to build before the stage starts."""
-    return min(plan.requests or len(plan.offsets_s or []) or 4 * plan.users, 4096)
+def known_requests(plan: StagePlan) -> int | None:
+    """How many requests the stage sends, when that is known before it starts (a request budget, or a
+    schedule); None for a stage bounded by time alone, whose prompts are fed while it runs."""
+    if plan.offsets_s is not None:
+        return len(plan.offsets_s)
+    return plan.requests

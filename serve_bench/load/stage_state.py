@@ -3,9 +3,13 @@
 One instance per stage per load-generator process. Closed loop hands out
 request indices until the request count or the deadline is reached; open loop
 hands out (index, intended send time) from the precomputed schedule. Indices
-are global: with N worker processes, worker w takes w, w+N, w+2N… It also
-counts in-flight requests and consecutive refused connections, which the
-runner watches to stop a stage early when the server has died.
+are global and dealt by ``slots`` out of every ``period``: one process takes
+them all (slots [0], period 1); with workers, the master deals each worker as
+many residues of the period as it runs users (:func:`deal`), so every worker
+runs out of work at the same time whatever Locust's user split. It also counts
+users at the start barrier, in-flight requests and consecutive refused
+connections, which the runner watches to start the stage and to stop it early
+when the server has died.
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ class StageState:
     schedule_s: list[float] | None = None  # open loop: absolute intended send times
     warmup_requests: int = 0
     warmup_end_s: float | None = None
-    index_offset: int = 0                  # distributed: worker w of N takes global indices w, w+N, w+2N…
-    stride: int = 1
+    slots: list[int] = field(default_factory=lambda: [0])  # this process takes indices ≡ slot (mod period)
+    period: int = 1
     extra_body: dict[str, Any] = field(default_factory=dict)
+    api_key: str | None = None
 
     prompt_offset: int = 0                 # profile-wide: each stage gets fresh prompts (no cross-stage cache hits)
 
@@ -48,12 +53,13 @@ class StageState:
     recorded: int = 0
     in_flight: int = 0
     users_created: int = 0
+    users_ready: int = 0                   # users connected and waiting at the start barrier
     consecutive_refused: int = 0
     succeeded: int = 0
     client_errors: int = 0                 # HTTP 4xx: usually a misconfiguration (model name, API key)
     stopping: bool = False
     finished: Any = None  # gevent.event.Event, created by the runner (gevent is imported only there)
-    ready: Any = None     # distributed: a gevent Event set when the master says go
+    ready: Any = None     # the start barrier: a gevent Event set once every user is connected
     # Closed loop in one process: measured requests wait for every warm-up request
     # to finish, so none of them meets the cold server (a gevent Event, or None).
     warmup_gate: Any = None
@@ -74,7 +80,13 @@ class StageState:
         return self.schedule_s is not None
 
     def _global(self) -> int:
-        return self.index_offset + self.next_index * self.stride
+        return index_of(self.next_index, self.slots, self.period)
+
+    def indices(self, start_k: int, count: int) -> list[int]:
+        """The global indices of this process's ``start_k``-th to ``start_k + count - 1``-th requests."""
+        if not self.slots:
+            return []
+        return [index_of(k, self.slots, self.period) for k in range(start_k, start_k + count)]
 
     def take(self) -> tuple[int, float | None] | None:
         """The next request's (global index, intended send time), or None when this stage sends no more."""
@@ -86,7 +98,7 @@ class StageState:
 
     def exhausted(self) -> bool:
         """No more sends will happen."""
-        if self.stopping:
+        if self.stopping or not self.slots:  # a worker dealt no users takes no requests
             return True
         g = self._global()
         if self.schedule_s is not None:
@@ -126,3 +138,23 @@ class StageState:
     def wait_for_warmup(self, index: int) -> None:
         if self.warmup_gate is not None and index >= self.warmup_requests:
             self.warmup_gate.wait()
+
+
+def index_of(k: int, slots: list[int], period: int) -> int:
+    """The global index of the k-th request of a process dealt ``slots`` of every ``period`` indices."""
+    return (k // len(slots)) * period + slots[k % len(slots)]
+
+
+def deal(users: list[int]) -> list[list[int]]:
+    """Residues of a period of ``sum(users)`` for each process, as many as it runs users, interleaved
+    (smooth weighted round robin), so each process's share of a schedule is spread evenly in time."""
+    period = sum(users)
+    credit = [0] * len(users)
+    out: list[list[int]] = [[] for _ in users]
+    for r in range(period):
+        for i, u in enumerate(users):
+            credit[i] += u
+        best = max(range(len(users)), key=lambda i: credit[i])
+        credit[best] -= period
+        out[best].append(r)
+    return out

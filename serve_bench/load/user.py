@@ -1,61 +1,92 @@
 """The streaming Locust user: one OpenAI-compatible streaming request per turn, one record each.
 
-Why ``FastHttpUser`` (geventhttpclient) rather than ``HttpUser`` (requests):
-it costs several times less CPU per request, which keeps the load generator
-out of the measurement on a small machine. Its session's streaming helper
-(``iter_content(1024)``) waits for 1024 bytes before yielding, which would
-delay and merge chunk timestamps, and it drops error bodies; so the user
-takes a connection from the FastHttpUser's own client pool and reads the
-body line by line (``readline`` returns each SSE line as soon as its bytes
-arrive). Each record is then reported to Locust as a request event, so
-Locust's own statistics still work; serve-bench computes its figures from the
-records, not from Locust's rounded ones.
+Locust drives the users (spawning, stopping, distribution); the HTTP is
+geventhttpclient's public ``HTTPClient``, one keep-alive connection per user,
+because it costs several times less CPU per request than ``requests`` and
+reads the body line by line (``readline`` returns each SSE line as soon as its
+bytes arrive), where Locust's own streaming helpers wait for 1024-byte blocks
+and drop error bodies. Each record is also reported to Locust as a request
+event, so Locust's statistics still work; serve-bench computes its figures
+from the records, not from Locust's rounded ones.
+
+Before its first request a user opens its connection (``GET /v1/models``) and
+checks in at the stage's start barrier (``state.ready``), so a stage starts
+with every user connected and sending together.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 from typing import Any
 
 import gevent
-from geventhttpclient.url import URL
-from locust import FastHttpUser, constant, task
+from geventhttpclient import URL, HTTPClient
+from locust import User, constant, task
 from locust.exception import StopUser
 
+from serve_bench import auth
 from serve_bench.load.clock import now_s
+from serve_bench.load.prompts import PromptError
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_state import StageState
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _MAX_ERROR_BODY = 2000
+_JOIN_TIMEOUT_S = 10.0
+# A content chunk is recognised without parsing its JSON (the load generator's hot path) when it has this
+# field with a non-empty string value and neither usage nor an error; every other event is parsed in full.
+_CONTENT = {"chat": b'"content":"', "completions": b'"text":"'}
 
 
 class StreamError(Exception):
     """A response that is not a complete, well-formed stream (reported to Locust as the failure)."""
 
 
-class StreamingUser(FastHttpUser):
+class StreamingUser(User):
     abstract = True
     wait_time = constant(0)  # closed loop: no think time; open loop waits for its scheduled time instead
-    max_retries = 0
     state: StageState  # set on the per-stage subclass by the runner
+    network_timeout: float = 300.0
+    connection_timeout: float = 30.0
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        self.user_number = self.state.next_user_number()
-        self.path = PATHS[self.state.api]
-        self.url = URL(self.host.rstrip("/") + self.path)
-        self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        key = os.environ.get("OPENAI_API_KEY")
-        if key:
-            self.headers["Authorization"] = f"Bearer {key}"
+        state = self.state
+        self.user_number = state.next_user_number()
+        self.path = PATHS[state.api]
+        base = self.host.rstrip("/")
+        self.uri = URL(base + self.path).request_uri
+        self.models_uri = URL(base + "/v1/models").request_uri
+        # insecure, as Locust's FastHttpUser: a test server's self-signed certificate is accepted
+        self.http = HTTPClient.from_url(base + "/", concurrency=1, network_timeout=self.network_timeout,
+                                        connection_timeout=self.connection_timeout, insecure=True)
+        self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
+                        **auth.headers(state.api_key)}
+        self.marker = _CONTENT[state.api]
+        self.joined = False
+
+    def on_stop(self) -> None:
+        self.http.close()
+
+    def _join(self) -> None:
+        """Open this user's connection, then check in at the start barrier."""
+        try:
+            with gevent.Timeout(_JOIN_TIMEOUT_S):
+                resp = self.http.get(self.models_uri, headers=self.headers)
+                resp.read()
+                resp.release()
+        except (gevent.Timeout, Exception):  # noqa: BLE001 - the first real request records why
+            pass
+        self.state.users_ready += 1
 
     @task
     def send_one(self) -> None:
         state = self.state
+        if not self.joined:
+            self.joined = True
+            self._join()
         if state.ready is not None:
             state.ready.wait()
         slot = state.take()
@@ -64,6 +95,12 @@ class StreamingUser(FastHttpUser):
                 state.finished.wait()
             raise StopUser()
         index, intended_s = slot
+        try:
+            prompt = state.prompts.payload(state.prompt_offset + index)
+        except PromptError as err:
+            self._record({**self._fields(index, intended_s), "send_s": now_s(), "end_s": now_s(),
+                          "error": str(err), "chunk_times_s": []})
+            return
         state.wait_for_warmup(index)
         if intended_s is not None:
             delay = intended_s - now_s()
@@ -71,7 +108,7 @@ class StreamingUser(FastHttpUser):
                 gevent.sleep(delay)
         body = {"model": state.model, "max_tokens": state.max_tokens, "stream": True,
                 "stream_options": {"include_usage": True}, "ignore_eos": state.ignore_eos,
-                **state.prompts.payload(state.prompt_offset + index), **state.extra_body}
+                **prompt, **state.extra_body}
         data = json.dumps(body).encode()
         state.in_flight += 1
         try:
@@ -79,13 +116,15 @@ class StreamingUser(FastHttpUser):
         finally:
             state.in_flight -= 1
 
+    def _fields(self, index: int, intended_s: float | None) -> dict[str, Any]:
+        state = self.state
+        return {"request_id": f"{state.stage}-{index}", "stage": state.stage, "profile": state.profile,
+                "worker_id": f"{state.worker_id}/u{self.user_number}", "intended_send_s": intended_s,
+                "max_tokens": state.max_tokens, "status": 0, "ok": False, "warmup": index < state.warmup_requests}
+
     def _request(self, index: int, intended_s: float | None, data: bytes) -> None:
         state = self.state
-        fields: dict[str, Any] = {
-            "request_id": f"{state.stage}-{index}", "stage": state.stage, "profile": state.profile,
-            "worker_id": f"{state.worker_id}/u{self.user_number}", "intended_send_s": intended_s,
-            "max_tokens": state.max_tokens, "status": 0, "ok": False,
-        }
+        fields = self._fields(index, intended_s)
         chunks: list[float] = []
         self.response_bytes = 0
         send_s = now_s()
@@ -96,8 +135,7 @@ class StreamingUser(FastHttpUser):
         try:
             with gevent.Timeout(state.timeout_s, StreamError(f"timeout: no complete response after "
                                                             f"{state.timeout_s:g} s")):
-                client = self.client.client.clientpool.get_client(self.url)
-                resp = client.request("POST", self.url.request_uri, body=data, headers=self.headers)
+                resp = self.http.request("POST", self.uri, body=data, headers=self.headers)
                 fields["status"] = resp.status_code
                 if resp.status_code != 200:
                     text = resp.read()[:_MAX_ERROR_BODY].decode("utf-8", "replace")
@@ -124,26 +162,36 @@ class StreamingUser(FastHttpUser):
             fields["chunk_times_s"] = chunks
         if fields["ok"] and not chunks:
             fields["ok"], fields["error"] = False, "the stream carried no content"
-        record = RequestRecord(**fields)
-        state.record(record)
-        self._report(record)
+        self._record(fields)
         if killed:
             raise gevent.GreenletExit()
 
+    def _record(self, fields: dict[str, Any]) -> None:
+        record = RequestRecord(**fields)
+        self.state.record(record)
+        self._report(record)
+
     def _read_stream(self, resp: Any, chunks: list[float], fields: dict[str, Any]) -> None:
-        content_key = "delta" if self.state.api == "chat" else None
+        chat = self.state.api == "chat"
+        marker = self.marker
+        skip = len(marker)
         done = False
         usage = None
+        nbytes = 0
         while True:
             line = resp.readline(b"\n")
             t = now_s()
             if not line:
                 break
-            self.response_bytes += len(line)
-            line = line.strip()
-            if not line.startswith(b"data:"):
+            nbytes += len(line)
+            if line[:5] != b"data:":
                 continue  # blank separators, comments, event: lines
             payload = line[5:].strip()
+            at = payload.find(marker)
+            if (at >= 0 and payload[at + skip:at + skip + 1] != b'"' and b'"usage":{' not in payload
+                    and b'"error"' not in payload):
+                chunks.append(t)
+                continue
             if payload == b"[DONE]":
                 done = True
                 break
@@ -158,10 +206,11 @@ class StreamingUser(FastHttpUser):
             if event.get("usage"):
                 usage = event["usage"]
             for choice in event.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content") if content_key else choice.get("text")
+                text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
                 if text:
                     chunks.append(t)
                     break
+        self.response_bytes = nbytes
         if usage is not None:
             fields["prompt_tokens"] = usage.get("prompt_tokens")
             fields["output_tokens"] = usage.get("completion_tokens")
@@ -174,8 +223,9 @@ class StreamingUser(FastHttpUser):
     def _report(self, r: RequestRecord) -> None:
         self.environment.events.request.fire(
             request_type="POST", name=self.path, response_time=((r.end_s or r.send_s) - r.send_s) * 1000.0,
-            response_length=self.response_bytes, exception=None if r.ok else StreamError(r.error or "failed"),
-            context={"stage": r.stage}, response=None, url=str(self.url))
+            response_length=getattr(self, "response_bytes", 0),
+            exception=None if r.ok else StreamError(r.error or "failed"),
+            context={"stage": r.stage}, response=None, url=self.path)
 
 
 def make_user_class(state: StageState | None, stage: str, url: str, timeout_s: float) -> type[StreamingUser]:

@@ -3,16 +3,20 @@
 
 It connects to a serve-bench master, receives the stage's spec (``sb_spec``:
 profile, stage, server URL, its worker index), rebuilds the stage's plan and
-prompts, waits for ``sb_go``, sends its share of the requests (global indices
-w, w+N…), and ships every record to the master; then says ``sb_done`` and
+prompt set, measures its clock offset to the master, spawns its users (each
+connects and waits at the start barrier), builds the prompts of the requests
+it is dealt (``sb_deal``), waits for ``sb_go``, sends its share, and ships
+every record to the master on the master's clock; then says ``sb_done`` and
 waits for the master's quit. Without ``--once`` it then connects again for the
-next stage, so one worker on another host serves a whole run.
+next stage, so one worker on another host serves a whole run. The API key
+comes from this host's environment (``OPENAI_API_KEY``), never over the wire.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,15 +26,21 @@ import gevent.event
 from locust.env import Environment
 from pydantic import TypeAdapter
 
+from serve_bench import auth
 from serve_bench.errors import ServeBenchError
+from serve_bench.load.clock import now_s
+from serve_bench.load.liveness import CpuShare
 from serve_bench.load.profiles import LoadProfile, Stage
+from serve_bench.load.prompt_feed import start_feed, stop_feed
 from serve_bench.load.prompts import build_prompt_set
 from serve_bench.load.records import RequestRecord
-from serve_bench.load.stage_plan import expected_requests, new_state, plan_stage, start_clock
+from serve_bench.load.stage_plan import PREBUILT_ROUNDS, known_requests, new_state, plan_stage, start_clock
 from serve_bench.load.stage_state import StageState
 from serve_bench.load.user import make_user_class
 
 DEFAULT_MASTER_PORT = 5557
+API_KEY_ENV = "SERVE_BENCH_WORKER_API_KEY"  # set by a local master for its workers
+CLOCK_SAMPLES = 8
 _TICK_S = 0.1
 log = logging.getLogger(__name__)
 
@@ -46,21 +56,41 @@ def _tokenizer_path(spec: dict[str, Any], tokenizer: str | None) -> str:
     return path
 
 
+def best_offset(samples: list[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """NTP's estimate from (t1 sent, t2 master received, t3 master sent, t4 received) samples: the
+    (offset master − worker, round trip) of the sample with the shortest round trip, in seconds."""
+    t1, t2, t3, t4 = min(samples, key=lambda s: (s[3] - s[0]) - (s[2] - s[1]))
+    return ((t2 - t1) + (t3 - t4)) / 2.0, (t4 - t1) - (t3 - t2)
+
+
+def to_master_clock(record: RequestRecord, offset_s: float) -> dict[str, Any]:
+    data = record.model_dump(mode="json")
+    for key in ("intended_send_s", "send_s", "first_token_s", "last_token_s", "end_s"):
+        if data[key] is not None:
+            data[key] += offset_s
+    data["chunk_times_s"] = [t + offset_s for t in data["chunk_times_s"]]
+    return data
+
+
 def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None = None) -> int:
     """Take part in one stage; returns when the master quits."""
     buffer: list[RequestRecord] = []
     env = Environment(user_classes=[])  # the stage's user class arrives with the spec
     runner = env.create_worker_runner(master_host, master_port)
-    holder: dict[str, StageState] = {}
+    holder: dict[str, Any] = {"offset": 0.0}
     failed: list[str] = []
+    pongs: list[tuple[float, float, float, float]] = []
 
     def drain() -> list[dict[str, Any]]:
-        out = [r.model_dump(mode="json") for r in buffer]
+        out = [to_master_clock(r, holder["offset"]) for r in buffer]
         buffer.clear()
         return out
 
-    def on_spec(environment: Any, msg: Any, **kw: Any) -> None:
-        spec = msg.data
+    def fail(err: Exception) -> None:
+        failed.append(str(err))
+        runner.send_message("sb_spec_failed", {"error": str(err)})
+
+    def prepare(spec: dict[str, Any]) -> None:
         try:
             profile = LoadProfile.model_validate(spec["profile"])
             stage = TypeAdapter(Stage).validate_python(spec["stage"])
@@ -68,48 +98,86 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
             prompts = build_prompt_set(profile.prompts, model_path=_tokenizer_path(spec, tokenizer),
                                        api=profile.api, input_tokens=profile.input_tokens, seed=profile.seed,
                                        salt=profile.name)
+            key = os.environ.get(API_KEY_ENV) or auth.key_from_env()
             state = new_state(plan, profile, model=spec["model"], prompts=prompts, sink=buffer.append,
-                              prompt_offset=spec["prompt_offset"], worker_index=spec["worker_index"],
-                              workers=spec["workers"])
+                              prompt_offset=spec["prompt_offset"], worker_index=spec["worker_index"], api_key=key)
             state.ready, state.finished = gevent.event.Event(), gevent.event.Event()
-            prompts.prepare(spec["prompt_offset"], expected_requests(plan))
         except (ServeBenchError, ValueError, KeyError) as err:
-            failed.append(str(err))
-            runner.send_message("sb_spec_failed", {"error": str(err)})
+            fail(err)
             return
-        holder["state"], holder["plan"] = state, plan
+        for _ in range(CLOCK_SAMPLES):
+            runner.send_message("sb_ping", {"t1": now_s()})
+            gevent.sleep(0.02)
+        deadline = now_s() + 5.0
+        while len(pongs) < CLOCK_SAMPLES and now_s() < deadline:
+            gevent.sleep(0.01)
+        offset, rtt = best_offset(pongs) if pongs else (0.0, float("nan"))
+        holder.update(state=state, plan=plan, offset=offset)
         env.host = spec["url"].rstrip("/")
         env.user_classes.append(make_user_class(state, plan.name, spec["url"], profile.timeout_s))
         gevent.spawn(report)
-        runner.send_message("sb_spec_ok", {})
+        runner.send_message("sb_spec_ok", {"offset_ms": offset * 1000.0, "rtt_ms": rtt * 1000.0})
+
+    def on_pong(environment: Any, msg: Any, **kw: Any) -> None:
+        d = msg.data
+        pongs.append((d["t1"], d["t2"], d["t3"], now_s()))
+
+    def on_deal(environment: Any, msg: Any, **kw: Any) -> None:
+        gevent.spawn(dealt, msg.data)
+
+    def dealt(data: dict[str, Any]) -> None:
+        state: StageState = holder["state"]
+        state.slots, state.period = data["slots"], data["period"]
+        known = known_requests(holder["plan"])
+        mine = set(state.slots)
+        if known is None:
+            prebuilt = PREBUILT_ROUNDS * len(state.slots)
+        else:  # this worker's indices below the stage's request count
+            prebuilt = sum(1 for g in range(known) if g % state.period in mine)
+        state.prompts.prepare(state.prompt_offset + g for g in state.indices(0, prebuilt))
+        if known is None and state.slots:
+            start_feed(state.prompts, offset=state.prompt_offset, slots=state.slots, period=state.period,
+                       start_k=prebuilt)
+        runner.send_message("sb_dealt", {})
 
     def on_go(environment: Any, msg: Any, **kw: Any) -> None:
-        start_clock(holder["state"], holder["plan"], msg.data["t0_s"])
-        holder["state"].ready.set()
+        state: StageState = holder["state"]
+        holder["cpu"] = CpuShare()
+        start_clock(state, holder["plan"], msg.data["t0_s"] - holder["offset"])
+        state.ready.set()
 
     def on_flush(environment: Any, msg: Any, **kw: Any) -> None:
         runner.send_message("sb_records", drain())
         runner.send_message("sb_flushed", {})
 
     def report() -> None:
-        state = holder["state"]
+        state: StageState = holder["state"]
         said_done = False
         while True:
             gevent.sleep(_TICK_S)
             if buffer:
                 runner.send_message("sb_records", drain())
+            cpu = holder["cpu"].ratio() if "cpu" in holder else None
             runner.send_message("sb_status", {"refused": state.consecutive_refused, "succeeded": state.succeeded,
-                                              "client_errors": state.client_errors})
+                                              "client_errors": state.client_errors,
+                                              "users_ready": state.users_ready, "cpu": cpu})
             if state.ready.is_set() and not said_done and state.exhausted() and state.outstanding == 0:
                 runner.send_message("sb_done", {})
                 state.finished.set()
+                stop_feed(state.prompts)
                 said_done = True
 
-    runner.register_message("sb_spec", on_spec)
+    runner.register_message("sb_spec", lambda environment, msg, **kw: gevent.spawn(prepare, msg.data))
+    runner.register_message("sb_pong", on_pong)
+    runner.register_message("sb_deal", on_deal)
     runner.register_message("sb_go", on_go)
     runner.register_message("sb_flush", on_flush)
     env.events.report_to_master.add_listener(lambda client_id, data: data.__setitem__("serve_bench_records", drain()))
-    runner.greenlet.join()
+    try:
+        runner.greenlet.join()
+    finally:
+        if "state" in holder:
+            stop_feed(holder["state"].prompts)
     return 1 if failed else 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from serve_bench import auth
 from serve_bench.errors import ConfigError, ServerDiedError, ServerStartError
 from serve_bench.processes import die_with_parent
 
@@ -65,6 +66,12 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 600.0
     stop_timeout_s: float = 30.0
+    # vLLM's --api-key: taken out of engine_args, passed as VLLM_API_KEY, sent by the readiness check
+    api_key: str | None = None
+
+    def __post_init__(self) -> None:
+        self.engine_args, key = auth.split_api_key(self.engine_args)
+        self.api_key = key or self.api_key
 
 
 class VllmServer:
@@ -102,10 +109,13 @@ class VllmServer:
             for k, v in CPU_DEFAULT_ENV.items():
                 env.setdefault(k, v)
         env.update(self.spec.env)
+        if self.spec.api_key:
+            env[auth.VLLM_KEY_ENV] = self.spec.api_key
         cmd = self.command()
         self.spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.spec.log_path, "ab") as log:
-            log.write(("$ " + " ".join(cmd) + "\n").encode())
+            shown = auth.redact(" ".join(cmd), [self.spec.api_key])
+            log.write(f"$ {shown}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          env=env, start_new_session=True, preexec_fn=die_with_parent)
@@ -130,7 +140,13 @@ class VllmServer:
         try:
             if requests.get(f"{self.url}/health", timeout=2).status_code != 200:
                 return False
-            models = requests.get(f"{self.url}/v1/models", timeout=2)
+            models = requests.get(f"{self.url}/v1/models", headers=auth.headers(self.spec.api_key), timeout=2)
+            if models.status_code == 401:
+                self.stop()
+                raise ServerStartError("vLLM answers 401 Unauthorized: it requires an API key that serve-bench "
+                                       "does not have or that does not match",
+                                       hint="give the key as --api-key in engine_args, or in the environment "
+                                            "variable named by server.api_key_env (default OPENAI_API_KEY)")
             return models.status_code == 200 and any(
                 m.get("id") == self.spec.served_name for m in models.json().get("data", []))
         except (requests.RequestException, ValueError):

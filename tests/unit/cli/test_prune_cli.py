@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tiny_models
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # runs `python -m serve_bench` in subprocesses
 
 
 def sb(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

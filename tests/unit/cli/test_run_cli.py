@@ -8,7 +8,7 @@ import sys
 import pytest
 from test_prune_cli import assert_clean_error, sb
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # runs `python -m serve_bench` in subprocesses
 
 
 def test_unknown_profile_lists_the_available_ones(tmp_path):

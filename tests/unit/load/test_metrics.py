@@ -102,3 +102,41 @@ def test_percentiles_match_numpy_linear(p: float) -> None:
     assert percentile(values, p) == pytest.approx(float(np.percentile(values, p, method="linear")))
     # by hand for a small case: [1, 2, 3, 4] at p=90 -> rank 0.9*3 = 2.7 -> 3 + 0.7*(4-3)
     assert percentile([4.0, 1.0, 3.0, 2.0], 90) == pytest.approx(3.7)
+
+
+def user_rec(user: int, send: float, end: float, out: int = 4, intended: float | None = None) -> RequestRecord:
+    """A request of ``user`` with ``out`` chunks of one token each, evenly spread up to ``end``."""
+    step = (end - send) / out
+    chunks = [T0 + send + step * (k + 1) for k in range(out)]
+    return RequestRecord(request_id=f"s-{user}-{send}", stage="s", worker_id=f"w0/u{user}", send_s=T0 + send,
+                         intended_send_s=None if intended is None else T0 + intended, first_token_s=chunks[0],
+                         chunk_times_s=chunks, last_token_s=chunks[-1], end_s=chunks[-1], prompt_tokens=10,
+                         output_tokens=out, max_tokens=out, status=200, ok=True)
+
+
+def test_closed_loop_steady_window_is_while_every_user_is_busy() -> None:
+    # user 0: requests [0, 2], [2, 4], [4, 6]; user 1 starts late (spawned 1 s after) and ends early:
+    # [1, 3], [3, 5]. Both busy from 1 (user 1's first send) to 5 (user 1's last end).
+    recs = [user_rec(0, 0, 2), user_rec(0, 2, 4), user_rec(0, 4, 6), user_rec(1, 1, 3), user_rec(1, 3, 5)]
+    s = summarize(recs, users=2)
+    assert (s["steady_window_start_s"], s["steady_window_end_s"]) == (T0 + 1, T0 + 5)
+    assert s["steady_basis"] == "all 2 users busy"
+    assert s["steady_mean_in_flight"] == pytest.approx(2.0)
+    # tokens (one per chunk) arriving in [1, 5]: user 0: 0.5,1,1.5,2 | 2.5,3,3.5,4 | 4.5,5 -> 1,1.5,2 + 4 + 4.5,5
+    # = 3 + 4 + 2 = 9; user 1: 1.5,2,2.5,3 | 3.5,4,4.5,5 -> 8. 17 tokens over 4 s.
+    assert s["steady_output_throughput"] == pytest.approx(17 / 4)
+    assert s["steady_request_throughput"] == pytest.approx(4 / 4)  # ends at 2, 3, 4, 5
+    # vLLM's duration (0 to 6) includes the lone user's start and drain
+    assert s["mean_in_flight"] == pytest.approx(10 / 6)
+    assert s["output_throughput"] == pytest.approx(20 / 6)
+    assert summarize(recs, users=3)["steady_output_throughput"] is None  # a user never sent: never all busy
+    assert summarize(recs)["steady_window_start_s"] is None  # a ramp (no users given) has no steady state
+
+
+def test_open_loop_steady_window_starts_one_median_latency_after_the_schedule() -> None:
+    recs = [user_rec(i, i + 0.01, i + 2.01, intended=float(i)) for i in range(6)]  # e2el 2 s each, 1 req/s
+    s = summarize(recs)
+    assert s["latency_from"] == "intended send"
+    assert (s["steady_window_start_s"], s["steady_window_end_s"]) == (pytest.approx(T0 + 2.0), T0 + 5.0)
+    assert s["steady_mean_in_flight"] == pytest.approx(2.0, abs=0.02)
+    assert s["steady_request_throughput"] == pytest.approx(1.0, abs=0.34)

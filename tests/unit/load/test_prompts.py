@@ -8,16 +8,19 @@ import pytest
 from serve_bench.errors import ConfigError
 from serve_bench.load.profiles import JsonlPrompts
 from serve_bench.load.prompts import JsonlPromptSet, SyntheticPromptSet, build_prompt_set
-from serve_bench.models.resolve import resolve
 
-pytestmark = pytest.mark.unit
+# Synthetic prompts load the bundled model's transformers tokenizer (which imports
+# torch): those tests are `system`; JSONL prompts need neither and stay `unit`.
 
 
 @pytest.fixture(scope="module")
 def model_path() -> Path:
+    from serve_bench.models.resolve import resolve  # imports torch (serve_bench.models.checkpoint)
+
     return resolve("default").path
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("api", ["chat", "completions"])
 @pytest.mark.parametrize("tokens", [40, 64, 257])
 def test_synthetic_prompts_have_the_exact_token_count(model_path: Path, api: str, tokens: int) -> None:
@@ -36,6 +39,7 @@ def test_synthetic_prompts_have_the_exact_token_count(model_path: Path, api: str
     assert (payload["messages"][0]["content"] if api == "chat" else payload["prompt"]) == prompts.text(0)
 
 
+@pytest.mark.system
 def test_synthetic_prompts_are_deterministic_per_seed_and_distinct(model_path: Path) -> None:
     a = SyntheticPromptSet(model_path, "chat", 64, seed=1)
     b = SyntheticPromptSet(model_path, "chat", 64, seed=1)
@@ -45,11 +49,13 @@ def test_synthetic_prompts_are_deterministic_per_seed_and_distinct(model_path: P
     assert len({a.text(i).split()[0:3].__repr__() for i in range(20)}) > 15  # distinct prefixes: no cache sharing
 
 
+@pytest.mark.system
 def test_too_few_tokens_for_the_chat_template(model_path: Path) -> None:
     with pytest.raises(ConfigError, match="too small"):
         SyntheticPromptSet(model_path, "chat", 5)
 
 
+@pytest.mark.unit
 def test_jsonl_prompts(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text("\n".join(json.dumps({"q": f"question {i}"}) for i in range(3)) + "\n")

@@ -4,7 +4,7 @@ import torch
 from serve_bench.errors import ConfigError
 from serve_bench.prune import criteria
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # imports torch
 H = 8
 
 

@@ -12,7 +12,7 @@ from serve_bench.errors import UnsupportedModelError
 from serve_bench.models.resolve import ResolvedModel
 from serve_bench.prune import MANIFEST, Target, criteria, indices_sha256, prune
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # imports torch and transformers; builds tiny checkpoints
 
 
 def _local(path):
