@@ -121,7 +121,8 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
         for index, client_id in enumerate(clients):
             runner.send_message("sb_spec", {**spec, "worker_index": index}, client_id=client_id)
         _wait_for(lambda: set(spec_ok) >= set(clients), spec_failed, "prepared the stage", len(clients))
-        info["worker_clocks"] = {_short(c): spec_ok[c] for c in clients}
+        info["worker_clocks"] = {_short(c): {k: spec_ok[c][k] for k in ("offset_ms", "rtt_ms")} for c in clients}
+        pids = {spec_ok[c].get("pid"): c for c in clients}
         started_s = now_s()
         runner.start(plan.start_users, spawn_rate=plan.spawn_rate)
         await_barrier(lambda: sum(status.get(c, {}).get("users_ready", 0) for c in clients), plan.start_users,
@@ -136,14 +137,15 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
         runner.send_message("sb_go", {"t0_s": t0})
         if plan.ramp:
             runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
-        _watch(runner, clients, procs, plan, url, status, done, flags, info, notes)
+        _watch(runner, clients, procs, pids, plan, url, status, done, flags, info, notes)
         info["loadgen_cpu"] = {"master": cpu.ratio(),
                                **{_short(c): status.get(c, {}).get("cpu") for c in clients}}
         if len(done) < len(clients):
-            runner.stop()
+            # no Locust stop: it waits for every worker's users to reach zero, a lost worker's never do
             runner.send_message("sb_flush", {})
+            alive = {c for c in clients if _short(c) not in info["lost_workers"]}
             deadline = now_s() + 10.0
-            while len(flushed) < len(runner.clients.all) and now_s() < deadline:
+            while not flushed >= alive and now_s() < deadline:
                 gevent.sleep(_TICK_S)
     finally:
         env.stop_timeout = 0
@@ -159,9 +161,9 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
     return started_s or now_s(), now_s(), warmup_end_s
 
 
-def _watch(runner: Any, clients: list[str], procs: list[subprocess.Popen[bytes]], plan: StagePlan, url: str,
-           status: dict[str, dict[str, Any]], done: set[str], flags: dict[str, bool], info: dict[str, Any],
-           notes: list[str]) -> None:
+def _watch(runner: Any, clients: list[str], procs: list[subprocess.Popen[bytes]], pids: dict[Any, str],
+           plan: StagePlan, url: str, status: dict[str, dict[str, Any]], done: set[str], flags: dict[str, bool],
+           info: dict[str, Any], notes: list[str]) -> None:
     """Until every worker is done, the server died, every request is rejected, or a worker is lost."""
     threshold = max(1, min(plan.users, 3))
     while not done >= set(clients):
@@ -175,8 +177,8 @@ def _watch(runner: Any, clients: list[str], procs: list[subprocess.Popen[bytes]]
             return
         lost = [c for c in clients if c not in done and (c not in runner.clients
                                                           or runner.clients[c].state == STATE_MISSING)]
-        lost += [clients[i] for i, p in enumerate(procs) if p.poll() is not None and clients[i] not in done
-                 and clients[i] not in lost]
+        exited = [pids.get(p.pid) for p in procs if p.poll() is not None]  # local workers: no heartbeat wait
+        lost += [c for c in exited if c is not None and c not in done and c not in lost]
         if lost:
             flags["stopped_early"] = True
             info["lost_workers"] = [_short(c) for c in lost]

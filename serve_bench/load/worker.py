@@ -116,7 +116,7 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
         env.host = spec["url"].rstrip("/")
         env.user_classes.append(make_user_class(state, plan.name, spec["url"], profile.timeout_s))
         gevent.spawn(report)
-        runner.send_message("sb_spec_ok", {"offset_ms": offset * 1000.0, "rtt_ms": rtt * 1000.0})
+        runner.send_message("sb_spec_ok", {"offset_ms": offset * 1000.0, "rtt_ms": rtt * 1000.0, "pid": os.getpid()})
 
     def on_pong(environment: Any, msg: Any, **kw: Any) -> None:
         d = msg.data
@@ -147,6 +147,9 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
         state.ready.set()
 
     def on_flush(environment: Any, msg: Any, **kw: Any) -> None:
+        if "state" in holder:  # the stage is over early: send nothing more, release the waiting users
+            holder["state"].stopping = True
+            holder["state"].finished.set()
         runner.send_message("sb_records", drain())
         runner.send_message("sb_flushed", {})
 

@@ -171,3 +171,55 @@ def test_remote_workers_join_a_master(base_server, tmp_path):
     senders = {r["worker_id"].split("/")[0] for r in records if r["stage"] == "c4"}
     assert senders == {"w0", "w1"}, "both remote workers sent requests"
     assert all(r["ok"] and r["output_tokens"] == OUTPUT_TOKENS for r in records)
+    clocks = stages["c4"]["worker_clocks"]
+    assert len(clocks) == 2 and all(abs(c["offset_ms"]) < 50 and c["rtt_ms"] >= 0 for c in clocks.values())
+    assert set(stages["c4"]["loadgen_cpu"]) == {"master", *clocks}
+
+
+KEY = "sb-test-key-8d1f0c"
+
+
+def files_containing(root: Path, text: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def test_api_key_in_engine_args_is_used_and_written_nowhere(tmp_path):
+    profile = write_profile(tmp_path / "auth.yaml", requests=4)
+    proc = serve_bench("run", "--no-prune", "--profile", str(profile), "--out", str(tmp_path / "runs"),
+                       "--engine-args", f"--max-model-len 2048 --api-key {KEY}")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    run = only_run_dir(tmp_path / "runs")
+    records = [json.loads(line) for line in next(run.rglob("records.jsonl")).read_text().splitlines()]
+    assert len(records) == 5 and all(r["ok"] for r in records)  # readiness, discovery and load all authorised
+    assert files_containing(run, KEY) == [] and KEY not in out
+    assert "--api-key ***" in json.dumps(json.loads((run / "manifest.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def keyed_server(base_model_path, tmp_path_factory):
+    from serve_bench.serve.server import ServerSpec, VllmServer
+
+    log = tmp_path_factory.mktemp("keyed") / "server.log"
+    spec = ServerSpec(model_path=base_model_path, served_name="keyed", log_path=log,
+                      engine_args=["--max-model-len", "2048", "--api-key", KEY], env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    with VllmServer(spec) as srv:
+        yield srv
+    assert KEY not in log.read_text()
+
+
+def test_url_of_an_authenticated_server(keyed_server, base_model_path, tmp_path):
+    profile = write_profile(tmp_path / "auth.yaml", requests=2)
+    args = ("run", "--url", keyed_server.url, "--tokenizer", str(base_model_path), "--profile", str(profile))
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    refused = subprocess.run([sys.executable, "-m", "serve_bench", *args, "--out", str(tmp_path / "no-key")],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert refused.returncode == 2 and "401 Unauthorized" in refused.stderr and "OPENAI_API_KEY" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    done = subprocess.run([sys.executable, "-m", "serve_bench", *args, "--out", str(tmp_path / "runs")],
+                          capture_output=True, text=True, env={**env, "OPENAI_API_KEY": KEY}, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = only_run_dir(tmp_path / "runs")
+    assert files_containing(run, KEY) == []
+    records = [json.loads(line) for line in next(run.rglob("records.jsonl")).read_text().splitlines()]
+    assert len(records) == 3 and all(r["ok"] for r in records)
