@@ -98,7 +98,7 @@ def _run_serve_bench(a: argparse.Namespace, stage_data: dict, total: int):
 
     profile = _profile(a, stage_data)
     prompts = _prompts(profile, a.model_path)
-    prompts.prepare(0, total + 1)  # outside the timed phase
+    prompts.prepare(range(total + 1))  # built here, outside the timed phase (run_stage would build them anyway)
     stage = profile.expanded_stages()[0]
     warm = _profile(a, {"kind": "concurrency", "name": "warm", "users": 1, "requests": 1}).expanded_stages()[0]
     run_stage(warm, url=a.url, model=MODEL, profile=profile, prompts=prompts, prompt_offset=total)

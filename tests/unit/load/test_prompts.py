@@ -64,3 +64,24 @@ def test_jsonl_prompts(tmp_path: Path) -> None:
     assert [prompts.payload(i)["prompt"] for i in range(4)] == ["question 0", "question 1", "question 2", "question 0"]
     with pytest.raises(ConfigError, match=r"p.jsonl:1: not a JSON object with a 'prompt' field"):
         JsonlPromptSet(path, "chat")
+
+
+@pytest.mark.system  # the feed is a child process that loads the tokenizer
+def test_a_feed_builds_the_prompts_this_process_takes_in_order(model_path: Path) -> None:
+    from serve_bench.load.prompt_feed import start_feed, stop_feed
+    from serve_bench.load.stage_state import index_of
+
+    fed = SyntheticPromptSet(model_path, "chat", 48, seed=5, salt="f")
+    direct = SyntheticPromptSet(model_path, "chat", 48, seed=5, salt="f")
+    slots, period, offset = [1, 3], 4, 100
+    order = [offset + index_of(k, slots, period) for k in range(12)]
+    fed.prepare(order[:2])  # built before the stage; the feed starts after them
+    start_feed(fed, offset=offset, slots=slots, period=period, start_k=2)
+    try:
+        assert fed.feed is not None
+        got = [fed.payload(i)["messages"][0]["content"] for i in order]
+    finally:
+        stop_feed(fed)
+    assert fed.feed is None
+    assert got == [direct.build(i) for i in order]
+    assert order[:4] == [101, 103, 105, 107]
