@@ -30,6 +30,7 @@ from serve_bench import auth
 from serve_bench.errors import ConfigError
 from serve_bench.load.clock import now_s
 from serve_bench.load.distributed import RemoteMaster, run_distributed
+from serve_bench.load.gc_quiet import gc_quiet
 from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, refused
 from serve_bench.load.metrics import summarize
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage
@@ -167,13 +168,14 @@ def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, p
         await_barrier(lambda: state.users_ready, plan.start_users, plan, notes)
         if known is None:
             start_feed(prompts, offset=prompt_offset, slots=state.slots, period=state.period, start_k=prebuilt)
-        cpu = CpuShare()
-        start_clock(state, plan, now_s() + (OPEN_LOOP_LEAD_S if plan.open_loop else 0.0))
-        state.ready.set()
-        if plan.ramp:
-            runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
-        _monitor(state, url, plan.users, flags)
-        info["loadgen_cpu"]["master"] = cpu.ratio()
+        with gc_quiet():
+            cpu = CpuShare()
+            start_clock(state, plan, now_s() + (OPEN_LOOP_LEAD_S if plan.open_loop else 0.0))
+            state.ready.set()
+            if plan.ramp:
+                runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
+            _monitor(state, url, plan.users, flags)
+            info["loadgen_cpu"]["master"] = cpu.ratio()
     finally:
         state.finished.set()
         env.stop_timeout = 0  # the stage is over: whatever is still running is cut (and recorded as such)

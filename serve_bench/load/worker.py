@@ -29,6 +29,7 @@ from pydantic import TypeAdapter
 from serve_bench import auth
 from serve_bench.errors import ServeBenchError
 from serve_bench.load.clock import now_s
+from serve_bench.load.gc_quiet import pause_collector, resume_collector
 from serve_bench.load.liveness import CpuShare
 from serve_bench.load.profiles import LoadProfile, Stage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
@@ -140,8 +141,13 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
                        start_k=prebuilt)
         runner.send_message("sb_dealt", {})
 
+    def quiet_end() -> None:
+        if "gc" in holder:
+            resume_collector(holder.pop("gc"))
+
     def on_go(environment: Any, msg: Any, **kw: Any) -> None:
         state: StageState = holder["state"]
+        holder["gc"] = pause_collector()  # until the stage is done (gc_quiet.py)
         holder["cpu"] = CpuShare()
         start_clock(state, holder["plan"], msg.data["t0_s"] - holder["offset"])
         state.ready.set()
@@ -150,6 +156,7 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
         if "state" in holder:  # the stage is over early: send nothing more, release the waiting users
             holder["state"].stopping = True
             holder["state"].finished.set()
+        quiet_end()
         runner.send_message("sb_records", drain())
         runner.send_message("sb_flushed", {})
 
@@ -168,6 +175,7 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
                 runner.send_message("sb_done", {})
                 state.finished.set()
                 stop_feed(state.prompts)
+                quiet_end()
                 said_done = True
 
     runner.register_message("sb_spec", lambda environment, msg, **kw: gevent.spawn(prepare, msg.data))
@@ -179,6 +187,7 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
     try:
         runner.greenlet.join()
     finally:
+        quiet_end()
         if "state" in holder:
             stop_feed(holder["state"].prompts)
     return 1 if failed else 0
