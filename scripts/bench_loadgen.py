@@ -22,6 +22,7 @@ around the load phase only (imports, tokenizer and prompt generation excluded):
 
     .venv/bin/python scripts/bench_loadgen.py --concurrency 64 --requests 4000 --repeats 2
     .venv/bin/python scripts/bench_loadgen.py --tools serve-bench --workers 2 --client-core 0,1 --server-core 0,1
+    .venv/bin/python scripts/bench_loadgen.py --tools serve-bench --exporter     # the exporter's cost
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def proc_cpu_s(pid: int) -> float:
 
 
 # -- inner: runs pinned, one per measurement ---------------------------------------------------------------------
+
+SCRAPE_LOOP = """
+import sys, time, urllib.request
+while True:
+    urllib.request.urlopen(sys.argv[1], timeout=5).read()
+    time.sleep(1)
+"""
+
 
 def _children_cpu_s() -> float:
     import resource
@@ -81,16 +90,32 @@ def inner_serve_bench(a: argparse.Namespace) -> dict:
     # as `serve-bench run` does: every record appended (and flushed) to records.jsonl as it finishes
     writer = RecordWriter(Path(a.tmp) / "records.jsonl").open()
 
+    exporter = None
+    if a.exporter:  # as `serve-bench run` does: every record also goes to the live exporter, scraped every second
+        from serve_bench.load.live import LiveStage
+        from serve_bench.observe.exporter import Exporter
+
+        live = LiveStage(checkpoint="fake")
+        exporter = Exporter(live, {"ttft_ms": 1000})
+        metrics = exporter.start("127.0.0.1", 0)
+        scraper = subprocess.Popen(["taskset", "-c", a.server_core, PY, "-c", SCRAPE_LOOP, metrics])
+
     def sink(r) -> None:
         chunks[0] += len(r.chunk_times_s)
         writer.write(r)
+        if exporter is not None:
+            exporter.observe(r, "fake")
 
     cpu0, wall0, kids0 = time.process_time(), time.perf_counter(), _children_cpu_s()
     res = run_stage(stage, url=a.url, model=MODEL, profile=profile, prompts=prompts, sink=sink,
-                    workers=a.workers, model_path=a.model_path, worker_log_dir=Path(a.tmp))
+                    workers=a.workers, model_path=a.model_path, worker_log_dir=Path(a.tmp),
+                    live=live if exporter is not None else None)
     # with --workers the load runs in worker processes: their CPU (reaped at the stage's end) counts too
     cpu, wall = time.process_time() - cpu0 + _children_cpu_s() - kids0, time.perf_counter() - wall0
     writer.close()
+    if exporter is not None:
+        scraper.kill()
+        exporter.close()
     s = res.summary
     return {"completed": s["completed"], "failed": s["failed"], "duration": s["duration"], "wall_s": wall,
             "cpu_s": cpu, "chunks": chunks[0], "total_output_tokens": s["total_output_tokens"],
@@ -139,7 +164,7 @@ def measure(tool: str, a: argparse.Namespace, url: str, server_pid: int, tmp: Pa
     out = tmp / f"{tool}.json"
     cmd = ["taskset", "-c", a.client_core, PY, __file__, "--inner", tool, "--url", url, "--model-path", a.model_path,
            "--concurrency", str(a.concurrency), "--requests", str(a.requests), "--input-len", str(a.input_len),
-           "--workers", str(a.workers),
+           "--workers", str(a.workers), "--server-core", a.server_core, *(["--exporter"] if a.exporter else []),
            "--output-len", str(a.output_len), "--tmp", str(tmp), "--result", str(out)]
     before_load = loadavg()
     s0, w0 = proc_cpu_s(server_pid), time.perf_counter()
@@ -169,6 +194,8 @@ def main() -> None:
     ap.add_argument("--client-core", default="0", help="taskset list for the client (and its workers): '0,1'")
     ap.add_argument("--workers", type=int, default=0, help="serve-bench: Locust worker processes (0: one process)")
     ap.add_argument("--tools", default="vllm,serve-bench", help="which tools to run, comma-separated")
+    ap.add_argument("--exporter", action="store_true",
+                    help="serve-bench: feed the live Prometheus exporter too, scraped every second")
     ap.add_argument("--server-core", default="1")
     ap.add_argument("--model-path", default=None, help="tokenizer for prompts (default: the bundled model)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/sb-loadgen"))

@@ -5,6 +5,17 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/setup.sh"
+# The dashboards test runs every panel query against a real Prometheus: Debian's package.
+if ! command -v prometheus >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing Debian's prometheus for the dashboards test" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "test: prometheus is missing and cannot be installed here (needs root and apt-get); install it, or" \
+         "the dashboards test fails" >&2
+  fi
+fi
 venv=${SERVE_BENCH_VENV:-$root/.venv}
 cd "$root"
 exec "$venv/bin/python" -m pytest "$@"

@@ -28,6 +28,8 @@ class Events(Protocol):
     def stage_started(self, checkpoint: str, stage: str) -> None: ...
     def request_done(self, ok: bool) -> None: ...
     def stage_done(self, checkpoint: str, result: dict[str, Any]) -> None: ...
+    def metrics_started(self, url: str) -> None: ...
+    def note(self, message: str) -> None: ...
     def problem(self, message: str) -> None: ...
 
 
@@ -66,14 +68,22 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
     }
     save_manifest()
     outcome = RunOutcome(run.path, "running")
+    from serve_bench.observe.observer import Observer
+
+    observer = Observer(slos_ms=study.slo or None, metrics_host=study.metrics.host, metrics_port=study.metrics.port)
     try:
+        manifest["metrics_url"] = observer.start()
+        save_manifest()
+        ev.metrics_started(manifest["metrics_url"])
+        for note in observer.notes:
+            ev.note(note)
         served = _targets(study, key)
         manifest["checkpoints"] = [c.describe() for c in served]
         save_manifest()
         for i, ck in enumerate(served):
             ev.checkpoint_started(ck.name, i, len(served))
             try:
-                _serve_and_load(study, profiles, run, ck, ev, outcome, key)
+                _serve_and_load(study, profiles, run, ck, ev, outcome, key, observer)
             except ServerError as err:
                 outcome.problems.append(f"{ck.name}: {err.message}")
                 ev.problem(f"{ck.name}: {err.message}")
@@ -87,6 +97,7 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         outcome.status = "failed"
         raise
     finally:
+        observer.close()
         manifest.update(status=outcome.status, ended_utc=_now(), problems=outcome.problems)
         save_manifest()
         from serve_bench.summary import collect, render_markdown
@@ -117,19 +128,17 @@ def _targets(study: StudySpec, key: str | None) -> list[ckpts.ServedCheckpoint]:
 
 
 def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint,
-                    ev: Events, outcome: RunOutcome, key: str | None) -> None:
+                    ev: Events, outcome: RunOutcome, key: str | None, observer: Any) -> None:
     from serve_bench.serve.server import ServerSpec, VllmServer
 
     ck_dir = run.checkpoint_dir(ck.name)
     write_json(ck_dir / "checkpoint.json", ck.describe())
     if study.server.url:
-        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome, key)
+        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome, key, observer)
         return
     spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
                       host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
                       env=dict(study.server.env), startup_timeout_s=study.server.startup_timeout_s)
-    # the key vLLM is started with is vLLM's own --api-key; the client sends `key` (the same, unless the
-    # environment gives another)
     server = VllmServer(spec)
     try:
         server.start()
@@ -139,23 +148,36 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
         raise
     try:
         ev.server_ready(ck.name, server.url)
-        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key)
+        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key, observer)
     finally:
         server.stop()
 
 
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
-          served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None) -> None:
+          served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None,
+          observer: Any) -> None:
     from serve_bench.load.distributed import RemoteMaster
-    from serve_bench.load.records import RecordWriter
-    from serve_bench.load.runner import run_profile
 
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
+    observer.checkpoint_started(ck.name, url, key, lambda i, when: run.server_metrics_path(ck.name, i, when),
+                                run.server_timeseries_path(ck.name))
+    try:
+        _run_profiles(study, profiles, run, ck, url, served_name, server, ev, key, observer, remote)
+    finally:
+        observer.checkpoint_done()
+
+
+def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
+                  served_name: str, server: Any, ev: Events, key: str | None, observer: Any, remote: Any) -> None:
+    from serve_bench.load.records import RecordWriter
+    from serve_bench.load.runner import run_profile
+    from serve_bench.summary import load_label
+
     index = 0
-    _scrape(url, run.server_metrics_path(ck.name, index, "start"), key)
     with RecordWriter(run.records_path(ck.name)) as writer:
         def sink(record: Any) -> None:
             writer.write(record)
+            observer.record(record)
             ev.request_done(record.ok)
 
         for profile in profiles:
@@ -163,32 +185,21 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
                 nonlocal index
                 index += 1
                 data = {"checkpoint": ck.name, "profile": profile.name, "index": index,
-                        **result.model_dump(mode="json")}
+                        **result.model_dump(mode="json"),
+                        **observer.stage_done(index, profile.name, result, load_label(result.target))}
                 write_json(run.stage_path(ck.name, index, result.stage), data)
-                _scrape(url, run.server_metrics_path(ck.name, index, f"after-{result.stage}"), key)
                 ev.stage_done(ck.name, data)
 
             ev.stage_started(ck.name, profile.name)
             results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
                                   sink=sink, slos_ms=study.slo or None, on_stage=on_stage,
                                   workers=study.remote_workers or study.workers, remote=remote, api_key=key,
-                                  worker_log_dir=run.checkpoint_dir(ck.name))
+                                  worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live)
             died = any(r.server_died for r in results) or (server is not None and not server.alive())
             if died:
                 tail = server.log_tail() if server is not None else ""
                 raise ServerDiedError(f"the server died during profile {profile.name}; finished stages are kept"
                                       + (f"; last lines of its log:\n{tail}" if tail else ""))
-
-
-def _scrape(url: str, path: Path, key: str | None) -> None:
-    """The server's own Prometheus metrics; a server without /metrics is noted, not fatal."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        resp = requests.get(f"{url}/metrics", headers=auth.headers(key), timeout=10)
-        text = resp.text if resp.status_code == 200 else f"# /metrics answered HTTP {resp.status_code}\n"
-    except requests.RequestException as err:
-        text = f"# /metrics unreachable: {type(err).__name__}\n"
-    path.write_text(text)
 
 
 def _served_model(url: str, wanted: str | None, key: str | None) -> tuple[str, str | None]:

@@ -8,6 +8,7 @@
     <run>/<checkpoint>/records.jsonl     every request of every stage, raw timestamps
     <run>/<checkpoint>/stages/NN-<stage>.json          the stage's result and summary
     <run>/<checkpoint>/server_metrics/NN-<when>.prom   the server's /metrics at stage boundaries
+    <run>/<checkpoint>/server_metrics/timeseries.jsonl its vllm: samples every few seconds while it served
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class RunDir:
 
     def server_metrics_path(self, checkpoint: str, index: int, when: str) -> Path:
         return self.checkpoint_dir(checkpoint) / "server_metrics" / f"{index:02d}-{_slug(when)}.prom"
+
+    def server_timeseries_path(self, checkpoint: str) -> Path:
+        return self.checkpoint_dir(checkpoint) / "server_metrics" / "timeseries.jsonl"
 
     def checkpoints(self) -> list[str]:
         return [p.name for p in sorted(self.path.iterdir()) if (p / "checkpoint.json").is_file()]

@@ -68,6 +68,12 @@ class ServerSettings(_Strict):
                                          "vLLM's --api-key in engine_args is used when this is unset")
 
 
+class MetricsSettings(_Strict):
+    host: str = Field("127.0.0.1", description="where the Prometheus exporter listens; loopback by default")
+    port: int | None = Field(None, ge=0, le=65535,
+                             description="exporter port; default 9464 (a free one if that is busy); 0: any free port")
+
+
 class StudySpec(_Strict):
     name: str = "default"
     models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry()], min_length=1)
@@ -81,6 +87,7 @@ class StudySpec(_Strict):
     master_bind_host: str = Field("127.0.0.1", description="where remote workers connect; Locust's master "
                                                            "protocol is unauthenticated, so only loopback by default")
     master_port: int = Field(5557, ge=1, le=65535)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     out_dir: Path = Path("runs")
     checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")
 

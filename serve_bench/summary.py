@@ -43,7 +43,11 @@ NOTES = [
 
 
 def _load_label(result: dict[str, Any]) -> str:
-    t = result.get("target", {})
+    return load_label(result.get("target", {}))
+
+
+def load_label(t: dict[str, Any]) -> str:
+    """A stage's load in words: '16 users', '2 req/s poisson', '1→8 users'."""
     if "users" in t:
         return f"{t['users']} users"
     if "rate_rps" in t:

@@ -47,13 +47,14 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from serve_bench.cli import model_cmd, prune_cmd, run_cmd
+    from serve_bench.cli import dashboards_cmd, model_cmd, prune_cmd, run_cmd
 
     cli.add_command(run_cmd.run)
     cli.add_command(run_cmd.summarize)
     cli.add_command(run_cmd.worker)
     cli.add_command(prune_cmd.prune)
     cli.add_command(model_cmd.model)
+    cli.add_command(dashboards_cmd.dashboards)
 
 
 _register()

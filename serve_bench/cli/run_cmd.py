@@ -72,6 +72,12 @@ class LiveView:
             f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms"
             + (f"  [yellow]{', '.join(flags)}[/]" if flags else ""))
 
+    def metrics_started(self, url: str) -> None:
+        self.live.console.print(f"live metrics: {url}")
+
+    def note(self, message: str) -> None:
+        self.live.console.print(f"[yellow]note:[/] {message}")
+
     def problem(self, message: str) -> None:
         self.live.console.print(f"[red]problem:[/] {message}")
 
@@ -97,6 +103,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
                       ("port", "server.port"), ("out", "out_dir"),
                       ("workers", "workers"), ("expect_workers", "remote_workers"),
                       ("master_bind_host", "master_bind_host"), ("master_port", "master_port"),
+                      ("metrics_host", "metrics.host"), ("metrics_port", "metrics.port"),
                       ("on_server_death", "on_server_death")):
         if flags[key] is not None:
             put(path, flags[key])
@@ -137,6 +144,10 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
               help="Address remote workers connect to (default 127.0.0.1; Locust's master protocol is "
                    "unauthenticated, so binding elsewhere lets anyone who reaches the port join).")
 @click.option("--master-port", type=int, default=None, help="Port remote workers connect to (default 5557).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Port of the live Prometheus exporter (default 9464, or a free one if busy; 0: any free port).")
+@click.option("--metrics-host", default=None,
+              help="Address the exporter listens on (default 127.0.0.1; another address exposes it to the network).")
 @click.option("--slo", multiple=True, help="SLO as NAME=MS (ttft_ms, tpot_ms, itl_ms, e2el_ms, ntpot_ms).")
 @click.option("--on-server-death", type=click.Choice(["continue", "stop"]), default=None,
               help="After a server dies: go on to the next checkpoint, or stop.")
@@ -162,6 +173,9 @@ def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
     if no_prune:
         data.setdefault("prune", {}).update(prune=[], expansion_ratio=[])
     spec = validate(StudySpec, data, str(study) if study else "command line")
+    if not _loopback(spec.metrics.host):
+        console.print(f"[yellow]warning:[/] the metrics exporter listens on {spec.metrics.host}: anyone who can "
+                      f"reach it can read this run's live metrics.", highlight=False)
     if spec.remote_workers and not _loopback(spec.master_bind_host):
         console.print(f"[yellow]warning:[/] the Locust master listens on {spec.master_bind_host}:{spec.master_port}; "
                       f"its protocol is unauthenticated: anyone who reaches that port can join the run and send "

@@ -4,10 +4,18 @@
     clock      wall-clock seconds from one perf_counter anchor
     metrics    every metric definition (ttft, tpot, itl, e2el, ntpot, throughput, goodput, send lag)
     prompts    synthetic prompts of an exact token length, or prompts from a JSONL file
+    prompt_feed  a child process building a time-bound stage's prompts ahead of use
     profiles   YAML load profiles (stages: concurrency, rate, ramp, sweep, ladder) and their lookup
     schedule   precomputed open-loop send times (poisson, gamma, constant)
+    stage_plan a validated stage turned into users, budget, schedule and clocks
+    stage_state  what one stage's users share: whose turn it is, dealt indices, counters
+    barrier    the start barrier: the clock starts when every user is connected
+    gc_quiet   no garbage-collector pauses inside a measured stage
+    liveness   is the server refusing connections; the load generator's CPU share
     user       the streaming Locust user (imports Locust, hence gevent: imported lazily)
     runner     run_stage / run_profile: Locust as a library, headless
+    distributed  Locust's master/worker mode: dealing, clock offsets, lost workers
+    worker     a worker process (local, or `serve-bench worker` on another host)
 
 Importing this package does not import Locust (which monkey-patches the process
 with gevent); ``serve_bench.load.runner`` and ``serve_bench.load.user`` do.

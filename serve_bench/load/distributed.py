@@ -38,7 +38,9 @@ from locust.env import Environment
 from locust.runners import STATE_MISSING
 
 from serve_bench.errors import LoadError
+from serve_bench.load.barrier import await_barrier
 from serve_bench.load.clock import now_s
+from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import CpuShare, refused
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage
 from serve_bench.load.records import RequestRecord
@@ -67,11 +69,9 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
                     url: str, model: str, model_path: str | None, prompt_offset: int, seed: int, workers: int,
                     collect: RecordSink, flags: dict[str, bool], counts: dict[str, int], info: dict[str, Any],
                     notes: list[str], log_dir: Path | None = None, remote: RemoteMaster | None = None,
-                    api_key: str | None = None) -> tuple[float, float, float | None]:
+                    api_key: str | None = None, live: LiveStage | None = None) -> tuple[float, float, float | None]:
     """Run one planned stage over ``workers`` processes (local ones, or ``remote`` workers that
     connect by themselves); returns (started_s, ended_s, warmup_end_s)."""
-    from serve_bench.load.runner import await_barrier  # the runner imports this module
-
     expected = workers
     workers = max(1, min(workers, plan.users))  # a worker without users would never finish its share
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="serve-bench-workers-"))
@@ -132,6 +132,10 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
             runner.send_message("sb_deal", {"slots": slots, "period": sum(users)}, client_id=client_id)
         _wait_for(lambda: dealt >= set(clients), spec_failed, "built their prompts", len(clients))
         cpu = CpuShare()
+        if live is not None:
+            live.begin(profile.name, plan.name, plan.kind, plan.target,
+                       lambda: sum(status.get(c, {}).get("in_flight", 0) for c in clients),
+                       lambda: (cpu.ratio() or 0.0) + sum(status.get(c, {}).get("cpu") or 0.0 for c in clients))
         t0 = now_s() + (GO_LEAD_S if plan.open_loop else 0.0)  # the go message must reach workers before t0
         warmup_end_s = t0 + plan.warmup.duration_s if plan.warmup.duration_s else None
         runner.send_message("sb_go", {"t0_s": t0})
@@ -148,6 +152,8 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
             while not flushed >= alive and now_s() < deadline:
                 gevent.sleep(_TICK_S)
     finally:
+        if live is not None:
+            live.end()
         env.stop_timeout = 0
         runner.quit()  # workers send their final stats report as they quit
         for p in procs:

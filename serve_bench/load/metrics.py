@@ -150,6 +150,44 @@ def is_good(r: RequestRecord, slos_ms: Mapping[str, float]) -> bool:
     return True
 
 
+def request_arrays(done: Sequence[RequestRecord]) -> dict[str, np.ndarray]:
+    """The per-request definitions above for many completed requests at once, vectorised (the live
+    exporter's batches): ``ttft``/``e2el`` from the intended send in open loop (as :func:`is_good` and the
+    headlines), ``tpot`` (requests with > 1 token), ``ntpot``, ``send_lag`` (open loop only), ``itl`` (every
+    gap, pooled) and ``max_itl`` per request (0 with one chunk). A test holds them equal to the scalar ones."""
+    k = len(done)
+    send = np.fromiter((r.send_s for r in done), float, k)
+    scheduled = np.fromiter((r.intended_send_s is not None for r in done), bool, k)
+    start = np.fromiter((r.send_s if r.intended_send_s is None else r.intended_send_s for r in done), float, k)
+    first = np.fromiter((r.first_token_s for r in done), float, k)
+    last = np.fromiter((r.last_token_s for r in done), float, k)
+    out = np.fromiter((r.output_tokens or 0 for r in done), float, k)
+    lengths = np.fromiter((len(r.chunk_times_s) for r in done), np.int64, k)
+    flat = np.fromiter((t for r in done for t in r.chunk_times_s), float, int(lengths.sum()))
+    gaps = np.diff(flat)
+    ends = np.cumsum(lengths)
+    inside = np.ones(gaps.size, dtype=bool)
+    inside[ends[:-1][ends[:-1] <= gaps.size] - 1] = False  # a gap from one request's last chunk to the next's first
+    max_itl = np.zeros(k)
+    for i in np.nonzero(lengths > 1)[0]:  # few requests per batch: a loop over them, not their chunks
+        max_itl[i] = gaps[ends[i] - lengths[i]:ends[i] - 1].max()
+    multi = out > 1
+    return {"ttft": first - start, "e2el": last - start, "tpot": (last - first)[multi] / (out[multi] - 1),
+            "tpot_all": np.where(multi, (last - first) / np.maximum(out - 1, 1), 0.0),
+            "ntpot": np.where(out > 0, (last - send) / np.maximum(out, 1), np.inf),
+            "send_lag": (send - start)[scheduled], "itl": gaps[inside], "max_itl": max_itl}
+
+
+def good_mask(arrays: Mapping[str, np.ndarray], slos_ms: Mapping[str, float]) -> np.ndarray:
+    """:func:`is_good` for the completed requests of :func:`request_arrays`."""
+    values = {"ttft_ms": arrays["ttft"], "e2el_ms": arrays["e2el"], "tpot_ms": arrays["tpot_all"],
+              "ntpot_ms": arrays["ntpot"], "itl_ms": arrays["max_itl"]}
+    good = np.ones(arrays["ttft"].size, dtype=bool)
+    for key, limit_ms in slos_ms.items():
+        good &= values[key] * 1000.0 <= limit_ms
+    return good
+
+
 def measured_records(records: Iterable[RequestRecord], warmup_end_s: float | None = None) -> list[RequestRecord]:
     """Records that count: not flagged warm-up, and (if given) sent at or after ``warmup_end_s``."""
     kept = []

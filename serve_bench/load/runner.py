@@ -28,9 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_bench import auth
 from serve_bench.errors import ConfigError
+from serve_bench.load.barrier import await_barrier
 from serve_bench.load.clock import now_s
 from serve_bench.load.distributed import RemoteMaster, run_distributed
 from serve_bench.load.gc_quiet import gc_quiet
+from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, refused
 from serve_bench.load.metrics import summarize
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage
@@ -52,7 +54,6 @@ from serve_bench.load.user import make_user_class
 logging.getLogger("locust").addHandler(logging.NullHandler())  # a library does not print Locust's logs
 
 SATURATION_LAG_MS = 100.0
-BARRIER_TIMEOUT_S = 60.0
 _TICK_S = 0.05
 
 
@@ -89,10 +90,11 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
               slos_ms: Mapping[str, float] | None = None, seed: int | None = None, prompt_offset: int = 0,
               saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0, model_path: str | None = None,
               worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
-              api_key: str | None = None) -> StageResult:
+              api_key: str | None = None, live: LiveStage | None = None) -> StageResult:
     """Run one stage to its request count or duration (after warm-up); never raises for failed requests.
 
-    ``api_key`` is sent as a bearer token on every request (default: ``OPENAI_API_KEY``).
+    ``api_key`` is sent as a bearer token on every request (default: ``OPENAI_API_KEY``). ``live`` is
+    kept pointing at the running stage's counters (the exporter reads it).
 
     ``workers=N`` (N >= 1) runs a Locust master here and N local worker processes,
     or, with ``remote``, waits for N workers started on other hosts; workers build
@@ -116,6 +118,7 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
     counts = {"locust_requests": 0, "locust_failures": 0}
     notes: list[str] = []
     info: dict[str, Any] = {"loadgen_cpu": {}, "worker_clocks": {}, "lost_workers": []}
+    live = live or LiveStage()
     if remote and workers > plan.users:
         # every remote worker must get users (each takes a fixed share of request
         # indices); a stage this small needs no distributed load
@@ -125,12 +128,13 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
         bounds = run_distributed(plan, stage, profile, url=url, model=model, model_path=model_path,
                                  prompt_offset=prompt_offset, seed=stage_seed, workers=workers, collect=collect,
                                  flags=flags, counts=counts, info=info, notes=notes, log_dir=worker_log_dir,
-                                 remote=remote, api_key=api_key)
+                                 remote=remote, api_key=api_key, live=live)
     else:
         if prompts is None:
             prompts = _prompts(profile, model_path)
         bounds = _run_local(plan, profile, url=url, model=model, prompts=prompts, prompt_offset=prompt_offset,
-                            collect=collect, flags=flags, counts=counts, info=info, notes=notes, api_key=api_key)
+                            collect=collect, flags=flags, counts=counts, info=info, notes=notes, api_key=api_key,
+                            live=live)
     started_s, ended_s, warmup_end_s = bounds
     summary = summarize(records, warmup_end_s=warmup_end_s, slos_ms=slos_ms, users=plan.steady_users)
     result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, started_s=started_s, ended_s=ended_s,
@@ -149,7 +153,8 @@ def _prompts(profile: LoadProfile, model_path: str | None) -> PromptSet:
 
 def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, prompts: PromptSet,
                prompt_offset: int, collect: RecordSink, flags: dict[str, bool], counts: dict[str, int],
-               info: dict[str, Any], notes: list[str], api_key: str | None) -> tuple[float, float, float | None]:
+               info: dict[str, Any], notes: list[str], api_key: str | None,
+               live: LiveStage) -> tuple[float, float, float | None]:
     state = new_state(plan, profile, model=model, prompts=prompts, sink=collect, prompt_offset=prompt_offset,
                       api_key=api_key)
     state.finished, state.ready = gevent.event.Event(), gevent.event.Event()
@@ -170,6 +175,7 @@ def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, p
             start_feed(prompts, offset=prompt_offset, slots=state.slots, period=state.period, start_k=prebuilt)
         with gc_quiet():
             cpu = CpuShare()
+            live.begin(profile.name, plan.name, plan.kind, plan.target, lambda: state.in_flight, cpu.ratio)
             start_clock(state, plan, now_s() + (OPEN_LOOP_LEAD_S if plan.open_loop else 0.0))
             state.ready.set()
             if plan.ramp:
@@ -177,6 +183,7 @@ def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, p
             _monitor(state, url, plan.users, flags)
             info["loadgen_cpu"]["master"] = cpu.ratio()
     finally:
+        live.end()
         state.finished.set()
         env.stop_timeout = 0  # the stage is over: whatever is still running is cut (and recorded as such)
         runner.quit()
@@ -184,17 +191,6 @@ def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, p
     counts["locust_requests"] = env.stats.total.num_requests
     counts["locust_failures"] = env.stats.total.num_failures
     return started_s, now_s(), state.warmup_end_s
-
-
-def await_barrier(ready: Callable[[], int], users: int, plan: StagePlan, notes: list[str]) -> None:
-    """Wait until ``users`` users are connected and waiting; after a timeout, start with those there."""
-    deadline = now_s() + BARRIER_TIMEOUT_S + users / plan.spawn_rate
-    while ready() < users:
-        if now_s() > deadline:
-            notes.append(f"stage {plan.name}: only {ready()} of {users} users were connected after "
-                         f"{BARRIER_TIMEOUT_S:.0f} s; the stage started without the others")
-            return
-        gevent.sleep(0.01)
 
 
 def _monitor(state: StageState, url: str, users: int, flags: dict[str, bool]) -> None:
@@ -261,7 +257,7 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
                 prompts: PromptSet | None = None, on_stage: Callable[[StageResult], None] | None = None,
                 saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0,
                 worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
-                api_key: str | None = None) -> list[StageResult]:
+                api_key: str | None = None, live: LiveStage | None = None) -> list[StageResult]:
     """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died."""
     if prompts is None and (not workers or remote):
         prompts = _prompts(profile, model_path)
@@ -273,7 +269,7 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
         r = run_stage(stage, url=url, model=model, profile=profile, prompts=prompts, sink=sink, slos_ms=slos_ms,
                       seed=profile.seed + len(results), prompt_offset=offset, saturation_lag_ms=saturation_lag_ms,
                       workers=workers, model_path=model_path, worker_log_dir=worker_log_dir, remote=remote,
-                      api_key=api_key)
+                      api_key=api_key, live=live)
         offset += r.records
         results.append(r)
         if on_stage is not None:

@@ -170,7 +170,8 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
             cpu = holder["cpu"].ratio() if "cpu" in holder else None
             runner.send_message("sb_status", {"refused": state.consecutive_refused, "succeeded": state.succeeded,
                                               "client_errors": state.client_errors,
-                                              "users_ready": state.users_ready, "cpu": cpu})
+                                              "users_ready": state.users_ready, "cpu": cpu,
+                                              "in_flight": state.in_flight})
             if state.ready.is_set() and not said_done and state.exhausted() and state.outstanding == 0:
                 runner.send_message("sb_done", {})
                 state.finished.set()

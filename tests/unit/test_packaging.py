@@ -21,6 +21,9 @@ def test_the_wheel_ships_the_profiles_and_an_install_finds_them(tmp_path: Path) 
     [wheel] = (tmp_path / "dist").glob("serve_bench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"serve_bench/load_profiles/{p}.yaml" for p in SHIPPED} <= names
+    assets = ROOT / "serve_bench" / "dashboards"
+    dashboards = {p.relative_to(ROOT).as_posix() for p in assets.rglob("*") if p.is_file()}
+    assert "serve_bench/dashboards/provisioning/datasources/prometheus.yaml" in dashboards and dashboards <= names
     site = tmp_path / "site"
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                                 str(wheel)], capture_output=True, text=True, timeout=300)

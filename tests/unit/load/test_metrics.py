@@ -140,3 +140,21 @@ def test_open_loop_steady_window_starts_one_median_latency_after_the_schedule() 
     assert (s["steady_window_start_s"], s["steady_window_end_s"]) == (pytest.approx(T0 + 2.0), T0 + 5.0)
     assert s["steady_mean_in_flight"] == pytest.approx(2.0, abs=0.02)
     assert s["steady_request_throughput"] == pytest.approx(1.0, abs=0.34)
+
+
+def test_vectorised_definitions_equal_the_per_request_ones() -> None:
+    from serve_bench.load import metrics as m
+
+    done = [rec(0, 0.0, [1.0, 2.0, 3.5, 4.0], 4), rec(1, 1.0, [1.5], 1),
+            rec(2, 2.0, [2.2, 2.3, 2.9], 5, intended=1.9), rec(3, 3.0, [3.1, 3.3], 2, intended=2.5),
+            rec(4, 0.5, [0.9, 1.9], 3)]
+    a = m.request_arrays(done)
+    intended = [r.intended_send_s is not None for r in done]
+    assert a["ttft"] == pytest.approx([m.ttft_s(r, from_intended=i) for r, i in zip(done, intended)])
+    assert a["e2el"] == pytest.approx([m.e2el_s(r, from_intended=i) for r, i in zip(done, intended)])
+    assert a["tpot"] == pytest.approx([t for r in done if (t := m.tpot_s(r)) is not None])
+    assert a["ntpot"] == pytest.approx([m.ntpot_s(r) for r in done])
+    assert a["send_lag"] == pytest.approx([m.send_lag_s(r) for r in done if r.intended_send_s is not None])
+    assert a["itl"] == pytest.approx([g for r in done for g in m.itls_s(r)])
+    for slos in ({"ttft_ms": 600}, {"itl_ms": 700, "tpot_ms": 600}, {"e2el_ms": 1500, "ntpot_ms": 500}, {}):
+        assert list(m.good_mask(a, slos)) == [m.is_good(r, slos) for r in done], slos

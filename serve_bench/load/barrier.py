@@ -1,0 +1,29 @@
+"""The start barrier: a stage's clock starts only when every user is connected and waiting.
+
+Locust creates users one by one (and, distributed, worker by worker); each
+user opens its connection and checks in (``StageState.users_ready``, or the
+workers' reports). Waiting here for all of them means a closed-loop stage of N
+users has N requests in flight from its first measured request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gevent
+
+from serve_bench.load.clock import now_s
+from serve_bench.load.stage_plan import StagePlan
+
+BARRIER_TIMEOUT_S = 60.0
+
+
+def await_barrier(ready: Callable[[], int], users: int, plan: StagePlan, notes: list[str]) -> None:
+    """Wait until ``users`` users are connected and waiting; after a timeout, start with those there."""
+    deadline = now_s() + BARRIER_TIMEOUT_S + users / plan.spawn_rate
+    while ready() < users:
+        if now_s() > deadline:
+            notes.append(f"stage {plan.name}: only {ready()} of {users} users were connected after "
+                         f"{BARRIER_TIMEOUT_S:.0f} s; the stage started without the others")
+            return
+        gevent.sleep(0.01)

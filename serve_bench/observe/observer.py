@@ -1,0 +1,96 @@
+"""Everything a run observes beside its own records, behind the few calls the pipeline makes.
+
+    start()                 the exporter, for the whole run
+    checkpoint_started()    the server's metrics: a time series while it serves, a scrape at each boundary
+    record()                every finished request (exporter, per-stage reconciliation)
+    stage_done()            what goes into the stage's result: the server's view reconciled with the client's
+    checkpoint_done(), close()
+
+The pipeline stays the only orchestrator; this module only watches.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from serve_bench.errors import ConfigError
+from serve_bench.load.live import LiveStage
+from serve_bench.load.records import RequestRecord
+from serve_bench.observe import server_metrics
+from serve_bench.observe.exporter import DEFAULT_PORT, Exporter
+from serve_bench.serve.server import port_in_use
+
+
+class Observer:
+    def __init__(self, *, slos_ms: Mapping[str, float] | None, metrics_host: str = "127.0.0.1",
+                 metrics_port: int | None = None) -> None:
+        self.live = LiveStage()
+        self.exporter = Exporter(self.live, slos_ms)
+        self.host, self.port = metrics_host, metrics_port
+        self.notes: list[str] = []
+        self._url = ""
+        self._key: str | None = None
+        self._path: Callable[[int, str], Path] | None = None
+        self._last_text: str | None = None
+        self._scraper: server_metrics.ServerScraper | None = None
+        self._records: dict[tuple[str | None, str], list[RequestRecord]] = defaultdict(list)
+
+    def start(self) -> str:
+        """Serve /metrics; the default port falls back to a free one when busy, an explicit one must be free."""
+        port = DEFAULT_PORT if self.port is None else self.port
+        if port and port_in_use(self.host, port):
+            if self.port is not None:
+                raise ConfigError(f"metrics port {port} on {self.host} is already in use",
+                                  hint="choose another --metrics-port, or 0 for any free port")
+            self.notes.append(f"metrics port {DEFAULT_PORT} is in use; the exporter took a free port instead")
+            port = 0
+        try:
+            return self.exporter.start(self.host, port)
+        except OSError as err:
+            raise ConfigError(f"cannot serve metrics on {self.host}:{port}: {err.strerror}",
+                              hint="check --metrics-host and --metrics-port") from None
+
+    def checkpoint_started(self, name: str, url: str, key: str | None, boundary_path: Callable[[int, str], Path],
+                           timeseries_path: Path) -> None:
+        """``boundary_path(index, when)``: where the scrape after stage ``index`` goes (0: before the first)."""
+        self.live.checkpoint = name
+        self._url, self._key, self._path = url, key, boundary_path
+        self._records.clear()
+        self._last_text = self._boundary(0, "start")
+        self._scraper = server_metrics.ServerScraper(url, key, timeseries_path)
+        self._scraper.start()
+
+    def record(self, record: RequestRecord) -> None:
+        self.exporter.observe(record, self.live.checkpoint)
+        self._records[(record.profile, record.stage)].append(record)
+
+    def stage_done(self, index: int, profile: str, result: Any, load: str) -> dict[str, Any]:
+        """Extra fields for the stage's result file."""
+        key = (self.live.checkpoint, profile, result.stage)
+        self.exporter.stage_target(key, result.kind, load, result.target)
+        text = self._boundary(index, f"after-{result.stage}")
+        records = self._records.pop((profile, result.stage), [])
+        reconciled = server_metrics.reconcile(self._last_text, text, records, result.warmup_end_s)
+        self._last_text = text
+        return {"server": reconciled}
+
+    def checkpoint_done(self) -> None:
+        if self._scraper is not None:
+            self._scraper.stop()
+            self._scraper = None
+
+    def close(self) -> None:
+        self.checkpoint_done()
+        self.exporter.close()
+
+    def _boundary(self, index: int, when: str) -> str | None:
+        """The server's /metrics now, kept in the run directory; a server without them is noted, not fatal."""
+        assert self._path is not None
+        text = server_metrics.fetch(self._url, self._key)
+        path = self._path(index, when)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text if text is not None else "# /metrics unreachable, or not answering 200\n")
+        return text

@@ -1,0 +1,167 @@
+"""The vLLM server's own view: its ``/metrics`` scraped during every stage, and reconciled with the client's.
+
+The time series goes to the run directory (``server_metrics/NN-<stage>.jsonl``,
+one line per scrape: time and every ``vllm:`` sample). Reconciliation uses the
+exact scrapes at the stage's boundaries: the server's counters must have
+moved by what the client sent (warm-up included, since the server saw it),
+and its histograms give a median TTFT and queueing to set beside the client's.
+Server and client TTFT differ by design (the server counts from the request's
+arrival, the client from its send, network and HTTP included); the
+difference is reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from serve_bench import auth
+from serve_bench.load import metrics as m
+from serve_bench.load.clock import now_s
+from serve_bench.load.records import RequestRecord
+
+SCRAPE_INTERVAL_S = 2.0
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]  # name -> labels -> value
+
+
+def fetch(url: str, key: str | None, timeout_s: float = 10.0) -> str | None:
+    try:
+        resp = requests.get(f"{url.rstrip('/')}/metrics", headers=auth.headers(key), timeout=timeout_s)
+    except requests.RequestException:
+        return None
+    return resp.text if resp.status_code == 200 else None
+
+
+def parse(text: str | None) -> Samples:
+    """Every ``vllm:`` sample, by name and sorted labels."""
+    out: Samples = {}
+    if not text:
+        return out
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("vllm:"):
+                out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def _total(samples: Samples, name: str) -> float | None:
+    series = samples.get(name)
+    return sum(series.values()) if series else None
+
+
+def _delta(before: Samples, after: Samples, name: str) -> float | None:
+    a, b = _total(before, name), _total(after, name)
+    return None if a is None or b is None else b - a
+
+
+def _bucket_delta(before: Samples, after: Samples, name: str) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of a histogram's increase, summed over its other labels."""
+    sums: dict[float, float] = {}
+    for labels, value in after.get(name + "_bucket", {}).items():
+        le = float(dict(labels)["le"])
+        sums[le] = sums.get(le, 0.0) + value - before.get(name + "_bucket", {}).get(labels, 0.0)
+    return sorted(sums.items())
+
+
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus's histogram_quantile: linear interpolation inside the bucket holding the q-th observation."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower
+            return lower + (le - lower) * ((rank - below) / (count - below) if count > below else 0.0)
+        lower, below = le, count
+    return None
+
+
+def reconcile(before_text: str | None, after_text: str | None, records: Sequence[RequestRecord],
+              warmup_end_s: float | None = None) -> dict[str, Any]:
+    """Client against server over one stage: counts, tokens, median TTFT, queueing."""
+    before, after = parse(before_text), parse(after_text)
+    if not after:
+        return {"available": False, "reason": "the server's /metrics had no vllm: metrics"}
+    done = [r for r in records if m.completed(r)]
+    measured = m.measured_records(done, warmup_end_s)
+    client = {
+        "requests": float(len(done)),
+        "prompt_tokens": float(sum(r.prompt_tokens or 0 for r in done)),
+        "generation_tokens": float(sum(r.output_tokens or 0 for r in done)),
+    }
+    server = {
+        "requests": _delta(before, after, "vllm:request_success_total"),
+        "prompt_tokens": _delta(before, after, "vllm:prompt_tokens_total"),
+        "generation_tokens": _delta(before, after, "vllm:generation_tokens_total"),
+    }
+    out: dict[str, Any] = {"available": True}
+    for key in client:
+        c, s = client[key], server[key]
+        out[key] = {"client": c, "server": s, "difference": None if s is None else c - s}
+    client_ttft = m.percentile([t for r in measured if (t := m.ttft_s(r)) is not None], 50)
+    # the server's histogram covers every request of the stage, warm-up included
+    server_ttft = histogram_quantile(0.5, _bucket_delta(before, after, "vllm:time_to_first_token_seconds"))
+    out["median_ttft_ms"] = {
+        "client": None if client_ttft is None else client_ttft * 1000.0,
+        "server": None if server_ttft is None else server_ttft * 1000.0,
+        "difference": None if client_ttft is None or server_ttft is None else (client_ttft - server_ttft) * 1000.0,
+        "note": "server: arrival to first token, from its histogram's buckets (linear within a bucket); "
+                "client: send to first content chunk",
+    }
+    queue = _bucket_delta(before, after, "vllm:request_queue_time_seconds")
+    q_sum = _delta(before, after, "vllm:request_queue_time_seconds_sum")
+    q_count = _delta(before, after, "vllm:request_queue_time_seconds_count")
+    p50 = histogram_quantile(0.5, queue)
+    out["server_queue_time_ms"] = {
+        "mean": q_sum / q_count * 1000.0 if q_sum is not None and q_count else None,
+        "p50": None if p50 is None else p50 * 1000.0,
+        "p99": None if (p99 := histogram_quantile(0.99, queue)) is None else p99 * 1000.0,
+    }
+    return out
+
+
+class ServerScraper:
+    """Scrapes the server every ``interval_s`` while a stage runs, appending to a JSONL file (a greenlet)."""
+
+    def __init__(self, url: str, key: str | None, path: Path, interval_s: float = SCRAPE_INTERVAL_S) -> None:
+        self.url, self.key, self.path, self.interval_s = url, key, path, interval_s
+        self._greenlet: Any = None
+        self.scrapes = 0
+
+    def start(self) -> None:
+        import gevent  # the load generator's event loop
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        import gevent
+
+        with open(self.path, "a", encoding="utf-8") as out:
+            while True:
+                t = now_s()
+                samples = parse(fetch(self.url, self.key, timeout_s=self.interval_s))
+                if samples:
+                    flat = {f"{name}{_labels(labels)}": v for name, series in samples.items()
+                            for labels, v in series.items()}
+                    out.write(json.dumps({"t": t, "samples": flat}) + "\n")
+                    out.flush()
+                    self.scrapes += 1
+                gevent.sleep(max(0.0, self.interval_s - (now_s() - t)))
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+
+
+def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
