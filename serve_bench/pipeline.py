@@ -5,6 +5,7 @@ a crash or Ctrl-C keeps all finished results; servers are always stopped."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,9 @@ class RunOutcome:
     problems: list[str] = field(default_factory=list)
 
 
-def run_study(study: StudySpec, events: Events | None = None, command: list[str] | None = None) -> RunOutcome:
+def run_study(study: StudySpec, events: Events | None = None, command: list[str] | None = None,
+              energy_meter: Any = None) -> RunOutcome:
+    """``energy_meter`` replaces the probe of this machine's energy counters (tests without a GPU)."""
     ev: Events = events or NoEvents()  # type: ignore[assignment]
     profiles = [load_profile(p) for p in study.profiles]  # bad profiles fail before anything starts
     key = api_key(study)
@@ -70,7 +73,8 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
     outcome = RunOutcome(run.path, "running")
     from serve_bench.observe.observer import Observer
 
-    observer = Observer(slos_ms=study.slo or None, metrics_host=study.metrics.host, metrics_port=study.metrics.port)
+    observer = Observer(slos_ms=study.slo or None, metrics_host=study.metrics.host, metrics_port=study.metrics.port,
+                        gpus=_server_gpus(study), idle_s=study.energy.idle_s, meter=energy_meter)
     try:
         manifest["metrics_url"] = observer.start()
         save_manifest()
@@ -114,6 +118,18 @@ def api_key(study: StudySpec) -> str | None:
     if study.server.url:
         return from_env
     return from_env or auth.split_api_key(study.server.engine_args)[1]
+
+
+def _server_gpus(study: StudySpec) -> list[int] | None:
+    """The GPUs the launched server uses; with --url, unknown (every GPU visible here is measured)."""
+    if study.server.url:
+        return None
+    from serve_bench.observe.energy import server_gpus
+
+    try:
+        return server_gpus(study.server.engine_args, {**os.environ, **study.server.env})
+    except ValueError as err:
+        raise ConfigError(f"server.engine_args: {err}") from None
 
 
 def _targets(study: StudySpec, key: str | None) -> list[ckpts.ServedCheckpoint]:

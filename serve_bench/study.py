@@ -74,6 +74,11 @@ class MetricsSettings(_Strict):
                              description="exporter port; default 9464 (a free one if that is busy); 0: any free port")
 
 
+class EnergySettings(_Strict):
+    idle_s: float = Field(10.0, ge=0, description="idle baseline per checkpoint, model loaded, before its stages "
+                                                  "(where energy can be measured); 0: none")
+
+
 class StudySpec(_Strict):
     name: str = "default"
     models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry()], min_length=1)
@@ -88,6 +93,7 @@ class StudySpec(_Strict):
                                                            "protocol is unauthenticated, so only loopback by default")
     master_port: int = Field(5557, ge=1, le=65535)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    energy: EnergySettings = Field(default_factory=EnergySettings)
     out_dir: Path = Path("runs")
     checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")
 

@@ -27,8 +27,10 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("TTFT p50 ms", "ttft_p50_ms", "{:.1f}"),
     ("TPOT p50 ms", "median_tpot_ms", "{:.2f}"),
     ("E2EL p99 ms", "e2el_p99_ms", "{:.0f}"),
+    ("J/out tok", "energy_per_output_token_joules", "{:.3g}"),
     ("flags", "flags", "{}"),
 ]
+NOT_MEASURED = "n/m"
 FROM_INTENDED_MARK = "†"
 # Columns whose open-loop value is measured from the intended send time.
 _HEADLINE_LATENCY = ("ttft_p50_ms", "e2el_p99_ms")
@@ -39,6 +41,8 @@ NOTES = [
     f"{FROM_INTENDED_MARK} open loop: latency from the intended send time, so a load generator that falls "
     "behind cannot hide the queueing (MLPerf LoadGen); from the actual send: `sent_ttft_p50_ms`, "
     "`sent_e2el_p99_ms` in summary.json.",
+    f"J/out tok: energy per output token over the steady window, gross (net of idle in summary.json); "
+    f"{NOT_MEASURED}: not measured (the reason is in the stage's `energy`).",
 ]
 
 
@@ -74,7 +78,18 @@ def row(result: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[s
             "ttft_p50_ms": s.get("median_ttft_from_intended_ms" if intended else "median_ttft_ms"),
             "e2el_p99_ms": s.get("p99_e2el_from_intended_ms" if intended else "p99_e2el_ms"),
             "sent_ttft_p50_ms": s.get("median_ttft_ms"), "sent_e2el_p99_ms": s.get("p99_e2el_ms"),
-            "flags": ", ".join(flags)}
+            **_energy(result.get("energy")), "flags": ", ".join(flags)}
+
+
+def _energy(energy: dict[str, Any] | None) -> dict[str, Any]:
+    """A stage's energy figures for its row: the numbers, or "not measured" (never 0) with the reason."""
+    if not energy or not energy.get("measured"):
+        return {"energy_per_output_token_joules": NOT_MEASURED, "net_energy_per_output_token_joules": None,
+                "energy_not_measured": (energy or {}).get("reason") or "not measured"}
+    per_token = energy["energy_per_output_token_joules"]
+    return {"energy_per_output_token_joules": per_token["gross"],
+            "net_energy_per_output_token_joules": per_token["net"],
+            "output_tokens_per_joule": energy["output_tokens_per_joule"]["gross"]}
 
 
 def _with_ratios(rows: list[dict[str, Any]], base_of: dict[str, str]) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
 """Everything a run observes beside its own records, behind the few calls the pipeline makes.
 
-    start()                 the exporter, for the whole run
-    checkpoint_started()    the server's metrics: a time series while it serves, a scrape at each boundary
+    start()                 the exporter and the energy track, for the whole run
+    checkpoint_started()    the server's metrics: a time series while it serves, a scrape at each boundary;
+                            the idle power with the model loaded, before any request
     record()                every finished request (exporter, per-stage reconciliation)
-    stage_done()            what goes into the stage's result: the server's view reconciled with the client's
+    stage_done()            what goes into the stage's result: the server's view reconciled with the
+                            client's, and the energy over the stage's steady window
     checkpoint_done(), close()
 
 The pipeline stays the only orchestrator; this module only watches.
@@ -20,15 +22,23 @@ from serve_bench.errors import ConfigError
 from serve_bench.load.live import LiveStage
 from serve_bench.load.records import RequestRecord
 from serve_bench.observe import server_metrics
-from serve_bench.observe.exporter import DEFAULT_PORT, Exporter
+from serve_bench.observe.energy import EnergyMeter, IdleBaseline, idle_baseline, probe, stage_energy
+from serve_bench.observe.energy_track import EnergyTrack
+from serve_bench.observe.exporter import DEFAULT_PORT, ENERGY_BASES, Exporter
 from serve_bench.serve.server import port_in_use
 
 
 class Observer:
     def __init__(self, *, slos_ms: Mapping[str, float] | None, metrics_host: str = "127.0.0.1",
-                 metrics_port: int | None = None) -> None:
+                 metrics_port: int | None = None, gpus: list[int] | None = None, idle_s: float = 10.0,
+                 meter: EnergyMeter | None = None) -> None:
+        """``gpus``: the server's GPUs (None: every visible one); ``meter`` replaces the probe (tests)."""
         self.live = LiveStage()
         self.exporter = Exporter(self.live, slos_ms)
+        self.meter = meter if meter is not None else probe(gpus)
+        self.track = EnergyTrack(self.meter, self.exporter)
+        self.idle_s = idle_s
+        self.idle = IdleBaseline(None, None, None, self.meter.reason)
         self.host, self.port = metrics_host, metrics_port
         self.notes: list[str] = []
         self._url = ""
@@ -48,10 +58,15 @@ class Observer:
             self.notes.append(f"metrics port {DEFAULT_PORT} is in use; the exporter took a free port instead")
             port = 0
         try:
-            return self.exporter.start(self.host, port)
+            url = self.exporter.start(self.host, port)
         except OSError as err:
             raise ConfigError(f"cannot serve metrics on {self.host}:{port}: {err.strerror}",
                               hint="check --metrics-host and --metrics-port") from None
+        if not self.meter.available:
+            self.notes.append(f"energy: not measured ({self.meter.reason})")
+        self.notes += [f"energy: not measured for {part}" for part in self.meter.unmeasured]
+        self.track.start()
+        return url
 
     def checkpoint_started(self, name: str, url: str, key: str | None, boundary_path: Callable[[int, str], Path],
                            timeseries_path: Path) -> None:
@@ -62,6 +77,14 @@ class Observer:
         self._last_text = self._boundary(0, "start")
         self._scraper = server_metrics.ServerScraper(url, key, timeseries_path)
         self._scraper.start()
+        if self.meter.available and self.idle_s > 0:
+            import gevent  # the run's event loop: the scraper and the exporter go on meanwhile
+
+            self.idle = idle_baseline(self.meter, self.idle_s, key=f"serve-bench-idle-{name}", sleep=gevent.sleep)
+            for device, watts in (self.idle.watts_by_device or {}).items():
+                self.exporter.set_idle_power(name, device, watts)
+        elif self.meter.available:
+            self.idle = IdleBaseline(None, None, None, "idle baseline skipped (energy.idle_s is 0)")
 
     def record(self, record: RequestRecord) -> None:
         self.exporter.observe(record, self.live.checkpoint)
@@ -75,7 +98,25 @@ class Observer:
         records = self._records.pop((profile, result.stage), [])
         reconciled = server_metrics.reconcile(self._last_text, text, records, result.warmup_end_s)
         self._last_text = text
-        return {"server": reconciled}
+        energy = self._stage_energy(result.summary)
+        for basis in ENERGY_BASES:
+            self.exporter.set_energy_per_token(key, basis, energy["energy_per_output_token_joules"][basis])
+        return {"server": reconciled, "energy": energy}
+
+    def _stage_energy(self, s: Mapping[str, Any]) -> dict[str, Any]:
+        """Over the steady window (every user busy, or the schedule running), else the whole measured part."""
+        if s.get("steady_window_start_s") is not None:
+            a, b, basis = s["steady_window_start_s"], s["steady_window_end_s"], f"steady window: {s['steady_basis']}"
+            tokens = round(s["steady_output_throughput"] * s["steady_duration"])
+            requests = round(s["steady_request_throughput"] * s["steady_duration"])
+        else:
+            a, b, basis = s.get("first_send_s"), s.get("last_response_s"), "the whole stage (it has no steady window)"
+            tokens, requests = s.get("total_output_tokens", 0), s.get("completed", 0)
+        window = self.track.window(a, b) if a is not None and b is not None else None
+        why = self.meter.reason or ("the stage is outside the energy series" if window is None else None)
+        out = stage_energy(window, output_tokens=tokens, requests=requests, idle_watts=self.idle.total_watts,
+                           not_measured_reason=why)
+        return {**out, "window": basis, "output_tokens": tokens, "requests": requests, "idle": self.idle.to_dict()}
 
     def checkpoint_done(self) -> None:
         if self._scraper is not None:
@@ -84,6 +125,7 @@ class Observer:
 
     def close(self) -> None:
         self.checkpoint_done()
+        self.track.stop()
         self.exporter.close()
 
     def _boundary(self, index: int, when: str) -> str | None:

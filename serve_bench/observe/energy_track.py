@@ -1,0 +1,113 @@
+"""Energy as a cumulative time series, so any window can be measured after the fact.
+
+A stage's steady window (every user busy) is only known from its records once
+the stage has ended, but an energy counter window has to be opened and closed
+as it happens. So the meter's windows are rolled every second for the whole
+run (closing one, opening the next), the joules are added up per device, and
+the energy between any two moments is read off that series by linear
+interpolation between ticks, that is, taking the power as constant within a
+tick: where it changed inside the tick at a window's end, up to a tick's
+worth of that change lands on the wrong side. The next window is opened just
+before the previous one is closed, so no energy falls between them (a few
+microseconds overlap; the overlap is taken out of the later window, at its
+average power). Each tick also updates the live exporter
+(energy so far, power over the last tick).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from typing import Any
+
+from serve_bench.load.clock import now_s
+from serve_bench.observe.energy import EnergyMeter, EnergyWindow
+
+TICK_S = 1.0
+
+
+class EnergyTrack:
+    def __init__(self, meter: EnergyMeter, exporter: Any = None, tick_s: float = TICK_S) -> None:
+        self.meter, self.exporter, self.tick_s = meter, exporter, tick_s
+        self.times: list[float] = []
+        self.totals: list[dict[str, float]] = []  # cumulative joules per device at each time
+        self.gaps: list[tuple[float, float, str]] = []  # ticks whose window was unusable: (start, end, why)
+        self._keys = (f"serve-bench-tick-{i}" for i in itertools.count())
+        self._key: str | None = None
+        self._opened_s = 0.0
+        self._greenlet: Any = None
+
+    def start(self) -> None:
+        if not self.meter.available:
+            return
+        import gevent  # the run's event loop
+
+        self.times.append(self._open())
+        self.totals.append({d: 0.0 for d in self.meter.devices})
+        self._greenlet = gevent.spawn(self._run)
+
+    def _open(self) -> float:
+        self._key = next(self._keys)
+        self._opened_s = now_s()
+        self.meter.begin_window(self._key)
+        return self._opened_s
+
+    def _run(self) -> None:
+        import gevent
+
+        while True:
+            gevent.sleep(self.tick_s)
+            self.tick()
+
+    def tick(self) -> None:
+        """Close the open window, open the next, add the closed one's joules to the series."""
+        assert self._key is not None
+        closing, opened_s = self._key, self._opened_s
+        self._open()
+        window = self.meter.end_window(closing)
+        t = opened_s + window.duration_s if window is not None and window.duration_s > 0 else now_s()
+        last = self.totals[-1]
+        if window is None or window.total_joules is None:
+            # the energy of this tick is unknown: the series carries on, windows across it are refused
+            self.gaps.append((self.times[-1], t, (window.reason if window else None) or "not measured"))
+            self.times.append(t)
+            self.totals.append(dict(last))
+            return
+        # this window began just before the previous one ended: count only its part after that end
+        share = (t - self.times[-1]) / (t - opened_s) if opened_s < self.times[-1] < t else 1.0
+        self.times.append(t)
+        self.totals.append({d: last.get(d, 0.0) + share * window.joules.get(d, 0.0)
+                            for d in set(last) | set(window.joules)})
+        if self.exporter is not None:
+            for device, joules in self.totals[-1].items():
+                power = window.joules.get(device, 0.0) / window.duration_s if window.duration_s > 0 else None
+                self.exporter.set_energy(device, joules, power)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+            self.tick()
+            if self._key is not None:
+                self.meter.end_window(self._key)
+                self._key = None
+
+    def window(self, start_s: float, end_s: float) -> EnergyWindow | None:
+        """Energy per device between two moments of the run; None when the series does not cover them
+        (the meter measures nothing, or the window reaches past the last tick), with unusable ticks inside
+        reported as invalid."""
+        if len(self.times) < 2 or start_s < self.times[0] or end_s > self.times[-1] or end_s <= start_s:
+            return None
+        a, b = self._at(start_s), self._at(end_s)
+        joules = {d: b.get(d, 0.0) - a.get(d, 0.0) for d in b}
+        invalid = {"all": why for s, e, why in self.gaps if s < end_s and e > start_s}
+        return EnergyWindow(duration_s=end_s - start_s, joules=joules, invalid=invalid)
+
+    def _at(self, t: float) -> dict[str, float]:
+        i = bisect.bisect_right(self.times, t)
+        if i >= len(self.times):
+            return self.totals[-1]
+        t0, t1 = self.times[i - 1], self.times[i]
+        f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+        lo, hi = self.totals[i - 1], self.totals[i]
+        return {d: lo.get(d, 0.0) + f * (hi.get(d, 0.0) - lo.get(d, 0.0)) for d in hi}

@@ -1,0 +1,133 @@
+"""Energy over windows known only afterwards (a stage's steady window), from a counter read every tick; and
+the observer's stage figures, with a fake energy counter standing in for the GPU this machine lacks."""
+
+from __future__ import annotations
+
+import math
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from serve_bench.load.clock import now_s
+from serve_bench.observe.energy import EnergyMeter, EnergyWindow
+from serve_bench.observe.energy_track import EnergyTrack
+from serve_bench.observe.observer import Observer
+
+pytestmark = pytest.mark.unit
+
+
+class FakeCounter(EnergyMeter):
+    """A GPU's total-energy counter: power set by the test, integrated over wall time."""
+
+    def __init__(self, watts: float) -> None:
+        self.available, self.reason, self.devices, self.unmeasured = True, None, ["gpu0"], []
+        self.watts, self._energy, self._since = watts, 0.0, now_s()
+        self._open: dict[str, float] = {}
+        self.broken = False
+
+    def _read(self, t: float) -> float:
+        self._energy += self.watts * (t - self._since)
+        self._since = t
+        return self._energy
+
+    def set_watts(self, watts: float) -> None:
+        self._read(now_s())
+        self.watts = watts
+
+    def begin_window(self, key: str) -> None:
+        t = now_s()
+        self._open[key] = (t, self._read(t))
+
+    def end_window(self, key: str) -> EnergyWindow:
+        t = now_s()
+        t0, e0 = self._open.pop(key)
+        joules = self._read(t) - e0
+        if self.broken:
+            return EnergyWindow(t - t0, {"gpu0": -joules}, {"gpu0": "the counter went backwards"})
+        return EnergyWindow(t - t0, {"gpu0": joules})
+
+
+def test_a_window_between_ticks_is_interpolated() -> None:
+    meter = FakeCounter(100.0)
+    track = EnergyTrack(meter)
+    track.times.append(track._open())
+    track.totals.append({"gpu0": 0.0})
+    for _ in range(4):
+        time.sleep(0.05)
+        track.tick()
+    a, b = track.times[0] + 0.03, track.times[-1] - 0.02  # inside the series, between ticks
+    w = track.window(a, b)
+    assert w is not None and w.total_joules == pytest.approx(100.0 * (b - a), rel=1e-6)
+    assert track.window(track.times[0] - 1, b) is None  # before the series: not covered
+    assert track.window(a, track.times[-1] + 1) is None
+    meter.broken = True  # a counter reset inside a later tick: windows across it are refused
+    time.sleep(0.05)
+    track.tick()
+    bad = track.window(a, track.times[-1])
+    assert bad is not None and bad.total_joules is None and "backwards" in bad.reason
+
+
+def test_stage_energy_gross_and_net_of_idle_from_the_observer() -> None:
+    meter = FakeCounter(40.0)  # idle: 40 W
+    obs = Observer(slos_ms=None, metrics_port=0, meter=meter, idle_s=0.2)
+    url = obs.start()
+    try:
+        obs.checkpoint_started("base", "http://127.0.0.1:9", None, lambda i, w: _tmp() / f"{i}-{w}.prom",
+                               _tmp() / "timeseries.jsonl")
+        assert obs.idle.total_watts == pytest.approx(40.0, rel=1e-3)
+        meter.set_watts(140.0)  # under load; ticks at its start and end, so the window is exact
+        obs.track.tick()
+        a = obs.track.times[-1]
+        time.sleep(0.3)
+        obs.track.tick()
+        b = obs.track.times[-1]
+        summary = {"steady_window_start_s": a, "steady_window_end_s": b, "steady_basis": "all 2 users busy",
+                   "steady_duration": b - a, "steady_output_throughput": 100 / (b - a),
+                   "steady_request_throughput": 4 / (b - a)}
+        energy = obs._stage_energy(summary)
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    finally:
+        obs.close()
+    d = b - a
+    assert energy["measured"] and energy["output_tokens"] == 100 and energy["requests"] == 4
+    assert energy["energy_joules"] == pytest.approx(140.0 * d, rel=1e-3)
+    assert energy["energy_per_output_token_joules"]["gross"] == pytest.approx(140.0 * d / 100, rel=1e-3)
+    assert energy["energy_per_output_token_joules"]["net"] == pytest.approx(100.0 * d / 100, rel=1e-3)
+    assert energy["energy_per_request_joules"]["gross"] == pytest.approx(140.0 * d / 4, rel=1e-3)
+    assert energy["idle"]["idle_power_watts"] == pytest.approx(40.0, rel=1e-3)
+    samples = {s.name + str(sorted(s.labels.items())): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}
+    assert samples["serve_bench_idle_power_watts[('checkpoint', 'base'), ('device', 'gpu0')]"] == pytest.approx(
+        40.0, rel=1e-3)
+    assert samples["serve_bench_energy_joules_total[('device', 'gpu0')]"] > 0
+
+
+def test_not_measured_is_null_with_the_reason_never_zero() -> None:
+    from serve_bench.observe.energy import NotMeasured
+
+    obs = Observer(slos_ms=None, metrics_port=0, meter=NotMeasured("no NVIDIA GPU (NVML not available)"))
+    obs.start()
+    try:
+        energy = obs._stage_energy({"steady_window_start_s": None, "first_send_s": now_s() - 1,
+                                    "last_response_s": now_s(), "total_output_tokens": 10, "completed": 2})
+    finally:
+        obs.close()
+    assert energy["measured"] is False and "NVML" in energy["reason"]
+    assert energy["energy_joules"] is None and energy["energy_per_output_token_joules"] == {"gross": None,
+                                                                                            "net": None}
+    assert any("not measured" in note for note in obs.notes)
+    assert not math.isnan(energy["output_tokens"])
+
+
+def _tmp():
+    import tempfile
+    from pathlib import Path
+
+    global _TMP
+    try:
+        return _TMP
+    except NameError:
+        _TMP = Path(tempfile.mkdtemp())
+        return _TMP
