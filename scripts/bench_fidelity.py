@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fake_openai_server import running  # noqa: E402 - this directory is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -270,27 +270,12 @@ def main() -> None:
     tools = [t.strip() for t in a.tools.split(",") if t.strip()]
     out = a.out / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out.mkdir(parents=True, exist_ok=True)
-    from serve_bench.serve.server import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     timing_log = out / "server_timing.jsonl"
     timing_log.touch()
-    srv_log = open(out / "fake_server.log", "w")
-    server = subprocess.Popen([*(["taskset", "-c", "1"] if a.pin else []), PY,
-                               str(ROOT / "scripts" / "fake_openai_server.py"), "--port", str(port), "--model", MODEL,
-                               "--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms), "--timing-log",
-                               str(timing_log)], stdout=srv_log, stderr=subprocess.STDOUT, start_new_session=True)
     rows: list[dict] = []
-    try:
-        import requests
-
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+    fake = running(out / "fake_server.log", cpus="1" if a.pin else None, model=MODEL,
+                   extra=["--ttft-ms", str(a.ttft_ms), "--itl-ms", str(a.itl_ms), "--timing-log", str(timing_log)])
+    with fake as (url, _):
         if a.open_loop_rate:
             r = measure("open-loop", a, url, 1024, a.open_loop_requests, out / "open-loop", timing_log)  # N: max_conc.
             rows.append(r)
@@ -313,13 +298,6 @@ def main() -> None:
                               f"{r['loadavg_after']}", flush=True)
                         (out / "rows.json").write_text(json.dumps(rows, indent=2))
             table = closed_table(rows, a)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        srv_log.close()
     (out / "rows.json").write_text(json.dumps(rows, indent=2))
     (out / "table.md").write_text(table + "\n")
     print(table)

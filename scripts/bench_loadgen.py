@@ -30,11 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fake_openai_server import running  # noqa: E402 - this directory is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -216,24 +217,8 @@ def main() -> None:
         a.model_path = str(resolve("default").path)
     tmp = a.out / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     tmp.mkdir(parents=True, exist_ok=True)
-    from serve_bench.serve.server import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    srv_log = open(tmp / "fake_server.log", "w")
-    server = subprocess.Popen(["taskset", "-c", a.server_core, PY, str(ROOT / "scripts" / "fake_openai_server.py"),
-                               "--port", str(port), "--model", MODEL], stdout=srv_log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
     rows = []
-    try:
-        import requests
-
-        for _ in range(100):
-            try:
-                if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
+    with running(tmp / "fake_server.log", cpus=a.server_core, model=MODEL) as (url, server):
         for k in range(a.repeats):
             order = ["vllm", "serve-bench"] if k % 2 == 0 else ["serve-bench", "vllm"]
             for tool in [t for t in order if t in a.tools.split(",")]:
@@ -247,13 +232,6 @@ def main() -> None:
                       f"server CPU {r['server_cpu_pct']:.0f}%, completed {r['completed']} failed {r['failed']}, "
                       f"load {r['loadavg_before']} -> {r['loadavg_after']}", flush=True)
                 (tmp / "rows.json").write_text(json.dumps(rows, indent=2))
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        srv_log.close()
 
     lines = [f"\nconcurrency {a.concurrency}, {a.requests} requests per run, {a.input_len} in / {a.output_len} out "
              f"(chat, one chunk per token), client on core {a.client_core}, fake server on core {a.server_core}\n",

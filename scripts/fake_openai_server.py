@@ -35,9 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import os
+import signal
+import sys
 import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -138,6 +143,38 @@ def make_app(model: str, default_tokens: int, ttft_ms: float = 0.0, itl_ms: floa
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     return app
+
+
+@contextlib.contextmanager
+def running(log_path: Path, *, cpus: str | None = None, model: str = "fake", extra: list[str] | None = None):
+    """Start this server in its own process (pinned to ``cpus`` with taskset), yield (url, process) once it
+    answers /health, and stop it afterwards: the benchmarks' fixture."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([*(["taskset", "-c", cpus] if cpus else []), sys.executable, __file__, "--port",
+                                 str(port), "--model", model, *(extra or [])], stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            for _ in range(200):
+                try:
+                    if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            yield url, proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def main() -> None:

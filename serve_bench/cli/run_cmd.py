@@ -66,10 +66,13 @@ class LiveView:
                     f"({f('median_ttft_ms', '{:.1f}')} from send), send lag p99 {f('p99_send_lag_ms', '{:.1f}')} ms")
         else:
             ttft = f"TTFT p50 {f('median_ttft_ms', '{:.1f}')} ms"
+        energy = result.get("energy") or {}
+        per_token = (energy.get("energy_per_output_token_joules") or {}).get("gross")
+        joules = f"{per_token:.3g} J/token" if energy.get("measured") and per_token is not None else "energy n/m"
         self.live.console.print(
             f"  {checkpoint} {result['stage']}: {s.get('completed', 0)} ok, {s.get('failed', 0)} failed, "
             f"{f('output_throughput', '{:.1f}')} tok/s (steady {f('steady_output_throughput', '{:.1f}')}), "
-            f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms"
+            f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms, {joules}"
             + (f"  [yellow]{', '.join(flags)}[/]" if flags else ""))
 
     def metrics_started(self, url: str) -> None:

@@ -60,7 +60,8 @@ def test_unknown_kind_lists_valid_kinds(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stage,field", [
     ("{kind: concurrency, users: 4}", "stages[0]: Value error, a stage needs duration_s, requests or both"),
     ("{kind: concurrency, users: 0, requests: 1}", "stages[0].users: Input should be greater than 0"),
-    ("{kind: rate, rate_rps: 1, requests: 3, arrivals: poisson, burstiness: 2}", "burstiness applies to arrivals: gamma"),
+    ("{kind: rate, rate_rps: 1, requests: 3, arrivals: poisson, burstiness: 2}",
+     "burstiness applies to arrivals: gamma"),
     ("{kind: ladder, of: concurrency, values: [1, 2.5], requests: 3}", "whole numbers of users"),
     ("{kind: ramp, start_users: 1, end_users: 8}", "stages[0].duration_s: Field required"),
 ])
