@@ -29,6 +29,7 @@ from serve_bench.load import metrics as m
 from serve_bench.load.live import LiveStage
 from serve_bench.load.records import RequestRecord
 from serve_bench.observe import names as n
+from serve_bench.summary import load_label
 
 DEFAULT_PORT = 9464  # the port dashboards/prometheus.yml scrapes
 # Energy that could not be measured is exported as NaN under this device, never as 0: a query still finds
@@ -165,8 +166,8 @@ class Exporter:
         self.fold()
         live = self.live
         running = (live.checkpoint, live.profile, live.stage) if live.running else None
-        if running is not None and running not in self._stages:
-            self.stage_target(running, live.kind, "", live.target)
+        if running is not None and not (running in self._stages and self._stages[running].kind):
+            self.stage_target(running, live.kind, load_label(live.target), live.target)
         fams = {
             "requests": CounterMetricFamily(n.REQUESTS.name, n.REQUESTS.help, labels=n.REQUESTS.labels),
             "prompt": CounterMetricFamily(n.PROMPT_TOKENS.name, n.PROMPT_TOKENS.help, labels=n.STAGE_LABELS),
