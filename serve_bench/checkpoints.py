@@ -25,10 +25,11 @@ class ServedCheckpoint:
     weights_sha256: str
     base: str  # name of the unpruned model it comes from
     pruning: dict[str, Any] | None = None
+    label: str = ""  # short, for tables: base, p20, p40 (prefixed by the model's name when a study has several)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "origin": self.origin, "base": self.base,
-                "weights_sha256": self.weights_sha256, "pruning": self.pruning}
+        return {"name": self.name, "label": self.label or self.name, "path": str(self.path), "origin": self.origin,
+                "base": self.base, "weights_sha256": self.weights_sha256, "pruning": self.pruning}
 
 
 def prepare(study: StudySpec) -> list[ServedCheckpoint]:
@@ -37,13 +38,21 @@ def prepare(study: StudySpec) -> list[ServedCheckpoint]:
     targets = [Target(prune=p) for p in settings_.prune]
     targets += [Target(expansion_ratio=r) for r in settings_.expansion_ratio]
     pruned_root = study.checkpoints_dir or settings.home() / "checkpoints"
+    several = len(study.models) > 1
     for entry in study.models:
         resolved = resolve(entry.model)
         if entry.name:
             resolved = ResolvedModel(entry.name, resolved.path, resolved.source)
         source_sum = Checkpoint.open(resolved.path).checksum()
+
+        model = entry.name or resolved.name
+
+        def label(short: str, model: str = model) -> str:
+            return f"{model}-{short}" if several else short
+
         if settings_.include_base or not targets:
-            out.append(ServedCheckpoint(resolved.name, resolved.path, resolved.source, source_sum, resolved.name))
+            out.append(ServedCheckpoint(resolved.name, resolved.path, resolved.source, source_sum, resolved.name,
+                                        label=model if several else "base"))
         if not targets:
             continue
         criterion = get_criterion(settings_.criterion)[0]
@@ -63,7 +72,8 @@ def prepare(study: StudySpec) -> list[ServedCheckpoint]:
                 reusable[r.plan.target] = (r.path, r.manifest)
         for t in targets:
             dest, m = reusable[t]
-            out.append(ServedCheckpoint(dest.name, dest, "pruned", Checkpoint.open(dest).checksum(), resolved.name, m))
+            out.append(ServedCheckpoint(dest.name, dest, "pruned", Checkpoint.open(dest).checksum(), resolved.name, m,
+                                        label=label(t.label)))
     names = [c.name for c in out]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:

@@ -24,6 +24,10 @@ from serve_bench.study import StudySpec
 class Events(Protocol):
     """What the pipeline reports while it runs; the CLI draws it, tests may record it."""
 
+    def run_started(self, run_dir: Path) -> None: ...
+    def observing(self, observer: Any) -> None: ...
+    def phase(self, checkpoint: str, text: str) -> None: ...
+    def stage_running(self, checkpoint: str, profile: str, stage: str, kind: str, load: str) -> None: ...
     def checkpoint_started(self, name: str, index: int, total: int) -> None: ...
     def server_ready(self, name: str, url: str) -> None: ...
     def stage_started(self, checkpoint: str, stage: str) -> None: ...
@@ -70,6 +74,7 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         "checkpoints": [],
     }
     save_manifest()
+    ev.run_started(run.path)
     outcome = RunOutcome(run.path, "running")
     from serve_bench.observe.observer import Observer
 
@@ -79,13 +84,15 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         manifest["metrics_url"] = observer.start()
         save_manifest()
         ev.metrics_started(manifest["metrics_url"])
+        ev.observing(observer)
         for note in observer.notes:
             ev.note(note)
+        ev.phase("", "preparing the checkpoints (pruned once, then reused)")
         served = _targets(study, key)
         manifest["checkpoints"] = [c.describe() for c in served]
         save_manifest()
         for i, ck in enumerate(served):
-            ev.checkpoint_started(ck.name, i, len(served))
+            ev.checkpoint_started(ck.label or ck.name, i, len(served))
             try:
                 _serve_and_load(study, profiles, run, ck, ev, outcome, key, observer)
             except ServerError as err:
@@ -156,6 +163,7 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
                       host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
                       env=dict(study.server.env), startup_timeout_s=study.server.startup_timeout_s)
     server = VllmServer(spec)
+    ev.phase(ck.label or ck.name, "starting the vLLM server")
     try:
         server.start()
         server.wait_ready()
@@ -163,7 +171,7 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
         server.stop()
         raise
     try:
-        ev.server_ready(ck.name, server.url)
+        ev.server_ready(ck.label or ck.name, server.url)
         _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key, observer)
     finally:
         server.stop()
@@ -173,8 +181,14 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
           served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None,
           observer: Any) -> None:
     from serve_bench.load.distributed import RemoteMaster
+    from serve_bench.summary import load_label
 
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
+    label = ck.label or ck.name
+    observer.live.on_begin = lambda live: ev.stage_running(label, live.profile, live.stage, live.kind,
+                                                           load_label(live.target))
+    if observer.meter.available and study.energy.idle_s > 0:
+        ev.phase(label, f"measuring idle power with the model loaded ({study.energy.idle_s:g} s)")
     observer.checkpoint_started(ck.name, url, key, lambda i, when: run.server_metrics_path(ck.name, i, when),
                                 run.server_timeseries_path(ck.name))
     try:
@@ -204,9 +218,9 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
                         **result.model_dump(mode="json"),
                         **observer.stage_done(index, profile.name, result, load_label(result.target))}
                 write_json(run.stage_path(ck.name, index, result.stage), data)
-                ev.stage_done(ck.name, data)
+                ev.stage_done(ck.label or ck.name, data)
 
-            ev.stage_started(ck.name, profile.name)
+            ev.stage_started(ck.label or ck.name, profile.name)
             results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
                                   sink=sink, slos_ms=study.slo or None, on_stage=on_stage,
                                   workers=study.remote_workers or study.workers, remote=remote, api_key=key,

@@ -16,7 +16,7 @@ from serve_bench.rundir import RunDir, read_json
 
 # (column title, row key, format)
 COLUMNS: list[tuple[str, str, str]] = [
-    ("checkpoint", "checkpoint", "{}"),
+    ("checkpoint", "label", "{}"),
     ("stage", "stage", "{}"),
     ("load", "load", "{}"),
     ("ok/failed", "ok_failed", "{}"),
@@ -92,6 +92,15 @@ def _energy(energy: dict[str, Any] | None) -> dict[str, Any]:
             "output_tokens_per_joule": energy["output_tokens_per_joule"]["gross"]}
 
 
+def _with_labels(rows: list[dict[str, Any]], run: RunDir) -> list[dict[str, Any]]:
+    """Short checkpoint labels (base, p20…) for the tables; full names stay in ``checkpoint``."""
+    labels = {name: read_json(run.path / name / "checkpoint.json").get("label") or name
+              for name in run.checkpoints()}
+    for r in rows:
+        r["label"] = labels.get(r["checkpoint"], r["checkpoint"])
+    return rows
+
+
 def _with_ratios(rows: list[dict[str, Any]], base_of: dict[str, str]) -> list[dict[str, Any]]:
     by_key = {(r["checkpoint"], r["profile"], r["stage"]): r for r in rows}
     for r in rows:
@@ -111,7 +120,7 @@ def _bases(run: RunDir) -> dict[str, str]:
 
 def collect(run: RunDir) -> list[dict[str, Any]]:
     rows = [row(res) for name in run.checkpoints() for res in run.stage_results(name)]
-    return _with_ratios(rows, _bases(run))
+    return _with_labels(_with_ratios(rows, _bases(run)), run)
 
 
 def recompute(run: RunDir) -> list[dict[str, Any]]:
@@ -131,7 +140,7 @@ def recompute(run: RunDir) -> list[dict[str, Any]]:
             summary = summarize(by_stage.get((res.get("profile"), res["stage"]), []),
                                 warmup_end_s=res.get("warmup_end_s"), slos_ms=slos, users=users)
             rows.append(row(res, summary))
-    return _with_ratios(rows, _bases(run))
+    return _with_labels(_with_ratios(rows, _bases(run)), run)
 
 
 def _cell(value: Any, fmt: str) -> str:

@@ -2,87 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
-from serve_bench.errors import ConfigError
+from serve_bench.errors import EXIT_INTERRUPTED, ConfigError
 
 # a pipe gets 80 columns by default, too narrow for the comparison table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
-
-class LiveView:
-    """Draws the pipeline's events: one line per finished stage, a live status line."""
-
-    def __init__(self, live: Live) -> None:
-        self.live = live
-        self.checkpoint = ""
-        self.stage = ""
-        self.ok = self.failed = 0
-        self.started = time.monotonic()
-
-    def _status(self) -> str:
-        return (f"[bold]{self.checkpoint}[/] {self.stage}  requests ok {self.ok} failed {self.failed}  "
-                f"[dim]{time.monotonic() - self.started:.0f} s[/]")
-
-    def _refresh(self) -> None:
-        self.live.update(self._status())
-
-    def checkpoint_started(self, name: str, index: int, total: int) -> None:
-        self.checkpoint, self.stage = f"[{index + 1}/{total}] {name}", "starting vLLM…"
-        self._refresh()
-
-    def server_ready(self, name: str, url: str) -> None:
-        self.live.console.print(f"[green]●[/] {name} served at {url}")
-
-    def stage_started(self, checkpoint: str, stage: str) -> None:
-        self.stage = f"profile {stage}"
-        self._refresh()
-
-    def request_done(self, ok: bool) -> None:
-        if ok:
-            self.ok += 1
-        else:
-            self.failed += 1
-        self._refresh()
-
-    def stage_done(self, checkpoint: str, result: dict[str, Any]) -> None:
-        s = result["summary"]
-        flags = [f for f in ("server_died", "generator_saturated", "rejected") if result.get(f)]
-
-        def f(key: str, fmt: str) -> str:
-            return fmt.format(s[key]) if s.get(key) is not None else "–"
-
-        if s.get("latency_from") == "intended send":  # open loop: from the schedule first, as sent beside it
-            ttft = (f"TTFT p50 {f('median_ttft_from_intended_ms', '{:.1f}')} ms from schedule "
-                    f"({f('median_ttft_ms', '{:.1f}')} from send), send lag p99 {f('p99_send_lag_ms', '{:.1f}')} ms")
-        else:
-            ttft = f"TTFT p50 {f('median_ttft_ms', '{:.1f}')} ms"
-        energy = result.get("energy") or {}
-        per_token = (energy.get("energy_per_output_token_joules") or {}).get("gross")
-        joules = f"{per_token:.3g} J/token" if energy.get("measured") and per_token is not None else "energy n/m"
-        self.live.console.print(
-            f"  {checkpoint} {result['stage']}: {s.get('completed', 0)} ok, {s.get('failed', 0)} failed, "
-            f"{f('output_throughput', '{:.1f}')} tok/s (steady {f('steady_output_throughput', '{:.1f}')}), "
-            f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms, {joules}"
-            + (f"  [yellow]{', '.join(flags)}[/]" if flags else ""))
-
-    def metrics_started(self, url: str) -> None:
-        self.live.console.print(f"live metrics: {url}")
-
-    def note(self, message: str) -> None:
-        self.live.console.print(f"[yellow]note:[/] {message}")
-
-    def problem(self, message: str) -> None:
-        self.live.console.print(f"[red]problem:[/] {message}")
 
 
 def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
@@ -128,6 +61,8 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 
 @click.command()
 @click.argument("study", required=False, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True,
+              help="Print the resolved plan and an estimate of the wall time, then exit; nothing is started.")
 @click.option("--model", "models", multiple=True, help="Model to study ('default', a directory, a hub id); repeatable.")
 @click.option("--prune", "fractions", type=float, multiple=True, help="Pruning fractions: --prune 0.2 0.4.")
 @click.option("--no-prune", is_flag=True, help="Serve the models as they are, no pruned variants.")
@@ -156,7 +91,10 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
               help="After a server dies: go on to the next checkpoint, or stop.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Parent directory of run directories (default: runs).")
-def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
+@click.option("--quiet", is_flag=True, help="Plain lines, one per event, even on a terminal.")
+@click.option("--json-events", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write every event as a JSON line to this file ('-': standard output).")
+def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | None, **flags: Any) -> None:
     """Serve each checkpoint of STUDY (a YAML file; default: the bundled model
     and 20%/40% pruned copies of it) with vLLM, run the load profiles against it,
     and print a comparison. Results go to a new run directory."""
@@ -166,7 +104,13 @@ def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*reduce_op.*")
+    import gevent
+
     import serve_bench.load.runner  # noqa: F401
+
+    # Ctrl-C is serve-bench's to report (one line): gevent's hub would print it as a greenlet failure first
+    hub = gevent.get_hub()
+    hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
     from serve_bench.pipeline import run_study
     from serve_bench.study import StudySpec
     from serve_bench.validation import read_yaml, validate
@@ -176,6 +120,13 @@ def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
     if no_prune:
         data.setdefault("prune", {}).update(prune=[], expansion_ratio=[])
     spec = validate(StudySpec, data, str(study) if study else "command line")
+    from serve_bench.cli.main import err_console
+    from serve_bench.cli.plan_view import show_plan
+
+    # --dry-run: the plan, then exit; a run: its estimate line (on stderr when stdout carries JSON events)
+    stop, planned_s = show_plan(spec, err_console if str(json_events) == "-" else console, flags["dry_run"])
+    if stop:
+        return
     if not _loopback(spec.metrics.host):
         console.print(f"[yellow]warning:[/] the metrics exporter listens on {spec.metrics.host}: anyone who can "
                       f"reach it can read this run's live metrics.", highlight=False)
@@ -183,14 +134,38 @@ def run(study: Path | None, no_prune: bool, **flags: Any) -> None:
         console.print(f"[yellow]warning:[/] the Locust master listens on {spec.master_bind_host}:{spec.master_port}; "
                       f"its protocol is unauthenticated: anyone who reaches that port can join the run and send "
                       f"records. Bind to a private interface, or firewall the port.", highlight=False)
-    with Live("", console=console, refresh_per_second=4, transient=True) as live:
-        outcome = run_study(spec, LiveView(live))
+    from serve_bench.cli import views
+
+    with contextlib.ExitStack() as stack:
+        if quiet or not console.is_terminal:
+            shown: Any = views.PlainView(sys.stdout)
+        else:
+            shown = stack.enter_context(views.LiveView(console, views.count_stages(spec.profiles), planned_s))
+        watchers = [shown]
+        if json_events is not None:
+            out = sys.stdout if str(json_events) == "-" else stack.enter_context(_open_events(json_events))
+            watchers.append(views.JsonEvents(out))
+        try:
+            outcome = run_study(spec, views.Tee(*watchers))
+        except KeyboardInterrupt:
+            stack.close()  # the live display first, so the message is the last line
+            where = f" in {shown.run_dir}" if shown.run_dir else ""
+            console.print(f"[yellow]interrupted:[/] every finished stage and request is kept{where}",
+                          soft_wrap=True)
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     _print_table(outcome.rows, f"run {outcome.run_dir}")
     console.print(f"results: {outcome.run_dir}")
     if outcome.problems:
         for p in outcome.problems:
             console.print(f"[red]problem:[/] {p}")
         raise click.exceptions.Exit(5)
+
+
+def _open_events(path: Path) -> Any:
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"--json-events {path}: cannot write: {err.strerror}") from None
 
 
 def _loopback(host: str) -> bool:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from serve_bench.load.clock import now_s
+
 
 def _zero() -> int:
     return 0
@@ -31,12 +33,16 @@ class LiveStage:
     running: bool = False
     in_flight: Callable[[], int] = _zero
     loadgen_cpu: Callable[[], float | None] = _none  # all load-generator processes, in cores
+    started_s: float | None = None
+    on_begin: Callable[[LiveStage], None] | None = None  # the pipeline's: tell the user a stage started
 
     def begin(self, profile: str, stage: str, kind: str, target: dict[str, Any],
               in_flight: Callable[[], int], loadgen_cpu: Callable[[], float | None]) -> None:
         self.profile, self.stage, self.kind, self.target = profile, stage, kind, target
         self.in_flight, self.loadgen_cpu = in_flight, loadgen_cpu
-        self.running = True
+        self.running, self.started_s = True, now_s()
+        if self.on_begin is not None:
+            self.on_begin(self)
 
     def end(self) -> None:
         self.running = False

@@ -22,6 +22,7 @@ or the GPUs are all alike), and device names are ``gpu<N>``, ``cpu<N>``
 from __future__ import annotations
 
 import abc
+import logging
 import math
 import os
 import time
@@ -170,6 +171,9 @@ def probe(gpu_indices: list[int] | None, *, want_cpu: bool = True) -> EnergyMete
     """A meter for these GPUs (machine numbers, as :func:`server_gpus` gives them; None: every GPU this
     process sees) plus, with ``want_cpu``, every RAPL package and its DRAM. Never raises for missing
     hardware: what cannot be measured is named in ``unmeasured``, or the whole meter is :class:`NotMeasured`."""
+    # Zeus logs a warning for every vendor library it does not find (amdsmi on an NVIDIA or CPU-only host);
+    # what cannot be measured is reported here, once, with its reason
+    logging.getLogger("zeus").setLevel(logging.ERROR)
     try:
         from zeus.monitor.energy import ZeusMonitor
     except ImportError as err:

@@ -160,6 +160,23 @@ class Exporter:
                                    (n.SEND_LAG, a["send_lag"]), (n.ITL, a["itl"])):
                 st.hist(metric.name).add(np.maximum(values, 0.0))
 
+    def stage_stats(self, key: StageKey) -> dict[str, Any]:
+        """The stage so far, for the live view: counts, tokens, and percentiles from the histograms
+        (linear within a bucket, as Prometheus's histogram_quantile)."""
+        from serve_bench.observe.server_metrics import histogram_quantile
+
+        self.fold()
+        st = self._stages.get(key) or _StageStats()
+        out: dict[str, Any] = {"ok": st.outcomes.get("ok", 0),
+                               "failed": sum(c for k, c in st.outcomes.items() if k != "ok"),
+                               "output_tokens": st.output_tokens}
+        for metric, short in ((n.TTFT, "ttft"), (n.TPOT, "tpot"), (n.SEND_LAG, "send_lag")):
+            h = st.hists.get(metric.name)
+            cum = [(float(le), c) for le, c in h.buckets()] if h is not None else []
+            for q in (0.5, 0.99):
+                out[f"{short}_p{int(q * 100)}_s"] = histogram_quantile(q, cum)
+        return out
+
     # -- serving ----------------------------------------------------------------------------------------------
 
     def collect(self) -> Iterator[Metric]:

@@ -64,7 +64,8 @@ class Observer:
                               hint="check --metrics-host and --metrics-port") from None
         if not self.meter.available:
             self.notes.append(f"energy: not measured ({self.meter.reason})")
-        self.notes += [f"energy: not measured for {part}" for part in self.meter.unmeasured]
+        else:
+            self.notes += [f"energy: not measured for {part}" for part in self.meter.unmeasured]
         self.track.start()
         return url
 

