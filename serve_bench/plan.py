@@ -521,12 +521,14 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
         notes.append("the server at --url is not the model's: its stage times are a guess")
     else:
         checkpoints = _checkpoints(study, verify, notes)
+    from serve_bench.study import is_loopback
+
     energy = _energy(study, gpus)
     _check_ports(study)
-    if not _loopback(study.metrics.host):
+    if not is_loopback(study.metrics.host):
         notes.append(f"the metrics exporter would listen on {study.metrics.host}: anyone who can reach it can "
                      "read the run's live metrics")
-    if study.remote_workers and not _loopback(study.master_bind_host):
+    if study.remote_workers and not is_loopback(study.master_bind_host):
         notes.append(f"the Locust master would listen on {study.master_bind_host}:{study.master_port}; its "
                      "protocol is unauthenticated: anyone who reaches that port can join the run")
     if study.remote_workers:
@@ -581,17 +583,6 @@ def _energy(study: StudySpec, gpus: list[int] | None) -> EnergyPlan:
 
     meter = probe(gpus)
     return EnergyPlan(bool(meter.available), None if meter.available else meter.reason, study.energy.idle_s)
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass

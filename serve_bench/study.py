@@ -114,6 +114,18 @@ class StudySpec(_Strict):
         return v
 
 
+def is_loopback(host: str) -> bool:
+    """Is this bind address reachable only from this machine?"""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def load_study(path: Path | None) -> StudySpec:
     if path is None:
         return StudySpec()

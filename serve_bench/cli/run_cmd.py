@@ -112,7 +112,7 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
     hub = gevent.get_hub()
     hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
     from serve_bench.pipeline import run_study
-    from serve_bench.study import StudySpec
+    from serve_bench.study import StudySpec, is_loopback
     from serve_bench.validation import read_yaml, validate
 
     data = read_yaml(study) if study else {}
@@ -127,10 +127,10 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
     stop, planned_s = show_plan(spec, err_console if str(json_events) == "-" else console, flags["dry_run"])
     if stop:
         return
-    if not _loopback(spec.metrics.host):
+    if not is_loopback(spec.metrics.host):
         console.print(f"[yellow]warning:[/] the metrics exporter listens on {spec.metrics.host}: anyone who can "
                       f"reach it can read this run's live metrics.", highlight=False)
-    if spec.remote_workers and not _loopback(spec.master_bind_host):
+    if spec.remote_workers and not is_loopback(spec.master_bind_host):
         console.print(f"[yellow]warning:[/] the Locust master listens on {spec.master_bind_host}:{spec.master_port}; "
                       f"its protocol is unauthenticated: anyone who reaches that port can join the run and send "
                       f"records. Bind to a private interface, or firewall the port.", highlight=False)
@@ -166,17 +166,6 @@ def _open_events(path: Path) -> Any:
         return open(path, "a", encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"--json-events {path}: cannot write: {err.strerror}") from None
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @click.command()

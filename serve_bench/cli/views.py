@@ -43,21 +43,29 @@ FINISHED_HEADER = (f"{'checkpoint':<12} {'stage':<14} {'ok/failed':>9} {'tok/s':
                    f"{'TTFT p50 ms':>12} {'TPOT p50 ms':>12} {'J/token':>8}  flags")
 
 
+def _joules_per_token(result: dict[str, Any]) -> str | None:
+    """Gross J per output token, or None when not measured."""
+    energy = result.get("energy") or {}
+    per_token = (energy.get("energy_per_output_token_joules") or {}).get("gross")
+    return f"{per_token:.3g}" if energy.get("measured") and per_token is not None else None
+
+
+def _flags(result: dict[str, Any]) -> list[str]:
+    return [name.replace("_", " ") for name in ("server_died", "generator_saturated", "rejected", "stopped_early")
+            if result.get(name)]
+
+
 def finished_row(checkpoint: str, result: dict[str, Any]) -> str:
     """One finished stage as a row under :data:`FINISHED_HEADER` († : open loop, from the schedule)."""
     s = result["summary"]
     intended = s.get("latency_from") == "intended send"
     ttft = _fmt(s.get("median_ttft_from_intended_ms" if intended else "median_ttft_ms"), "{:.1f}")
-    energy = result.get("energy") or {}
-    per_token = (energy.get("energy_per_output_token_joules") or {}).get("gross")
-    joules = f"{per_token:.3g}" if energy.get("measured") and per_token is not None else "n/m"
-    flags = [name.replace("_", " ") for name in ("server_died", "generator_saturated", "rejected", "stopped_early")
-             if result.get(name)]
+    joules = _joules_per_token(result) or "n/m"
     return (f"{checkpoint[:12]:<12} {result['stage'][:14]:<14} "
             f"{str(s.get('completed', 0)) + '/' + str(s.get('failed', 0)):>9} "
             f"{_fmt(s.get('output_throughput'), '{:.1f}'):>8} {_fmt(s.get('steady_output_throughput'), '{:.1f}'):>8} "
             f"{ttft + ('†' if intended else ''):>12} {_fmt(s.get('median_tpot_ms'), '{:.2f}'):>12} {joules:>8}  "
-            f"{', '.join(flags)}")
+            f"{', '.join(_flags(result))}")
 
 
 def stage_line(checkpoint: str, result: dict[str, Any]) -> str:
@@ -72,11 +80,9 @@ def stage_line(checkpoint: str, result: dict[str, Any]) -> str:
                 f"({f('median_ttft_ms', '{:.1f}')} from send), send lag p99 {f('p99_send_lag_ms', '{:.1f}')} ms")
     else:
         ttft = f"TTFT p50 {f('median_ttft_ms', '{:.1f}')} ms"
-    energy = result.get("energy") or {}
-    per_token = (energy.get("energy_per_output_token_joules") or {}).get("gross")
-    joules = f"{per_token:.3g} J/token" if energy.get("measured") and per_token is not None else "energy n/m"
-    flags = [name.replace("_", " ") for name in ("server_died", "generator_saturated", "rejected", "stopped_early")
-             if result.get(name)]
+    per_token = _joules_per_token(result)
+    joules = f"{per_token} J/token" if per_token else "energy n/m"
+    flags = _flags(result)
     return (f"{checkpoint} {result['stage']}: {s.get('completed', 0)} ok, {s.get('failed', 0)} failed, "
             f"{f('output_throughput', '{:.1f}')} tok/s (steady {f('steady_output_throughput', '{:.1f}')}), "
             f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms, {joules}"
@@ -173,8 +179,7 @@ class JsonEvents(_Quiet):
                 "median_tpot_ms", "latency_from", "median_ttft_from_intended_ms", "p99_send_lag_ms")
         self._emit("stage_done", checkpoint=checkpoint, profile=result.get("profile"), stage=result["stage"],
                    summary={k: s.get(k) for k in keys},
-                   flags=[f for f in ("server_died", "generator_saturated", "rejected", "stopped_early")
-                          if result.get(f)],
+                   flags=[f.replace(" ", "_") for f in _flags(result)],
                    energy_per_output_token_joules=(result.get("energy") or {}).get("energy_per_output_token_joules"))
 
     def note(self, message: str) -> None:

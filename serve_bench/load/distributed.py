@@ -53,6 +53,7 @@ from serve_bench.serve.server import free_port
 
 CONNECT_TIMEOUT_S = 180.0
 GO_LEAD_S = 1.0
+STATS_WAIT_S = 4.0  # Locust's worker report interval is 3 s
 _TICK_S = 0.05
 
 
@@ -88,9 +89,12 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
     spec_ok: dict[str, dict[str, float]] = {}
     spec_failed: dict[str, str] = {}
 
+    received = [0]
+
     def take_records(data: Any) -> None:
         for item in data or []:
             collect(RequestRecord.model_validate(item))
+            received[0] += 1
 
     def pong(environment: Any, msg: Any, **kw: Any) -> None:
         received = now_s()
@@ -144,6 +148,11 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
         _watch(runner, clients, procs, pids, plan, url, status, done, flags, info, notes)
         info["loadgen_cpu"] = {"master": cpu.ratio(),
                                **{_short(c): status.get(c, {}).get("cpu") for c in clients}}
+        # Locust's own statistics reach the master in the workers' periodic reports (every 3 s): wait for
+        # the last one, so they count what the records count (serve-bench's figures come from the records)
+        deadline = now_s() + STATS_WAIT_S
+        while env.stats.total.num_requests < received[0] and not info["lost_workers"] and now_s() < deadline:
+            gevent.sleep(_TICK_S)
         if len(done) < len(clients):
             # no Locust stop: it waits for every worker's users to reach zero, a lost worker's never do
             runner.send_message("sb_flush", {})
