@@ -16,7 +16,7 @@ It also prints each stage's overhead (duration − warm-up requests − the
 modelled body from the measured e2el) and each checkpoint's server start
 (checkpoint.json written → first stage started). Runs with prompts of several
 lengths and with pruned checkpoints are needed to tell the terms apart; the
-constants in serve_bench/plan.py came from the runs named there.
+constants in serve_bench/plan/cost.py came from the runs named there.
 """
 
 from __future__ import annotations

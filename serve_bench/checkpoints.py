@@ -4,6 +4,7 @@ once and reused while the source and the pruning settings are unchanged)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,13 @@ class ServedCheckpoint:
                 "base": self.base, "weights_sha256": self.weights_sha256, "pruning": self.pruning}
 
 
-def prepare(study: StudySpec) -> list[ServedCheckpoint]:
+def _silent(*args: Any) -> None:
+    pass
+
+
+def prepare(study: StudySpec, say: Callable[[str], None] = _silent,
+            progress: Callable[[str, int, int], None] = _silent) -> list[ServedCheckpoint]:
+    """``say(text)``: what is being done now; ``progress(text, done, total)``: how far (pruning, in bytes)."""
     out: list[ServedCheckpoint] = []
     settings_ = study.prune
     targets = [Target(prune=p) for p in settings_.prune]
@@ -40,9 +47,12 @@ def prepare(study: StudySpec) -> list[ServedCheckpoint]:
     pruned_root = study.checkpoints_dir or settings.home() / "checkpoints"
     several = len(study.models) > 1
     for entry in study.models:
+        say(f"resolving {entry.model} (the bundled model is converted on first use)" if entry.model == "default"
+            else f"resolving {entry.model}")
         resolved = resolve(entry.model)
         if entry.name:
             resolved = ResolvedModel(entry.name, resolved.path, resolved.source)
+        say(f"{resolved.name}: checksum of its weights")
         source_sum = Checkpoint.open(resolved.path).checksum()
 
         model = entry.name or resolved.name
@@ -67,9 +77,14 @@ def prepare(study: StudySpec) -> list[ServedCheckpoint]:
             else:
                 todo.append(t)
         if todo:
+            what = f"pruning {resolved.name} ({criterion}): {', '.join(t.label for t in todo)}"
+            say(what)
             for r in prune(resolved, todo, out=pruned_root, criterion=criterion, divisor=settings_.divisor,
-                           overwrite=True, source_sha256=source_sum):
+                           overwrite=True, source_sha256=source_sum,
+                           progress=lambda done, total: progress(what, done, total)):
                 reusable[r.plan.target] = (r.path, r.manifest)
+        if reusable:
+            say(f"{resolved.name}: checksum of the pruned copies")
         for t in targets:
             dest, m = reusable[t]
             out.append(ServedCheckpoint(dest.name, dest, "pruned", Checkpoint.open(dest).checksum(), resolved.name, m,

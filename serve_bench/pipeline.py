@@ -27,6 +27,7 @@ class Events(Protocol):
     def run_started(self, run_dir: Path) -> None: ...
     def observing(self, observer: Any) -> None: ...
     def phase(self, checkpoint: str, text: str) -> None: ...
+    def progress(self, checkpoint: str, text: str, done: int, total: int) -> None: ...
     def stage_running(self, checkpoint: str, profile: str, stage: str, kind: str, load: str) -> None: ...
     def checkpoint_started(self, name: str, index: int, total: int) -> None: ...
     def server_ready(self, name: str, url: str) -> None: ...
@@ -88,7 +89,7 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         for note in observer.notes:
             ev.note(note)
         ev.phase("", "preparing the checkpoints (pruned once, then reused)")
-        served = _targets(study, key)
+        served = _targets(study, key, ev)
         manifest["checkpoints"] = [c.describe() for c in served]
         save_manifest()
         for i, ck in enumerate(served):
@@ -139,7 +140,7 @@ def _server_gpus(study: StudySpec) -> list[int] | None:
         raise ConfigError(f"server.engine_args: {err}") from None
 
 
-def _targets(study: StudySpec, key: str | None) -> list[ckpts.ServedCheckpoint]:
+def _targets(study: StudySpec, key: str | None, ev: Events) -> list[ckpts.ServedCheckpoint]:
     if study.server.url:
         name, root = _served_model(study.server.url, study.server.served_model, key)
         tokenizer = study.server.tokenizer or root
@@ -147,7 +148,8 @@ def _targets(study: StudySpec, key: str | None) -> list[ckpts.ServedCheckpoint]:
             raise ConfigError(f"cannot tell which tokenizer {study.server.url} uses for {name!r}; synthetic "
                               "prompts of an exact length need it", hint="pass --tokenizer DIR")
         return [ckpts.ServedCheckpoint(name, Path(tokenizer), "remote", "", name)]
-    return ckpts.prepare(study)
+    return ckpts.prepare(study, say=lambda text: ev.phase("", text),
+                         progress=lambda text, done, total: ev.progress("", text, done, total))
 
 
 def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint,

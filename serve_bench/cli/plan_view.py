@@ -1,5 +1,6 @@
-"""The study's plan on the terminal: the whole of it for ``serve-bench run --dry-run``, its one-line
-estimate at the start of every real run. The plan itself is :mod:`serve_bench.plan`."""
+"""The study's plan on the terminal, for ``serve-bench run --dry-run`` and at the start of every real run
+(the same plan, so a user sees what is about to happen and for how long before it happens). The plan
+itself is :mod:`serve_bench.plan`."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ log = logging.getLogger(__name__)
 
 def show_plan(spec: StudySpec, console: Console, dry_run: bool) -> tuple[bool, float | None]:
     """Dry run: print the plan (errors propagate: the same messages and exit codes as a run) and return
-    (True, …): the caller stops there. Real run: print the estimate line, never fail (a run reports its
-    own errors, with its run directory), and return (False, the estimated wall time in s, or None)."""
+    (True, …): the caller stops there. Real run: print the plan and its one-line summary, never fail (a run
+    reports its own errors, with its run directory), and return (False, the estimated wall time in s, or
+    None)."""
     from serve_bench.plan import estimate_line, plan_study, render_plan
 
     if dry_run:
@@ -28,5 +30,7 @@ def show_plan(spec: StudySpec, console: Console, dry_run: bool) -> tuple[bool, f
     except Exception as err:  # noqa: BLE001 - the plan is a courtesy; the run itself says what is wrong
         log.debug("no plan: %s", err)
         return False, None
-    console.print(estimate_line(plan), markup=False, highlight=False, soft_wrap=True, style="dim")
+    console.print(render_plan(plan, run_dir_hint=False), markup=False, highlight=False, soft_wrap=True,
+                  style="dim")
+    console.print(estimate_line(plan), markup=False, highlight=False, soft_wrap=True)
     return False, plan.total_s

@@ -40,9 +40,14 @@ def prune(model: str, fractions: tuple[float, ...], ratios: tuple[float, ...], c
 
     targets = [Target(prune=p) for p in fractions] + [Target(expansion_ratio=r) for r in ratios]
     resolved = resolve(model)
-    with console.status(f"pruning {resolved.name}…"):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"pruning {resolved.name}", total=None)
         results = run_prune(resolved, targets, out=out, criterion=criterion, divisor=int(divisor),
-                            overwrite=overwrite)
+                            overwrite=overwrite,
+                            progress=lambda done, total: bar.update(task, completed=done, total=total))
     table = Table(title=f"{resolved.name}, criterion {results[0].manifest['criterion']}")
     for col in ("target", "k", "pruned", "expansion ratio", "parameters", "checkpoint"):
         table.add_column(col)

@@ -89,6 +89,12 @@ def stage_line(checkpoint: str, result: dict[str, Any]) -> str:
             + (f"  [{', '.join(flags)}]" if flags else ""))
 
 
+def _step(done: int, total: int, steps: int) -> int:
+    """Which of ``steps`` equal parts of the work is finished (0…steps): plain and JSON progress events say
+    each part once, not every tensor."""
+    return steps if total <= 0 or done >= total else int(steps * done / total)
+
+
 class _Quiet:
     """Events a view does not draw."""
 
@@ -104,6 +110,7 @@ class PlainView(_Quiet):
         self.out = out
         self.run_dir: Path | None = None
         self.finished = 0
+        self._steps: dict[str, int] = {}
 
     def _say(self, line: str) -> None:
         self.out.write(line + "\n")
@@ -118,6 +125,12 @@ class PlainView(_Quiet):
 
     def phase(self, checkpoint: str, text: str) -> None:
         self._say(f"{checkpoint}: {text}" if checkpoint else text)
+
+    def progress(self, checkpoint: str, text: str, done: int, total: int) -> None:
+        step = _step(done, total, 4)
+        if step > self._steps.get(text, 0):
+            self._steps[text] = step
+            self._say(f"{checkpoint + ': ' if checkpoint else ''}{text}: {step * 25}%")
 
     def checkpoint_started(self, name: str, index: int, total: int) -> None:
         self._say(f"checkpoint {index + 1}/{total}: {name}")
@@ -147,6 +160,7 @@ class JsonEvents(_Quiet):
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
+        self._steps: dict[str, int] = {}
 
     def _emit(self, event: str, **fields: Any) -> None:
         self.out.write(json.dumps({"t": now_s(), "event": event, **fields}, default=str) + "\n")
@@ -160,6 +174,12 @@ class JsonEvents(_Quiet):
 
     def phase(self, checkpoint: str, text: str) -> None:
         self._emit("phase", checkpoint=checkpoint or None, text=text)
+
+    def progress(self, checkpoint: str, text: str, done: int, total: int) -> None:
+        step = _step(done, total, 10)
+        if step > self._steps.get(text, 0):
+            self._steps[text] = step
+            self._emit("progress", checkpoint=checkpoint or None, text=text, done=done, total=total)
 
     def checkpoint_started(self, name: str, index: int, total: int) -> None:
         self._emit("checkpoint_started", checkpoint=name, index=index, total=total)
@@ -189,6 +209,15 @@ class JsonEvents(_Quiet):
         self._emit("problem", message=message)
 
 
+def _warming(live: Any, warm_done: int, ran_s: float) -> str | None:
+    """While the stage's warm-up runs: what is left of it (its requests are not in the figures)."""
+    if live.warmup_requests and warm_done < live.warmup_requests:
+        return f"warm-up {warm_done}/{live.warmup_requests} requests (not measured)"
+    if live.warmup_s and ran_s < live.warmup_s:
+        return f"warm-up {ran_s:.0f}/{live.warmup_s:g} s (not measured)"
+    return None
+
+
 class Tee:
     def __init__(self, *views: Any) -> None:
         self.views = views
@@ -215,6 +244,7 @@ class LiveView:
         self.label = ""
         self.status = "starting"
         self.status_since = time.monotonic()
+        self.status_done: tuple[int, int] | None = None  # how far the current phase is, where it says
         self.done = 0
         self.ok = self.failed = 0
         self.started = time.monotonic()
@@ -240,7 +270,12 @@ class LiveView:
         self.console.print(f"live metrics: {url}")
 
     def phase(self, checkpoint: str, text: str) -> None:
-        self.status, self.status_since = text, time.monotonic()
+        self.status, self.status_since, self.status_done = text, time.monotonic(), None
+
+    def progress(self, checkpoint: str, text: str, done: int, total: int) -> None:
+        if text != self.status:
+            self.phase(checkpoint, text)
+        self.status_done = (done, total)
 
     def checkpoint_started(self, name: str, index: int, total: int) -> None:
         self.label, self.index, self.checkpoints = name, index, total
@@ -252,7 +287,7 @@ class LiveView:
         pass
 
     def stage_running(self, checkpoint: str, profile: str, stage: str, kind: str, load: str) -> None:
-        self.status, self.status_since = f"stage {stage} ({load})", time.monotonic()
+        self.status, self.status_since, self.status_done = f"stage {stage} ({load})", time.monotonic(), None
 
     def request_done(self, ok: bool) -> None:
         if ok:
@@ -310,7 +345,11 @@ class LiveView:
         live = self.observer.live if self.observer is not None else None
         since = time.monotonic() - self.status_since
         if live is None or not live.running:
-            return [Text(f"{self.status} ({since:.0f} s)", style="dim")]
+            between: list[Any] = [Text(f"{self.status} ({since:.0f} s)", style="dim")]
+            if self.status_done is not None:
+                done, total = self.status_done
+                between.append(ProgressBar(total=max(total, 1), completed=done, width=60))
+            return between
         key = (live.checkpoint, live.profile, live.stage)
         st = self.observer.exporter.stage_stats(key)
         t = live.target
@@ -332,6 +371,9 @@ class LiveView:
         if live.kind == "rate":
             figures += f"   send lag p99 {_fmt(st['send_lag_p99_s'], '{:.1f}', 1000)} ms"
         figures += "   energy n/m" if not self.observer.meter.available else ""
+        warming = _warming(live, st["warmup_done"], ran)
+        if warming:
+            of += f"   [yellow]{warming}[/]"
         out: list[Any] = [Text.from_markup(f"[bold]{live.stage}[/] ({live.kind}) {of}")]
         if bar is not None:
             out.append(bar)

@@ -139,7 +139,8 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
         if live is not None:
             live.begin(profile.name, plan.name, plan.kind, plan.target,
                        lambda: sum(status.get(c, {}).get("in_flight", 0) for c in clients),
-                       lambda: (cpu.ratio() or 0.0) + sum(status.get(c, {}).get("cpu") or 0.0 for c in clients))
+                       lambda: (cpu.ratio() or 0.0) + sum(status.get(c, {}).get("cpu") or 0.0 for c in clients),
+                       plan.warmup)
         t0 = now_s() + (GO_LEAD_S if plan.open_loop else 0.0)  # the go message must reach workers before t0
         warmup_end_s = t0 + plan.warmup.duration_s if plan.warmup.duration_s else None
         runner.send_message("sb_go", {"t0_s": t0})

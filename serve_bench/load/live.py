@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serve_bench.load.clock import now_s
+from serve_bench.load.profiles import Warmup
 
 
 def _zero() -> int:
@@ -34,11 +35,16 @@ class LiveStage:
     in_flight: Callable[[], int] = _zero
     loadgen_cpu: Callable[[], float | None] = _none  # all load-generator processes, in cores
     started_s: float | None = None
+    warmup_requests: int = 0  # the stage's warm-up, sent first and left out of its figures
+    warmup_s: float = 0.0
     on_begin: Callable[[LiveStage], None] | None = None  # the pipeline's: tell the user a stage started
 
     def begin(self, profile: str, stage: str, kind: str, target: dict[str, Any],
-              in_flight: Callable[[], int], loadgen_cpu: Callable[[], float | None]) -> None:
+              in_flight: Callable[[], int], loadgen_cpu: Callable[[], float | None],
+              warmup: Warmup | None = None) -> None:
         self.profile, self.stage, self.kind, self.target = profile, stage, kind, target
+        self.warmup_requests = warmup.requests if warmup is not None else 0
+        self.warmup_s = warmup.duration_s if warmup is not None else 0.0
         self.in_flight, self.loadgen_cpu = in_flight, loadgen_cpu
         self.running, self.started_s = True, now_s()
         if self.on_begin is not None:

@@ -175,7 +175,8 @@ def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, p
             start_feed(prompts, offset=prompt_offset, slots=state.slots, period=state.period, start_k=prebuilt)
         with gc_quiet():
             cpu = CpuShare()
-            live.begin(profile.name, plan.name, plan.kind, plan.target, lambda: state.in_flight, cpu.ratio)
+            live.begin(profile.name, plan.name, plan.kind, plan.target, lambda: state.in_flight, cpu.ratio,
+                       plan.warmup)
             start_clock(state, plan, now_s() + (OPEN_LOOP_LEAD_S if plan.open_loop else 0.0))
             state.ready.set()
             if plan.ramp:

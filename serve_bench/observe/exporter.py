@@ -102,6 +102,7 @@ class Exporter:
         self.slos_ms = dict(slos_ms or {})
         self._pending: list[tuple[StageKey, RequestRecord]] = []
         self._stages: dict[StageKey, _StageStats] = {}
+        self._warm: dict[StageKey, int] = {}  # warm-up requests finished, per stage (for the live view)
         self._energy: dict[str, float] = {}
         self._power: dict[str, float] = {}
         self._idle: dict[tuple[str, str], float] = {}
@@ -114,8 +115,11 @@ class Exporter:
 
     def observe(self, record: RequestRecord, checkpoint: str) -> None:
         """The record sink's part: O(1), no arithmetic."""
-        if not record.warmup:
-            self._pending.append(((checkpoint, record.profile or "", record.stage), record))
+        key = (checkpoint, record.profile or "", record.stage)
+        if record.warmup:
+            self._warm[key] = self._warm.get(key, 0) + 1
+        else:
+            self._pending.append((key, record))
 
     def stage_target(self, key: StageKey, kind: str, load: str, target: Mapping[str, Any]) -> None:
         st = self._stages.setdefault(key, _StageStats())
@@ -169,7 +173,7 @@ class Exporter:
         st = self._stages.get(key) or _StageStats()
         out: dict[str, Any] = {"ok": st.outcomes.get("ok", 0),
                                "failed": sum(c for k, c in st.outcomes.items() if k != "ok"),
-                               "output_tokens": st.output_tokens}
+                               "output_tokens": st.output_tokens, "warmup_done": self._warm.get(key, 0)}
         for metric, short in ((n.TTFT, "ttft"), (n.TPOT, "tpot"), (n.SEND_LAG, "send_lag")):
             h = st.hists.get(metric.name)
             cum = [(float(le), c) for le, c in h.buckets()] if h is not None else []

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,11 @@ class PruneResult:
 
 
 def prune(model: ResolvedModel, targets: list[Target], *, out: Path, criterion: str = criteria.DEFAULT,
-          divisor: int = DEFAULT_DIVISOR, overwrite: bool = False,
-          source_sha256: str | None = None) -> list[PruneResult]:
+          divisor: int = DEFAULT_DIVISOR, overwrite: bool = False, source_sha256: str | None = None,
+          progress: Callable[[int, int], None] | None = None) -> list[PruneResult]:
     """``source_sha256``: the source's weight checksum when the caller has it already
-    (hashing a large checkpoint means reading all of it)."""
+    (hashing a large checkpoint means reading all of it). ``progress(done, total)``: bytes of the source
+    read so far, over both passes (scoring the gate and up rows, then rewriting every tensor)."""
     if not targets:
         raise ConfigError("no pruning target given", hint="pass --prune 0.2 0.4 or --expansion-ratio 2.4")
     crit_name, score = criteria.get(criterion)
@@ -49,10 +51,24 @@ def prune(model: ResolvedModel, targets: list[Target], *, out: Path, criterion: 
     outputs = [Output(p, Path(out) / f"{model.name}-{crit_name}-{p.target.label}", {}) for p in plans]
     check_destinations(outputs, overwrite)
 
+    def size(name: str) -> int:
+        return ckpt.tensors[name].end - ckpt.tensors[name].start
+
+    scored = sum(size(names["gate"]) + size(names["up"]) for names in layout.layers.values())
+    total = scored + sum(size(name) for name in ckpt.tensors)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
     for layer, names in layout.layers.items():
         scores = score(ckpt.read(names["gate"]), ckpt.read(names["up"]))
         for o in outputs:
             o.keep[layer] = criteria.keep_indices(scores, o.plan.k)
+        advance(size(names["gate"]) + size(names["up"]))
 
     source_checksum = source_sha256 or ckpt.checksum()
     roles = {name: (layer, role) for layer, names in layout.layers.items() for role, name in names.items()}
@@ -95,7 +111,7 @@ def prune(model: ResolvedModel, targets: list[Target], *, out: Path, criterion: 
         manifests[o.dest] = manifest_for(o)
         return manifests[o.dest]
 
-    write_all(ckpt, layout, outputs, remember, overwrite)
+    write_all(ckpt, layout, outputs, remember, overwrite, advance)
     return [PruneResult(o.dest, o.plan, manifests[o.dest]) for o in outputs]
 
 

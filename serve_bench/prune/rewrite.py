@@ -77,7 +77,8 @@ def output_nbytes(ckpt: Checkpoint, roles: dict[str, tuple[int, str]], k: int) -
 
 
 def write_all(ckpt: Checkpoint, layout: MlpLayout, outputs: list[Output], manifest_for: Callable[[Output], dict],
-              overwrite: bool) -> None:
+              overwrite: bool, progress: Callable[[int], None] | None = None) -> None:
+    """``progress(n)``: another n bytes of the source have been read and written out."""
     roles = {name: (layer, role) for layer, names in layout.layers.items() for role, name in names.items()}
     _check_space(ckpt, roles, outputs)
     buf = bytearray(COPY_CHUNK)
@@ -99,11 +100,13 @@ def write_all(ckpt: Checkpoint, layout: MlpLayout, outputs: list[Output], manife
                     layer, role = roles.get(info.name, (None, None))
                     if role not in _SLICED:
                         copy_raw(info, src, writers, buf)
-                        continue
-                    tensor = read_tensor(info, src)
-                    for o, w in zip(outputs, writers):
-                        w.write(info.name, slice_tensor(tensor, role, o.keep[layer]))
-                    del tensor
+                    else:
+                        tensor = read_tensor(info, src)
+                        for o, w in zip(outputs, writers):
+                            w.write(info.name, slice_tensor(tensor, role, o.keep[layer]))
+                        del tensor
+                    if progress is not None:
+                        progress(info.end - info.start)
         for o in outputs:
             _finish(ckpt, layout, o, roles, manifest_for(o))
             _move_into_place(o, overwrite)

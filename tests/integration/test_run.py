@@ -22,10 +22,10 @@ pytestmark = pytest.mark.integration
 OUTPUT_TOKENS = 16
 
 
-def write_profile(path: Path, requests: int, users: int = 2, duration_s: float = 120) -> Path:
+def write_profile(path: Path, requests: int, users: int = 2, duration_s: float = 120, warmup: int = 1) -> Path:
     path.write_text(yaml.safe_dump({
         "name": path.stem, "api": "chat", "input_tokens": 64, "output_tokens": OUTPUT_TOKENS, "seed": 3,
-        "warmup": {"requests": 1}, "timeout_s": 60,
+        "warmup": {"requests": warmup}, "timeout_s": 60,
         "stages": [{"kind": "concurrency", "name": f"c{users}", "users": users, "requests": requests,
                     "duration_s": duration_s}]}))
     return path
@@ -62,7 +62,12 @@ def test_run_against_running_server(base_server, tmp_path):
     # not a terminal: plain lines, one per event, no control characters
     assert "\x1b" not in out and "\r" not in out
     lines = out.splitlines()
-    assert lines[0].startswith("plan: ") and lines[1] == f"run directory: {run}"
+    # the plan first (as --dry-run prints it), its one-line summary, then the run's events
+    summary_at = next(i for i, line in enumerate(lines) if line.startswith("plan: "))
+    assert lines[0] == "study default" and lines[summary_at + 1] == f"run directory: {run}"
+    plan = lines[:summary_at]
+    assert any(line.split()[:3] == ["1", "c2", "concurrency"] for line in plan), plan
+    assert any(line.startswith("estimated wall time: ") for line in plan)
     assert "checkpoint 1/1: default" in lines and "default c2: running (2 users)" in lines
     assert any(line.startswith("default c2: 8 ok, 0 failed, ") for line in lines)
     said = [json.loads(line) for line in events.read_text().splitlines()]
@@ -163,7 +168,7 @@ def test_remote_workers_join_a_master(base_server, tmp_path):
     profile = tmp_path / "two.yaml"
     profile.write_text(yaml.safe_dump({
         "name": "two", "api": "chat", "input_tokens": 64, "output_tokens": OUTPUT_TOKENS, "seed": 5,
-        "warmup": {"requests": 1}, "timeout_s": 60,
+        "warmup": {"requests": warmup}, "timeout_s": 60,
         "stages": [{"kind": "concurrency", "name": "c1", "users": 1, "requests": 3},
                    {"kind": "concurrency", "name": "c4", "users": 4, "requests": 12}]}))
     workers = [serve_bench("worker", "--master-host", "127.0.0.1", "--master-port", str(port)) for _ in range(2)]
@@ -247,7 +252,7 @@ def test_live_view_in_a_terminal_shows_the_stage_moving(base_server, base_model_
     import re
     import select
 
-    profile = write_profile(tmp_path / "tty.yaml", requests=30)
+    profile = write_profile(tmp_path / "tty.yaml", requests=30, warmup=6)  # 3 rounds of 2 users: seen on screen
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "serve_bench", "run", "--url", base_server.url, "--tokenizer",
                              str(base_model_path), "--profile", str(profile), "--out", str(tmp_path / "runs")],
@@ -276,4 +281,6 @@ def test_live_view_in_a_terminal_shows_the_stage_moving(base_server, base_model_
     progress = set(re.findall(r"(\d+)/30 requests", text))
     assert len(progress) >= 2, "the running stage's progress never changed on screen"
     assert "in flight" in text and "TTFT p50/p99" in text and "checkpoint 1/1" in text
+    assert re.search(r"warm-up [0-5]/6 requests \(not measured\)", text), "the warm-up was never shown"
+    assert "estimated wall time: " in text.split("run directory: ")[0], "the plan comes before the run"
     assert re.search(r"checkpoint +stage +ok/failed", text) and re.search(r"default +c2 +30/0 ", text)

@@ -7,8 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from serve_bench.cli.views import FINISHED_HEADER, JsonEvents, PlainView, Tee, count_stages, finished_row
+from serve_bench.cli.views import FINISHED_HEADER, JsonEvents, LiveView, PlainView, Tee, count_stages, finished_row
+from serve_bench.load.profiles import Warmup
+from serve_bench.load.records import RequestRecord
+from serve_bench.observe.energy import NotMeasured
+from serve_bench.observe.observer import Observer
 
 pytestmark = pytest.mark.unit
 
@@ -53,3 +58,53 @@ def test_a_finished_row_lines_up_under_the_header() -> None:
 def test_stages_are_counted_as_they_will_run() -> None:
     assert count_stages(["quick"]) == 3
     assert count_stages(["sweep"]) >= 3  # a sweep: synchronous, max throughput, then its rates
+
+
+def test_progress_is_said_in_parts_not_per_tensor() -> None:
+    plain, events = io.StringIO(), io.StringIO()
+    view = Tee(PlainView(plain), JsonEvents(events))
+    for done in range(0, 1001, 10):
+        view.progress("", "pruning m (ppm): p20", done, 1000)
+    assert plain.getvalue().splitlines() == [f"pruning m (ppm): p20: {p}%" for p in (25, 50, 75, 100)]
+    said = [json.loads(line) for line in events.getvalue().splitlines()]
+    assert [e["done"] for e in said] == list(range(100, 1001, 100))
+    assert {e["event"] for e in said} == {"progress"} and {e["total"] for e in said} == {1000}
+
+
+def _record(stage: str, i: int, warmup: bool) -> RequestRecord:
+    return RequestRecord(request_id=f"{stage}-{i}", stage=stage, profile="p", worker_id="w0/u0", send_s=100.0 + i,
+                         first_token_s=100.05 + i, last_token_s=100.5 + i, end_s=100.5 + i, prompt_tokens=8,
+                         output_tokens=10, max_tokens=10, status=200, ok=True, warmup=warmup)
+
+
+def _bars(text: str) -> int:
+    return sum("━" in line for line in text.splitlines())
+
+
+def _drawn(view: LiveView) -> str:
+    out = Console(file=io.StringIO(), width=240, color_system=None)
+    out.print(view.render())
+    return out.file.getvalue()
+
+
+def test_live_view_says_warm_up_then_measures_and_shows_a_phase_progress_bar() -> None:
+    observer = Observer(slos_ms=None, meter=NotMeasured("no GPU here"))
+    view = LiveView(Console(file=io.StringIO()), stages_per_checkpoint=1)
+    view.observing(observer)
+    view.progress("", "pruning m (ppm): p20", 250, 1000)
+    shown = _drawn(view)
+    # the pruning's bar, a quarter of 60 columns (the study's bar, at 0 stages done, draws blank)
+    assert "pruning m (ppm): p20" in shown and _bars(shown) == 1 and "━" * 15 in shown and "━" * 16 not in shown
+    observer.live.checkpoint = "base"
+    observer.live.begin("p", "c2", "concurrency", {"users": 2, "requests": 4}, lambda: 2, lambda: None,
+                        Warmup(requests=2))
+    observer.record(_record("c2", 0, warmup=True))
+    assert "warm-up 1/2 requests (not measured)" in _drawn(view)
+    observer.record(_record("c2", 1, warmup=True))
+    observer.record(_record("c2", 2, warmup=False))
+    shown = _drawn(view)
+    assert "warm-up" not in shown and "1/4 requests" in shown and "ok 1 failed 0" in shown
+    observer.live.end()
+    view.phase("base", "starting the vLLM server")
+    shown = _drawn(view)
+    assert "starting the vLLM server" in shown and _bars(shown) == 0  # a new phase: no stale bar

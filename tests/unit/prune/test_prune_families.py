@@ -80,6 +80,23 @@ def test_sharded_bf16_input_keeps_shards_and_index(tmp_path):
         assert t.dtype == torch.bfloat16 and t.shape == (32, r.plan.k)
 
 
+def test_progress_counts_every_byte_read_once_per_pass(tmp_path):
+    src = tmp_path / "qwen3"
+    tiny_models.build("qwen3", src, dtype=torch.bfloat16, max_shard_size="20KB")
+    seen: list[tuple[int, int]] = []
+    prune(_local(src), [Target(prune=0.4), Target(prune=0.7)], out=tmp_path / "out", divisor=32,
+          progress=lambda done, total: seen.append((done, total)))
+    tensors = 0
+    for shard in src.glob("*.safetensors"):
+        with safe_open(shard, "pt") as f:
+            tensors += sum(f.get_tensor(n).numel() * 2 for n in f.keys())  # bf16: 2 bytes
+    gate_up = 2 * 2 * 96 * 32 * 2  # 2 layers × (gate, up), 96×32 each, bf16
+    # the scoring pass reads gate and up, the rewrite every tensor
+    assert {t for _, t in seen} == {gate_up + tensors}
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and dones[-1] == gate_up + tensors and dones[0] > 0
+
+
 def test_manifest_contents(tmp_path):
     src = tmp_path / "gemma2"
     tiny_models.build("gemma2", src)

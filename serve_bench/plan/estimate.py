@@ -1,0 +1,202 @@
+"""Pure planning (no files, no torch): every stage's requests and seconds from the cost model, and the
+study's wall time from its parts. Everything a test can drive with known numbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage, Warmup
+from serve_bench.load.stage_plan import OPEN_LOOP_LEAD_S, plan_stage
+from serve_bench.plan.cost import CPU_HOST, CostModel
+from serve_bench.plan.history import History, profile_fingerprint
+from serve_bench.plan.model import (
+    CheckpointPlan,
+    EnergyPlan,
+    Part,
+    ProfilePlan,
+    ServerPlan,
+    StageEstimate,
+    StageInfo,
+    StudyPlan,
+)
+from serve_bench.plan.text import gb, secs
+
+
+def plan_profile(profile: LoadProfile, checkpoints: list[CheckpointPlan], model: CostModel,
+                 measured: History | None = None) -> ProfilePlan:
+    """Every stage of ``profile`` as ``run_profile`` expands it, with each checkpoint's estimate."""
+    prompt, out = profile.input_tokens, profile.output_tokens
+    fingerprint = profile_fingerprint(profile)
+    stages: list[StageInfo] = []
+    expanded = profile.expanded_stages()
+    for stage in expanded:
+        if not isinstance(stage, SweepStage):
+            info = _describe(stage, len(stages))
+            for ck in checkpoints:
+                info.per_checkpoint[ck.name] = _estimate(stage, profile, len(stages), ck, model)
+            stages.append(info)
+            continue
+        bounds = {"duration_s": stage.duration_s, "requests": stage.requests, "warmup": stage.warmup}
+        for users, suffix in ((1, "sync"), (stage.max_users, "throughput")):
+            sub = ConcurrencyStage(kind="concurrency", name=f"{stage.name}-{suffix}", users=users, **bounds)
+            info = _describe(sub, len(stages))
+            info.note = f"sweep {stage.name}"
+            for ck in checkpoints:
+                info.per_checkpoint[ck.name] = _estimate(sub, profile, len(stages), ck, model)
+            stages.append(info)
+        # the open-loop rates come from the two throughputs measured above: modelled here, per checkpoint
+        first = len(stages)
+        for k in range(stage.rates):
+            stages.append(StageInfo(first + k, f"{stage.name}-{k + 1}", "rate", "", _bound(stage),
+                                    _warmup_text(stage.warmup), note=f"sweep {stage.name}: rate from the "
+                                                                     f"measured throughputs"))
+        for ck in checkpoints:
+            lo = model.throughput(1, prompt, out, ck.kept)
+            hi = model.throughput(stage.max_users, prompt, out, ck.kept)
+            for k, rate in enumerate(sweep_rates(lo, hi, stage.rates)):
+                sub = RateStage(kind="rate", name=f"{stage.name}-{k + 1}-r{rate:.3g}", rate_rps=rate,
+                                arrivals=stage.arrivals, burstiness=stage.burstiness,
+                                max_concurrency=stage.max_concurrency, **bounds)
+                est = _estimate(sub, profile, first + k, ck, model)
+                est.requests_how = "estimate"  # the rate itself is an estimate
+                stages[first + k].per_checkpoint[ck.name] = est
+                if ck is checkpoints[0]:
+                    stages[first + k].target = f"≈{rate:.3g} req/s {stage.arrivals}"
+    if measured is not None:
+        for info in stages:
+            for ck in checkpoints:
+                hit = measured.stages.get((ck.name, fingerprint, info.name))
+                if hit is not None:
+                    seconds, sent, warm = hit
+                    info.per_checkpoint[ck.name] = StageEstimate(sent, warm, "measured", seconds, "measured",
+                                                                 f"in {measured.source}")
+    return ProfilePlan(profile.name, profile.description, profile.api, prompt, out, _warmup_text(profile.warmup),
+                       stages)
+
+
+def sweep_rates(sync_rps: float, max_rps: float, count: int) -> list[float]:
+    """As the runner's sweep: ``count`` rates strictly between the two, evenly spaced."""
+    return [sync_rps + (max_rps - sync_rps) * (i + 1) / (count + 1) for i in range(count)]
+
+
+def _describe(stage: ConcurrencyStage | RateStage | RampStage, index: int) -> StageInfo:
+    if isinstance(stage, ConcurrencyStage):
+        target = f"{stage.users} user{'s' if stage.users != 1 else ''}"
+    elif isinstance(stage, RateStage):
+        target = f"{stage.rate_rps:g} req/s {stage.arrivals}"
+    else:
+        target = f"{stage.start_users} → {stage.end_users} users"
+    return StageInfo(index, stage.name or stage.default_name(), stage.kind, target, _bound(stage),
+                     _warmup_text(stage.warmup))
+
+
+def _bound(stage: Any) -> str:
+    parts = []
+    if getattr(stage, "requests", None):
+        parts.append(f"{stage.requests} req")
+    if stage.duration_s:
+        parts.append(secs(stage.duration_s))
+    return " or ".join(parts)
+
+
+def _warmup_text(w: Warmup | None) -> str:
+    if w is None or not (w.requests or w.duration_s):
+        return "none"
+    return f"{w.requests} req" if w.requests else secs(w.duration_s)
+
+
+def _estimate(stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, index: int,
+              ck: CheckpointPlan, model: CostModel) -> StageEstimate:
+    tokens, f = (profile.input_tokens, profile.output_tokens), ck.kept
+    warm = stage.warmup or profile.warmup
+    overhead = model.stage_overhead_s
+    if isinstance(stage, RateStage):
+        plan = plan_stage(stage, profile, profile.seed + index)
+        offsets = plan.offsets_s or []
+        n = len(offsets)
+        span = offsets[-1] if offsets else 0.0
+        warm_n = warm.requests if warm.requests else sum(1 for t in offsets if t < warm.duration_s)
+        in_flight = model.in_flight(stage.rate_rps, *tokens, f)
+        if in_flight is not None and in_flight <= stage.max_concurrency:
+            body, note = span + model.e2el(max(in_flight, 1.0), *tokens, f), ""
+        else:  # overloaded: the backlog is served at the throughput of the most requests in flight
+            capacity = model.throughput(min(stage.max_concurrency, max(n, 1)), *tokens, f)
+            body, note = max(span, n / capacity) + model.e2el(1, *tokens, f), "overloaded: requests queue"
+        return StageEstimate(n, min(warm_n, n), "exact", overhead + OPEN_LOOP_LEAD_S + body, "model", note)
+    if isinstance(stage, RampStage):
+        span = stage.duration_s + warm.duration_s
+        rate = (model.throughput(stage.start_users, *tokens, f) + model.throughput(stage.end_users, *tokens, f)) / 2
+        warm_t = _warmup_time(warm, stage.start_users, model, *tokens, f)
+        sent = round(rate * span) + warm.requests
+        warm_n = warm.requests or round(rate * warm.duration_s)
+        drain = model.e2el(stage.end_users, *tokens, f)
+        return StageEstimate(sent, warm_n, "estimate", overhead + warm_t + span + drain, "model")
+    n_users = stage.users
+    e = model.e2el(n_users, *tokens, f)
+    warm_t = _warmup_time(warm, n_users, model, *tokens, f)
+    by_requests = math.ceil(stage.requests / n_users) * e if stage.requests else math.inf
+    span = stage.duration_s + warm.duration_s if stage.duration_s else None
+    rounds = math.ceil(span / e) if span else None
+    by_time = rounds * e if rounds else math.inf
+    if by_requests <= by_time:
+        assert stage.requests is not None
+        sent, how, body = stage.requests + warm.requests, "exact", by_requests
+        warm_n = warm.requests or min(stage.requests, n_users * math.ceil(warm.duration_s / e))
+    else:
+        assert rounds is not None
+        sent, how, body = n_users * rounds + warm.requests, "estimate", by_time
+        warm_n = warm.requests or n_users * math.ceil(warm.duration_s / e)
+    return StageEstimate(sent, warm_n, how, overhead + warm_t + body, "model")
+
+
+def _warmup_time(warm: Warmup, users: int, model: CostModel, prompt: int, out: int, f: float) -> float:
+    """Warm-up requests run before the measured ones and the stage's clock waits for them."""
+    if not warm.requests:
+        return 0.0
+    senders = min(warm.requests, users)
+    return math.ceil(warm.requests / senders) * model.e2el(senders, prompt, out, f)
+
+
+def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profiles: list[LoadProfile],
+              server: ServerPlan, energy: EnergyPlan, model: CostModel = CPU_HOST,
+              measured: History | None = None, notes: list[str] | None = None) -> StudyPlan:
+    """The plan and its estimate from already resolved parts (pure: no files read, nothing started)."""
+    plans = [plan_profile(p, checkpoints, model, measured) for p in profiles]
+    parts = [Part("start-up: interpreter, imports, energy probe, exporter", model.startup_s)]
+    hashed = sum(c.hash_bytes for c in checkpoints)
+    if hashed:
+        parts.append(Part(f"checksums of {gb(hashed)} of weights", hashed / 1e9 / model.hash_gb_per_s))
+    if any(c.convert for c in checkpoints):
+        parts.append(Part("convert the bundled model (once)", model.convert_bundled_s))
+    to_prune = [c for c in checkpoints if c.action == "prune"]
+    if to_prune:
+        work = sum(c.prune_bytes for c in to_prune)
+        parts.append(Part(f"prune {len(to_prune)} checkpoint(s): {gb(work)} read and written",
+                          work / 1e9 * model.prune_s_per_gb))
+    launch = server.mode == "launch"
+    idle = energy.idle_s if energy.measurable else 0.0
+    for ck in checkpoints:
+        stage_s = sum(s.per_checkpoint[ck.name].seconds for p in plans for s in p.stages)
+        measured_n = sum(s.per_checkpoint[ck.name].how == "measured" for p in plans for s in p.stages)
+        pieces = []
+        seconds = stage_s
+        if launch:
+            seconds += model.server_start_s + model.stop_s
+            pieces.append(f"vLLM start {secs(model.server_start_s)}")
+        if idle:
+            seconds += idle
+            pieces.append(f"idle baseline {secs(idle)}")
+        total_stages = sum(len(p.stages) for p in plans)
+        measured_text = "measured" if measured_n == total_stages else f"{measured_n} measured"
+        pieces.append(f"{total_stages} stage{'s' if total_stages != 1 else ''} {secs(stage_s)}"
+                      + (f" ({measured_text})" if measured_n else ""))
+        if launch:
+            pieces.append(f"stop {secs(model.stop_s)}")
+        parts.append(Part(f"{ck.name}: " + ", ".join(pieces), seconds,
+                          "measured" if measured_n == total_stages and total_stages else "model"))
+    if checkpoints:
+        parts.append(Part("load generator's first tokenizer load", model.first_client_s))
+    parts.append(Part("summary and exit", model.finish_s))
+    return StudyPlan(name, out_dir, checkpoints, server, plans, energy, parts, model, list(notes or []))

@@ -1,0 +1,64 @@
+"""Stage timings measured by earlier runs on a machine like this one, used instead of the model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serve_bench.load.profiles import LoadProfile
+
+
+@dataclass
+class History:
+    source: str
+    stages: dict[tuple[str, str, str], tuple[float, int, int]]  # (checkpoint, profile, stage) → (s, sent, warm-up)
+
+
+def profile_fingerprint(profile: LoadProfile | dict[str, Any]) -> str:
+    data = profile.model_dump(mode="json") if isinstance(profile, LoadProfile) else profile
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_history(out_dir: Path, *, cpu: tuple[str | None, int | None] | None = None) -> History | None:
+    """Stage timings of earlier runs in ``out_dir`` on a machine like this one (latest run wins)."""
+    if cpu is None:
+        from serve_bench.environment import _cpu_model
+
+        cpu = (_cpu_model(), os.cpu_count())
+    stages: dict[tuple[str, str, str], tuple[float, int, int]] = {}
+    used: list[str] = []
+    try:
+        runs = sorted((p for p in out_dir.iterdir() if (p / "manifest.json").is_file()), reverse=True)
+    except OSError:
+        return None
+    for run in runs:
+        try:
+            manifest = json.loads((run / "manifest.json").read_text())
+            hw = manifest.get("hardware") or {}
+            if (hw.get("cpu_model"), hw.get("logical_cpus")) != cpu:
+                continue
+            prints = {p["name"]: profile_fingerprint(p) for p in manifest.get("profiles") or []}
+            found = False
+            for stage_file in sorted(run.glob("*/stages/*.json")):
+                data = json.loads(stage_file.read_text())
+                if data.get("server_died") or data.get("stopped_early") or data.get("profile") not in prints:
+                    continue
+                key = (data["checkpoint"], prints[data["profile"]], data["stage"])
+                if key in stages:
+                    continue
+                summary = data.get("summary") or {}
+                warm = int(summary.get("warmup_excluded") or 0)
+                stages[key] = (float(data["ended_s"]) - float(data["started_s"]), int(data["records"]), warm)
+                found = True
+            if found:
+                used.append(run.name)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if not stages:
+        return None
+    shown = str(out_dir / used[0]) + (f" and {len(used) - 1} earlier run(s)" if len(used) > 1 else "")
+    return History(shown, stages)
