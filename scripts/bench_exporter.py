@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from synthetic import streamed
+
 from serve_bench.load.live import LiveStage
-from serve_bench.load.records import RequestRecord
 from serve_bench.observe.exporter import Exporter
 
 
@@ -25,13 +26,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     t0 = time.time()
-    records = []
-    for i in range(a.records):
-        chunks = [t0 + 0.1 + k * 0.02 for k in range(a.chunks)]
-        records.append(RequestRecord(request_id=f"s-{i}", stage="s", profile="p", worker_id=f"w0/u{i % 64}",
-                                     send_s=t0, first_token_s=chunks[0], chunk_times_s=chunks,
-                                     last_token_s=chunks[-1], end_s=chunks[-1], prompt_tokens=128,
-                                     output_tokens=a.chunks, max_tokens=a.chunks, status=200, ok=True))
+    records = [streamed(i, "s", t0, chunks=a.chunks) for i in range(a.records)]
     exporter = Exporter(LiveStage(checkpoint="bench"), {"ttft_ms": 1000})
     best = float("inf")
     for _ in range(a.repeats):

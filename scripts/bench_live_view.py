@@ -18,17 +18,11 @@ import io
 import time
 
 from rich.console import Console
+from synthetic import streamed
 
 from serve_bench.cli.views import LiveView
-from serve_bench.load.live import LiveStage
-from serve_bench.load.records import RequestRecord
 from serve_bench.observe.energy import NotMeasured
-from serve_bench.observe.exporter import Exporter
-
-
-class _Observer:
-    def __init__(self, live: LiveStage, exporter: Exporter) -> None:
-        self.live, self.exporter, self.meter = live, exporter, NotMeasured("benchmark")
+from serve_bench.observe.observer import Observer
 
 
 def main() -> None:
@@ -37,20 +31,17 @@ def main() -> None:
     ap.add_argument("--finished", type=int, default=30)
     ap.add_argument("--redraws", type=int, default=200)
     a = ap.parse_args()
-    live = LiveStage(checkpoint="base")
-    exporter = Exporter(live, {"ttft_ms": 1000})
+    observer = Observer(slos_ms={"ttft_ms": 1000}, meter=NotMeasured("benchmark"))  # not started: no port
+    live, exporter = observer.live, observer.exporter
+    live.checkpoint = "base"
     live.begin("p", "c64", "concurrency", {"users": 64, "requests": 2 * a.records}, lambda: 64, lambda: 0.6)
     t0 = time.time()
     for i in range(a.records):
-        chunks = [t0 + 0.1 + k * 0.02 for k in range(64)]
-        exporter.observe(RequestRecord(request_id=f"c64-{i}", stage="c64", profile="p", worker_id=f"w0/u{i % 64}",
-                                       send_s=t0, first_token_s=chunks[0], chunk_times_s=chunks,
-                                       last_token_s=chunks[-1], end_s=chunks[-1], prompt_tokens=128,
-                                       output_tokens=64, max_tokens=64, status=200, ok=True), "base")
+        exporter.observe(streamed(i, "c64", t0), "base")
     exporter.fold()
     console = Console(file=io.StringIO(), width=160, force_terminal=True, color_system="truecolor")
     view = LiveView(console, a.finished + 1, 600.0)
-    view.observing(_Observer(live, exporter))
+    view.observing(observer)
     view.checkpoint_started("base", 0, 1)
     summary = {"completed": 64, "failed": 0, "output_throughput": 123.4, "median_ttft_ms": 210.0,
                "median_tpot_ms": 30.1, "latency_from": "send"}
