@@ -370,7 +370,11 @@ class LiveView:
                    f"{_fmt(st['tpot_p99_s'], '{:.1f}', 1000)} ms   load generator CPU {_fmt(cpu, '{:.0%}')}")
         if live.kind == "rate":
             figures += f"   send lag p99 {_fmt(st['send_lag_p99_s'], '{:.1f}', 1000)} ms"
-        figures += "   energy n/m" if not self.observer.meter.available else ""
+        if self.observer.meter.available:
+            jpt = self.observer.joules_per_token_so_far(live.started_s, st["output_tokens"])
+            figures += f"   {_fmt(jpt, '{:.3g}')} J/token (gross, so far)"
+        else:
+            figures += "   energy n/m"
         warming = _warming(live, st["warmup_done"], ran)
         if warming:
             of += f"   [yellow]{warming}[/]"

@@ -119,6 +119,17 @@ class Observer:
                            not_measured_reason=why)
         return {**out, "window": basis, "output_tokens": tokens, "requests": requests, "idle": self.idle.to_dict()}
 
+    def joules_per_token_so_far(self, since_s: float | None, output_tokens: int) -> float | None:
+        """The running stage's gross J per output token so far, for the live view: the energy series from
+        the stage's start to its last tick over the tokens of the requests finished by now (requests still
+        in flight make it a little high until the stage ends; the stage's own figure uses its steady window)."""
+        if not self.meter.available or since_s is None or not output_tokens or not self.track.times:
+            return None
+        window = self.track.window(since_s, self.track.times[-1])
+        if window is None or window.invalid or window.total_joules is None:
+            return None
+        return window.total_joules / output_tokens
+
     def checkpoint_done(self) -> None:
         if self._scraper is not None:
             self._scraper.stop()

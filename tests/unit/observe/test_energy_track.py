@@ -132,3 +132,23 @@ def _tmp():
     except NameError:
         _TMP = Path(tempfile.mkdtemp())
         return _TMP
+
+
+def test_the_running_stage_joules_per_token_so_far() -> None:
+    meter = FakeCounter(200.0)
+    observer = Observer(slos_ms=None, meter=meter)
+    track = observer.track
+    track.times.append(track._open())
+    track.totals.append({"gpu0": 0.0})
+    started = track.times[0]
+    for _ in range(3):
+        time.sleep(0.05)
+        track.tick()
+    span = track.times[-1] - started
+    # 200 W over the span, over 40 tokens
+    assert observer.joules_per_token_so_far(started, 40) == pytest.approx(200.0 * span / 40, rel=5e-3)
+    assert observer.joules_per_token_so_far(started, 0) is None  # no token yet: nothing to divide by
+    meter.broken = True
+    time.sleep(0.02)
+    track.tick()
+    assert observer.joules_per_token_so_far(started, 40) is None  # an unusable tick inside: refused
