@@ -7,13 +7,15 @@ neuron; higher means keep. Scores are computed in float32.
 
 from __future__ import annotations
 
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from serve_bench.errors import ConfigError
 
-Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a score is computed, not here: a study names criteria without pruning anything
+Criterion = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 CRITERIA: dict[str, Criterion] = {}
 ALIASES = {"maw": "ppm"}
 DEFAULT = "ppm"
@@ -58,6 +60,8 @@ def pon(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 @register("l2")
 def l2(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """Sum of L2 norms: ||G_i||_2 + ||U_i||_2."""
+    import torch
+
     return torch.linalg.vector_norm(gate.float(), dim=1) + torch.linalg.vector_norm(up.float(), dim=1)
 
 
@@ -72,5 +76,7 @@ def get(name: str) -> tuple[str, Criterion]:
 def keep_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
     """The k highest-scoring neurons, in their original order. Ties go to the
     lower index, so the result is deterministic."""
+    import torch
+
     order = torch.argsort(scores, descending=True, stable=True)
     return torch.sort(order[:k]).values

@@ -24,10 +24,10 @@ import torch
 from serve_bench.errors import DiskFullError, OutputExistsError, PruneError
 from serve_bench.models.checkpoint import INDEX_FILE, WEIGHT_SUFFIXES, Checkpoint
 from serve_bench.models.safetensors_stream import StreamWriter, TensorInfo, copy_raw, nbytes, read_tensor
+from serve_bench.prune import MANIFEST
 from serve_bench.prune.families import MlpLayout
 from serve_bench.prune.plan import Plan
 
-MANIFEST = "pruning_manifest.json"
 _NOT_COPIED = {"config.json", INDEX_FILE, MANIFEST}
 _SLICED = ("gate", "up", "down", "gate_bias", "up_bias")  # the roles slice_tensor changes
 # Tensors that pass through unchanged are copied in pieces of this size, so the

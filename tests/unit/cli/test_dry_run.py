@@ -159,7 +159,8 @@ def test_bad_input_fails_as_a_run_does(home, tmp_path) -> None:
     assert not out.exists()
 
 
-def test_plan_module_imports_no_torch() -> None:
+@pytest.mark.parametrize("module", ["serve_bench.plan", "serve_bench.study", "serve_bench.prune"])
+def test_planning_and_reading_a_study_import_no_torch(module: str) -> None:
     # a fresh interpreter: this one has imported torch for the CLI
-    code = "import sys, serve_bench.plan; sys.exit('torch' in sys.modules or 'locust' in sys.modules)"
+    code = f"import sys, {module}; sys.exit('torch' in sys.modules or 'locust' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

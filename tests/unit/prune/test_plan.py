@@ -3,7 +3,7 @@ import pytest
 from serve_bench.errors import ConfigError
 from serve_bench.prune.plan import Target, k_for_fraction, plan, round_to_divisor, serving_warnings
 
-pytestmark = pytest.mark.system  # serve_bench.prune (the package) imports torch
+pytestmark = pytest.mark.unit
 FRACTIONS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
 
 
