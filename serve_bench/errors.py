@@ -12,7 +12,9 @@
     ├── ServerError                 exit 5; the vLLM server
     │   ├── ServerStartError        it exited or timed out before it was ready
     │   └── ServerDiedError         it died while serving
-    └── LoadError                   exit 6; the load generator
+    ├── LoadError                   exit 6; the load generator
+    └── EvalError                   exit 7; accuracy evaluation (data missing, no chat template, the
+                                    server stopped answering; finished tasks are kept)
 
 Third-party exceptions are wrapped at the boundary with ``raise ... from err``.
 Exit code 130 is used for Ctrl-C.
@@ -79,6 +81,10 @@ class ServerDiedError(ServerError):
 
 class LoadError(ServeBenchError):
     exit_code = 6
+
+
+class EvalError(ServeBenchError):
+    exit_code = 7
 
 
 EXIT_INTERRUPTED = 130

@@ -15,7 +15,7 @@ import requests
 
 from serve_bench import auth, environment
 from serve_bench import checkpoints as ckpts
-from serve_bench.errors import ConfigError, ServerDiedError, ServerError, ServerStartError
+from serve_bench.errors import ConfigError, ServeBenchError, ServerDiedError, ServerError, ServerStartError
 from serve_bench.load.profiles import LoadProfile, load_profile
 from serve_bench.rundir import RESULTS, SUMMARY, RunDir, write_json
 from serve_bench.study import StudySpec
@@ -50,6 +50,8 @@ class RunOutcome:
     status: str  # completed, failed, interrupted
     rows: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    eval_problems: int = 0  # how many of the problems are failed evaluations (exit 7 when they are all)
+    report: Any = None  # serve_bench.report.ReportFiles, when the report was written
 
 
 def run_study(study: StudySpec, events: Events | None = None, command: list[str] | None = None,
@@ -101,6 +103,8 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
                 ev.problem(f"{ck.name}: {err.message}")
                 if study.on_server_death == "stop":
                     break
+        if study.eval.enabled:
+            _dichotomy(run, ev, manifest)
         outcome.status = "failed" if outcome.problems else "completed"
     except KeyboardInterrupt:
         outcome.status = "interrupted"
@@ -117,7 +121,26 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         outcome.rows = collect(run)
         write_json(run.path / SUMMARY, {"rows": outcome.rows})
         (run.path / RESULTS).write_text(render_markdown(outcome.rows))
+    if outcome.rows:
+        outcome.report = _report(run, ev)
+        if outcome.report is not None:
+            manifest["report"] = [str(p.relative_to(run.path)) for p in outcome.report.paths]
+            save_manifest()
     return outcome
+
+
+def _report(run: RunDir, ev: Events) -> Any:
+    """The capacity report from what is on disk (``serve-bench report`` makes the same one again). Its failure
+    loses no measurement: it is said, and the run's results stand."""
+    from serve_bench.report import build_report
+
+    ev.phase("", "writing the capacity report")
+    try:
+        return build_report([run.path])
+    except ServeBenchError as err:
+        ev.problem(f"the capacity report could not be written: {err}; the measurements are kept, and "
+                   f"`serve-bench report {run.path}` retries it")
+        return None
 
 
 def api_key(study: StudySpec) -> str | None:
@@ -160,6 +183,7 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
     write_json(ck_dir / "checkpoint.json", ck.describe())
     if study.server.url:
         _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome, key, observer)
+        _evaluate(study, ck, study.server.url, ck.name, None, ck_dir, ev, outcome, key)
         return
     spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
                       host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
@@ -175,8 +199,43 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
     try:
         ev.server_ready(ck.label or ck.name, server.url)
         _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key, observer)
+        _evaluate(study, ck, server.url, ck.name, server, ck_dir, ev, outcome, key)
     finally:
         server.stop()
+
+
+def _evaluate(study: StudySpec, ck: ckpts.ServedCheckpoint, url: str, served_name: str, server: Any, ck_dir: Path,
+              ev: Events, outcome: RunOutcome, key: str | None) -> None:
+    """Accuracy on the same server, after its load profiles (so evaluation traffic never overlaps a
+    measured stage). A failed evaluation is the checkpoint's problem, not the run's: its finished tasks are
+    kept and the next checkpoint runs; a server that died is the server's (ServerDiedError)."""
+    if not study.eval.enabled:
+        return
+    from serve_bench.errors import EvalError
+    from serve_bench.evaluate import evaluate_served
+
+    label = ck.label or ck.name
+    ev.phase(label, "evaluating accuracy (lm-eval on this server)")
+    try:
+        evaluate_served(url, served_name, ck.path, study.eval, ck_dir / "eval", api_key=key,
+                        progress=lambda text: ev.phase(label, f"evaluating {text}"),
+                        check_server=server.check_alive if server is not None else None)
+    except EvalError as err:
+        outcome.problems.append(f"{ck.name}: evaluation: {err}")
+        outcome.eval_problems += 1
+        ev.problem(f"{label}: evaluation: {err}")
+
+
+def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
+    """The pruning-dichotomy table across the evaluated checkpoints (dichotomy.md, dichotomy.json)."""
+    from serve_bench.evaluate import dichotomy_table
+
+    try:
+        dichotomy_table(run.path)
+    except ServeBenchError as err:
+        ev.problem(f"the dichotomy table could not be written: {err}")
+        return
+    manifest["dichotomy"] = ["dichotomy.md", "dichotomy.json"]
 
 
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,

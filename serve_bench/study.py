@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_bench.auth import DEFAULT_KEY_ENV
+from serve_bench.evaluate.settings import EvalSettings
 from serve_bench.load.metrics import SLO_METRICS
 from serve_bench.prune.criteria import ALIASES, CRITERIA
 from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
@@ -94,8 +95,12 @@ class StudySpec(_Strict):
     master_port: int = Field(5557, ge=1, le=65535)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     energy: EnergySettings = Field(default_factory=EnergySettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings,
+                               description="accuracy (lm-eval) against each served checkpoint: tasks, subsets, data")
     out_dir: Path = Path("runs")
     checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")
+    report: ReportSettings = Field(default_factory=lambda: ReportSettings(),
+                                   description="the capacity-planning report: SLOs, traffic, prices")
 
     @model_validator(mode="after")
     def _one_worker_kind(self) -> StudySpec:
@@ -106,12 +111,57 @@ class StudySpec(_Strict):
     @field_validator("slo")
     @classmethod
     def _slo(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, x in v.items():
-            if k not in SLO_METRICS:
-                raise ValueError(f"unknown SLO {k!r}; valid: {', '.join(SLO_METRICS)}")
-            if x <= 0:
-                raise ValueError(f"SLO {k} must be positive")
-        return v
+        return _check_slos(v)
+
+
+# -- the report (serve_bench.report) ------------------------------------------------------------------------------
+
+# Per-request limits the report checks when neither report.slo_ms nor the study's slo names any: sized so that
+# the default study (the bundled 135M model on a 2-vCPU CPU host, 1/4/16 users) crosses them inside its ladder.
+DEFAULT_REPORT_SLO_MS: dict[str, float] = {"ttft_ms": 1000.0, "tpot_ms": 100.0}
+
+
+def _check_slos(v: dict[str, float]) -> dict[str, float]:
+    for k, x in v.items():
+        if k not in SLO_METRICS:
+            raise ValueError(f"unknown SLO {k!r}; valid: {', '.join(SLO_METRICS)}")
+        if x <= 0:
+            raise ValueError(f"SLO {k} must be positive")
+    return v
+
+
+class CapacitySettings(_Strict):
+    """The traffic to plan for and what a replica costs. Replicas are assumed to scale linearly."""
+
+    rps: float = Field(10.0, gt=0, description="target traffic, requests per second (an example: set yours)")
+    input_tokens: float | None = Field(None, gt=0, description="mean input tokens per request; None: as measured")
+    output_tokens: float | None = Field(None, gt=0, description="mean output tokens per request; None: as measured")
+    headroom: float = Field(0.2, ge=0, lt=1, description="fraction of each replica's SLO capacity kept free")
+    gpu_hour_price: float = Field(2.0, ge=0, description="price of one GPU-hour (an example: set yours)")
+    currency: str = Field("USD", min_length=1)
+    gpus_per_replica: int = Field(1, ge=1)
+    grid_g_per_kwh: float | None = Field(None, ge=0, description="grid carbon intensity, gCO2e/kWh; None: no CO2")
+
+
+class ReportSettings(_Strict):
+    slo_ms: dict[str, float] = Field(default_factory=dict,
+                                     description="per-request limits, e.g. {ttft_ms: 500, tpot_ms: 50}; empty: "
+                                                 "the study's slo, else DEFAULT_REPORT_SLO_MS")
+    slo_percentile: float = Field(99.0, gt=0, le=100, description="each limit holds at this percentile")
+    min_attainment: float | None = Field(0.95, gt=0, le=1,
+                                         description="share of attempted requests meeting every limit (failed "
+                                                     "ones count as not); None: percentiles only")
+    profile: str | None = Field(None, description="the load profile the capacity plan rests on; None: the first "
+                                                  "with two usable stages")
+    bootstrap_resamples: int = Field(1000, ge=50, le=100_000)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+    capacity: CapacitySettings = Field(default_factory=CapacitySettings)
+
+    @field_validator("slo_ms")
+    @classmethod
+    def _slo(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_slos(v)
 
 
 def is_loopback(host: str) -> bool:

@@ -40,14 +40,14 @@ def cli(verbose: int) -> None:
     and plan capacity from what was measured.
 
     Exit codes: 0 ok, 1 error, 2 bad configuration, 3 model, 4 pruning,
-    5 server, 6 load generator, 130 interrupted.
+    5 server, 6 load generator, 7 evaluation, 130 interrupted.
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
 
 
 def _register() -> None:
-    from serve_bench.cli import dashboards_cmd, model_cmd, prune_cmd, run_cmd
+    from serve_bench.cli import dashboards_cmd, eval_cmd, model_cmd, prune_cmd, report_cmd, run_cmd
 
     cli.add_command(run_cmd.run)
     cli.add_command(run_cmd.summarize)
@@ -55,6 +55,8 @@ def _register() -> None:
     cli.add_command(prune_cmd.prune)
     cli.add_command(model_cmd.model)
     cli.add_command(dashboards_cmd.dashboards)
+    cli.add_command(eval_cmd.eval_)
+    cli.add_command(report_cmd.report)
 
 
 _register()

@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from serve_bench.errors import EXIT_INTERRUPTED, ConfigError
+from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
 
 # a pipe gets 80 columns by default, too narrow for the comparison table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -30,6 +30,8 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 
     if flags["models"]:
         put("models", [{"model": m} for m in flags["models"]])
+    if flags["tasks"]:
+        put("eval.tasks", [t.strip() for item in flags["tasks"] for t in item.split(",") if t.strip()])
     for key, path in (("fractions", "prune.prune"), ("profiles", "profiles")):
         if flags[key]:
             put(path, list(flags[key]))
@@ -40,9 +42,12 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
                       ("workers", "workers"), ("expect_workers", "remote_workers"),
                       ("master_bind_host", "master_bind_host"), ("master_port", "master_port"),
                       ("metrics_host", "metrics.host"), ("metrics_port", "metrics.port"),
-                      ("on_server_death", "on_server_death")):
+                      ("on_server_death", "on_server_death"), ("evaluate", "eval.enabled"),
+                      ("data_dir", "eval.data_dir")):
         if flags[key] is not None:
             put(path, flags[key])
+    if flags["limit"] is not None:
+        put("eval.limit", flags["limit"] if flags["limit"] == "all" else _count("--limit", flags["limit"]))
     if flags["engine_args"] is not None:
         put("server.engine_args", shlex.split(flags["engine_args"]))
     if flags["slo"]:
@@ -89,6 +94,14 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--slo", multiple=True, help="SLO as NAME=MS (ttft_ms, tpot_ms, itl_ms, e2el_ms, ntpot_ms).")
 @click.option("--on-server-death", type=click.Choice(["continue", "stop"]), default=None,
               help="After a server dies: go on to the next checkpoint, or stop.")
+@click.option("--eval/--no-eval", "evaluate", default=None,
+              help="Evaluate accuracy (lm-eval) on each checkpoint's server after its load (default: yes).")
+@click.option("--tasks", "tasks", multiple=True,
+              help="Evaluation tasks, comma-separated or repeated: --tasks gsm8k,ifeval (default: the study's).")
+@click.option("--limit", default=None, help="Items per evaluation task, or 'all' (default: each task's quick subset).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Offline evaluation data, laid out as shared/datasets "
+                   "(default: $SERVE_BENCH_DATA_DIR, else the hub).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Parent directory of run directories (default: runs).")
 @click.option("--quiet", is_flag=True, help="Plain lines, one per event, even on a terminal.")
@@ -155,10 +168,23 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     _print_table(outcome.rows, f"run {outcome.run_dir}")
     console.print(f"results: {outcome.run_dir}")
+    if outcome.report is not None:
+        console.print(f"report: {outcome.report.html}", soft_wrap=True)
+        for line in outcome.report.verdicts:
+            console.print(f"  {line}", soft_wrap=True)
     if outcome.problems:
         for p in outcome.problems:
             console.print(f"[red]problem:[/] {p}")
-        raise click.exceptions.Exit(5)
+        # a server that failed outranks an evaluation that failed (the error classes' exit codes)
+        raise click.exceptions.Exit(EvalError.exit_code if outcome.eval_problems == len(outcome.problems)
+                                    else ServerError.exit_code)
+
+
+def _count(flag: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value}: expected a whole number or 'all'") from None
 
 
 def _open_events(path: Path) -> Any:

@@ -42,7 +42,7 @@ from serve_bench.load.barrier import await_barrier
 from serve_bench.load.clock import now_s
 from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import CpuShare, refused
-from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage
+from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import StagePlan
 from serve_bench.load.stage_state import RecordSink, deal
@@ -66,7 +66,8 @@ class RemoteMaster:
     connect_timeout_s: float = 600.0
 
 
-def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, *,
+def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampStage | ReplayStage,
+                    profile: LoadProfile, *,
                     url: str, model: str, model_path: str | None, prompt_offset: int, seed: int, workers: int,
                     collect: RecordSink, flags: dict[str, bool], counts: dict[str, int], info: dict[str, Any],
                     notes: list[str], log_dir: Path | None = None, remote: RemoteMaster | None = None,

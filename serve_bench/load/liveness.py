@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.request
 from urllib.parse import urlparse
 
 # Locust warns at 90% of a core; a gevent process near that delays its own timestamps.
@@ -21,6 +23,18 @@ def refused(url: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def max_model_len(url: str, headers: dict[str, str] | None = None, timeout_s: float = 5.0) -> int | None:
+    """The served model's context length from vLLM's ``/v1/models`` (``max_model_len``); None if not said."""
+    req = urllib.request.Request(url.rstrip("/") + "/v1/models", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            data = json.loads(resp.read())
+        value = (data.get("data") or [{}])[0].get("max_model_len")
+    except (OSError, ValueError, AttributeError, IndexError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 class CpuShare:

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from serve_bench.load.lengths import describe_lengths
 from serve_bench.load.records import RequestRecord
 
 PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
@@ -327,6 +328,40 @@ def summarize(records: Iterable[RequestRecord], *, warmup_end_s: float | None = 
             key = r.error or f"HTTP {r.status}"
             errors[key[:200]] = errors.get(key[:200], 0) + 1
     out["errors"] = errors
+    out |= length_summary(recs)
+    if any(r.turn_index is not None for r in recs):
+        out["turns"] = turn_summary(recs, percentiles)
+    return out
+
+
+def length_summary(recs: Sequence[RequestRecord]) -> dict[str, Any]:
+    """Requested against realised token lengths (mean, p50, p90, min, max, n): requested over the attempted
+    requests (the plan), realised over the completed ones (the server's usage). ``output_exact``: every
+    completed request got exactly the answer length it asked for (as ``ignore_eos`` makes it)."""
+    done = [r for r in recs if completed(r)]
+    asked_out = [r.requested_output_tokens or r.max_tokens for r in done]
+    got_out = [r.output_tokens for r in done if r.output_tokens is not None]
+    return {
+        "requested_input_tokens": describe_lengths(_vals(r.requested_input_tokens for r in recs)),
+        "realised_input_tokens": describe_lengths(_vals(r.prompt_tokens for r in done)),
+        "requested_output_tokens": describe_lengths([r.requested_output_tokens or r.max_tokens for r in recs]),
+        "realised_output_tokens": describe_lengths(got_out),
+        "output_exact": bool(done) and len(got_out) == len(done) and all(
+            r.output_tokens == a for r, a in zip(done, asked_out)),
+        "prefixed_requests": sum(1 for r in recs if r.prefix_id is not None),
+    }
+
+
+def turn_summary(recs: Sequence[RequestRecord], percentiles: Sequence[float] = PERCENTILES) -> dict[str, Any]:
+    """Multi-turn: first turns apart from later ones (whose prompts carry the history): TTFT, e2el and
+    prompt tokens of each."""
+    out: dict[str, Any] = {"conversations": len({r.conversation_id for r in recs if r.conversation_id})}
+    for name, part in (("first", [r for r in recs if not r.turn_index]), ("later", [r for r in recs if r.turn_index])):
+        done = [r for r in part if completed(r)]
+        out[name] = {"attempted": len(part), "completed": len(done),
+                     "prompt_tokens": describe_lengths(_vals(r.prompt_tokens for r in done)),
+                     **describe_ms("ttft", _vals(ttft_s(r) for r in done), percentiles),
+                     **describe_ms("e2el", _vals(e2el_s(r) for r in done), percentiles)}
     return out
 
 

@@ -14,6 +14,13 @@ lists the valid ones):
     ramp          users from start_users to end_users over duration_s
     sweep         synchronous (1 user), max throughput (max_users), then K open-loop rates between
     ladder        shorthand that expands to several concurrency or rate stages
+    replay        open loop at a trace's own send times (prompts: {kind: trace}), time-scaled by speed
+
+The work per request is ``input_tokens``/``output_tokens``, or distributions
+of them (``input_lengths``/``output_lengths``, lengths.py), optionally a
+``shared_prefix`` (prefixes.py) and multi-turn ``conversation`` (conversations.py); prompts are
+synthetic, a JSONL or CSV file's rows (field mapping, cycle or stop when used
+up), or a trace's token counts (traces.py).
 
 Every stage is bounded by ``duration_s``, ``requests`` or both (whichever
 comes first) and may override the profile's warm-up. Errors name the file and
@@ -30,6 +37,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from serve_bench.errors import ConfigError
+from serve_bench.load.lengths import LENGTH_KINDS, LengthDist
+from serve_bench.load.prefixes import SharedPrefix
 from serve_bench.validation import read_yaml, validation_messages
 
 PROFILES_DIR = Path(str(resources.files("serve_bench") / "load_profiles"))
@@ -64,13 +73,44 @@ class SyntheticPrompts(_Strict):
     kind: Literal["synthetic"] = "synthetic"
 
 
-class JsonlPrompts(_Strict):
-    kind: Literal["jsonl"]
+class _FilePrompts(_Strict):
+    """Prompts from a file's rows (``$VARS`` and ``~`` expanded in the path: ``${SERVE_BENCH_DATA_DIR}/gsm8k/
+    test.jsonl``); each request's answer length from ``output_tokens_field`` where the row has one."""
+
     path: Path
     field: str = "prompt"
+    output_tokens_field: str | None = None
+    exhaust: Literal["cycle", "stop"] = Field("cycle", description="when every row is used: start again "
+                                              "(stated in the stage result), or end the stage")
 
 
-PromptSource = Annotated[Union[SyntheticPrompts, JsonlPrompts], Field(discriminator="kind")]
+class JsonlPrompts(_FilePrompts):
+    kind: Literal["jsonl"]
+
+
+class CsvPrompts(_FilePrompts):
+    kind: Literal["csv"]
+
+
+class TracePrompts(_Strict):
+    """A request trace's token counts (and Mooncake hash ids as shared prefix blocks): see traces.py."""
+
+    kind: Literal["trace"]
+    path: Path
+    format: Literal["azure", "mooncake"]
+    block_tokens: PositiveInt = Field(512, description="tokens per Mooncake hash id (its block size)")
+
+
+PromptSource = Annotated[Union[SyntheticPrompts, JsonlPrompts, CsvPrompts, TracePrompts], Field(discriminator="kind")]
+PROMPT_KINDS = ("synthetic", "jsonl", "csv", "trace")
+
+
+class Conversation(_Strict):
+    """Multi-turn (conversations.py): each request index is a conversation of ``turns`` turns (a length
+    distribution), each turn sending the whole history plus a new user message, ``think_time_s`` after a reply."""
+
+    turns: LengthDist
+    think_time_s: float = Field(0.0, ge=0)
 
 
 class _Bounded(_Strict):
@@ -137,6 +177,22 @@ class SweepStage(_Bounded, _OpenLoop):
         return "sweep"
 
 
+class ReplayStage(_Strict):
+    """Open loop at a trace's own send times (the profile's ``prompts: {kind: trace}``), ``speed`` times faster;
+    bounded by the trace's end, and by ``duration_s`` / ``requests`` when given."""
+
+    kind: Literal["replay"]
+    name: str | None = None
+    speed: PositiveFloat = Field(1.0, description="time scale: 2 replays the trace in half its time")
+    duration_s: PositiveFloat | None = None
+    requests: PositiveInt | None = None
+    max_concurrency: PositiveInt = 256
+    warmup: Warmup | None = None
+
+    def default_name(self) -> str:
+        return f"replay{self.speed:g}x"
+
+
 class LadderStage(_Bounded, _OpenLoop):
     kind: Literal["ladder"]
     of: Literal["concurrency", "rate"]
@@ -156,23 +212,45 @@ class LadderStage(_Bounded, _OpenLoop):
                           max_concurrency=self.max_concurrency, **common) for v in self.values]
 
 
-Stage = Annotated[Union[ConcurrencyStage, RateStage, RampStage, SweepStage, LadderStage], Field(discriminator="kind")]
-RunnableStage = ConcurrencyStage | RateStage | RampStage | SweepStage
-STAGE_KINDS = ("concurrency", "rate", "ramp", "sweep", "ladder")
+Stage = Annotated[Union[ConcurrencyStage, RateStage, RampStage, SweepStage, LadderStage, ReplayStage],
+                  Field(discriminator="kind")]
+RunnableStage = ConcurrencyStage | RateStage | RampStage | SweepStage | ReplayStage
+STAGE_KINDS = ("concurrency", "rate", "ramp", "sweep", "ladder", "replay")
 
 
 class LoadProfile(_Strict):
     name: str
     description: str = ""
     api: Literal["chat", "completions"] = "chat"
-    input_tokens: PositiveInt
-    output_tokens: PositiveInt
+    input_tokens: PositiveInt | None = Field(None, description="fixed prompt tokens; with input_lengths, "
+                                                                "filled with its mean")
+    output_tokens: PositiveInt | None = Field(None, description="fixed answer tokens (max_tokens); with "
+                                                                  "output_lengths, filled with its mean")
+    input_lengths: LengthDist | None = Field(None, description="a distribution of prompt tokens (lengths.py)")
+    output_lengths: LengthDist | None = Field(None, description="a distribution of answer tokens (lengths.py)")
+    shared_prefix: SharedPrefix | None = None
+    conversation: Conversation | None = None
     ignore_eos: bool = True
     seed: int = 0
     warmup: Warmup = Field(default_factory=Warmup)
     prompts: PromptSource = Field(default_factory=SyntheticPrompts)
     timeout_s: PositiveFloat = Field(300.0, description="per request, from send to the end of the stream")
     stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> LoadProfile:
+        for name in ("input", "output"):
+            dist = getattr(self, f"{name}_lengths")
+            if getattr(self, f"{name}_tokens") is None:
+                if dist is None:
+                    raise ValueError(f"give {name}_tokens (a number) or {name}_lengths (a distribution)")
+                setattr(self, f"{name}_tokens", max(1, round(dist.mean())))
+        if any(isinstance(s, ReplayStage) for s in self.stages) and self.prompts.kind != "trace":
+            raise ValueError("a replay stage needs the profile's prompts from a trace (prompts: {kind: trace, "
+                             "path: ..., format: azure | mooncake})")
+        if self.conversation is not None and (self.api != "chat" or self.prompts.kind == "trace"):
+            raise ValueError("conversations need api: chat, and synthetic or file prompts")
+        return self
 
     def expanded_stages(self) -> list[RunnableStage]:
         """Ladders expanded; every stage named (unique) and given its warm-up."""
@@ -213,20 +291,44 @@ def load_profile(name_or_path: str | os.PathLike[str] = DEFAULT_PROFILE, directo
     """Find, parse and validate a profile; any problem is a ConfigError naming the file and the field."""
     path = find_profile(name_or_path, directory)
     shown = _shown(path)
-    return profile_from_data(read_yaml(path, shown), source=shown)
+    profile = profile_from_data(read_yaml(path, shown), source=shown)
+    return _beside(profile, path.parent)
+
+
+def _beside(profile: LoadProfile, directory: Path) -> LoadProfile:
+    """A relative prompts or lengths path not found from the working directory is looked up beside the profile."""
+    def moved(model: Any) -> Any:
+        path = getattr(model, "path", None)
+        if path is None or path.is_absolute() or "$" in str(path) or path.exists() or not (directory / path).exists():
+            return model
+        return model.model_copy(update={"path": directory / path})
+
+    return profile.model_copy(update={"prompts": moved(profile.prompts), "input_lengths": moved(profile.input_lengths),
+                                      "output_lengths": moved(profile.output_lengths)})
 
 
 def profile_from_data(data: Any, source: str = "<profile>") -> LoadProfile:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a profile is a mapping (name, input_tokens, stages…), got {type(data).__name__}")
+    missing = [f"{source}: {n}_tokens: Field required (or give {n}_lengths, a distribution)"
+               for n in ("input", "output") if data.get(f"{n}_tokens") is None and data.get(f"{n}_lengths") is None]
     try:
-        return LoadProfile.model_validate(data)
+        profile = LoadProfile.model_validate(data)
     except ValidationError as err:
         # pydantic puts the union tag (stage kind, prompt kind) in the location; drop it
-        message = validation_messages(err, source, skip=(*STAGE_KINDS, "synthetic", "jsonl"))
-        about_kind = any(e["type"] == "union_tag_invalid" for e in err.errors())
-        hint = f"valid stage kinds: {', '.join(STAGE_KINDS)}" if about_kind else None
+        message = validation_messages(err, source, skip=(*STAGE_KINDS, *PROMPT_KINDS, *LENGTH_KINDS))
+        message = "\n".join([*missing, *(line for line in message.splitlines() if "_lengths (a distribution)"
+                                          not in line)])
+        hint = None
+        for e in err.errors():
+            if e["type"] == "union_tag_invalid":
+                top = e["loc"][0] if e["loc"] else ""
+                kinds = {"prompts": PROMPT_KINDS, "input_lengths": LENGTH_KINDS, "output_lengths": LENGTH_KINDS,
+                         "conversation": LENGTH_KINDS}.get(str(top), STAGE_KINDS)
+                what = "stage" if kinds is STAGE_KINDS else ("prompt source" if kinds is PROMPT_KINDS else "length")
+                hint = f"valid {what} kinds: {', '.join(kinds)}"
         raise ConfigError(message, hint=hint) from None
+    return profile
 
 
 def _shown(path: Path) -> str:

@@ -10,6 +10,13 @@ the model's tokenizer to what the server will count:
                   tokenized without special tokens (what vLLM does for chat)
     completions   the text tokenized with special tokens (vLLM's default for completions)
 
+A request's planned shape comes first and costs no tokenizer (:meth:`PromptSet.request_fields`): its
+prompt length (fixed, or drawn per index from ``input_lengths``, lengths.py), its shared prefix
+(prefixes.py), its answer length (``output_lengths``). A synthetic prompt is then fitted to that exact
+count; where the tokenizer's counts add up word by word (byte-level BPE), the first guess is exact and
+:meth:`SyntheticPromptSet.prepare` counts only one prompt in 64 to check it. Files (datasets.py),
+traces (traces.py) and conversations (conversations.py) are prompt sets too.
+
 Fitting costs tokenizer calls, which would block the load generator's event
 loop and delay the timestamps of every stream in flight; so no prompt is built
 inside a measured stage. A stage's known prompts are built before it starts
@@ -21,32 +28,56 @@ request's error (:class:`PromptError`), never raised into the stage.
 
 from __future__ import annotations
 
-import functools
-import json
-import random
-import re
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from serve_bench.errors import ConfigError, LoadError
+from serve_bench.load.lengths import FixedLength, LengthDist, LengthSampler
+from serve_bench.load.tokenizer_words import load_tokenizer, template_frame, word_pool
 
 
 class PromptError(Exception):
     """This request's prompt could not be built: recorded as the request's error."""
 
 Api = Literal["chat", "completions"]
-_WORD = re.compile(r"^ [a-z]{3,9}$")
-_POOL_SIZE = 2000
+_BATCH = 256
+_SPOT_CHECK = 64
 
 
 class PromptSet:
-    """Request bodies' prompt part by request index: ``{"messages": [...]}`` or ``{"prompt": "..."}``."""
+    """Request bodies' prompt part by request index: ``{"messages": [...]}`` or ``{"prompt": "..."}``.
+
+    Besides the text, a set plans each request's shape cheaply (no tokenizer: seeded samplers, or a
+    file's rows): :meth:`request_fields` gives the requested input and output tokens and the shared
+    prefix, which the user sends (``max_tokens``) and records. ``limit`` is how many distinct prompts
+    the set has (None: unlimited); past it a set cycles or the stage stops (``exhaust``).
+    """
+
+    limit: int | None = None
+    exhaust: str = "cycle"
 
     def __init__(self, api: Api) -> None:
         self.api = api
         self._cache: dict[int, str | PromptError] = {}
         self.feed: Any = None  # a PromptFeed while one runs
+        self.output: LengthSampler | None = None  # per-request output tokens; None: the profile's
+
+    def request_fields(self, index: int) -> dict[str, Any]:
+        """The record fields this set plans for request ``index`` (cheap: called in the load loop)."""
+        out = self.output.at(index) if self.output is not None else None
+        return {"requested_output_tokens": out} if out is not None else {}
+
+    def describe(self) -> dict[str, Any]:
+        """What the stage result says about the prompts (kind, distinct prompts, exhaust policy)."""
+        try:
+            kind = self.spec().get("kind")
+        except NotImplementedError:  # a set that cannot be rebuilt elsewhere (a test's own)
+            kind = type(self).__name__
+        return {"kind": kind, "distinct": self.limit, "exhaust": self.exhaust}
 
     def spec(self) -> dict[str, Any]:
         """What :func:`prompt_set_from_spec` needs to build the same prompts in another process."""
@@ -88,6 +119,10 @@ class PromptSet:
             return {"messages": [{"role": "user", "content": text}]}
         return {"prompt": text}
 
+    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0) -> None:
+        """Refuse (ConfigError) a set whose planned prompts plus answers (``answer_tokens`` where the set
+        plans none) cannot fit the server's context; here: prompt lengths unknown, nothing to check."""
+
     def prepare(self, indices: Iterable[int]) -> None:
         """Build these prompts now, before the stage, so the load loop spends no CPU on them."""
         for i in indices:
@@ -96,23 +131,56 @@ class PromptSet:
 
 
 class SyntheticPromptSet(PromptSet):
-    def __init__(self, model_path: Path | str, api: Api, input_tokens: int, seed: int = 0, salt: str = "") -> None:
+    """Random vocabulary words fitted to each request's planned token count (a length distribution's draw,
+    plus a shared prefix's tokens when the request carries one)."""
+
+    def __init__(self, model_path: Path | str, api: Api, input_tokens: int, seed: int = 0, salt: str = "", *,
+                 input_lengths: LengthDist | None = None, output_lengths: LengthDist | None = None,
+                 shared_prefix: Any = None) -> None:
+        from serve_bench.load.prefixes import PrefixPlan
+
         super().__init__(api)
         self.input_tokens = input_tokens
         self.seed = seed
         self.salt = salt  # e.g. the profile name: two profiles on one server share no prompts (no cache hits)
-        self.tokenizer = _load_tokenizer(model_path)
-        self.words = _word_pool(self.tokenizer)
+        self.input_lengths, self.output_lengths, self.shared_prefix = input_lengths, output_lengths, shared_prefix
+        self.inputs = LengthSampler(input_lengths or FixedLength(kind="fixed", tokens=input_tokens), seed,
+                                    f"input:{salt}")
+        self.output = LengthSampler(output_lengths, seed, f"output:{salt}") if output_lengths else None
+        self.prefixes = PrefixPlan(shared_prefix, seed, salt) if shared_prefix else None
+        self.prefix_every = 1
+        self.tokenizer = load_tokenizer(model_path)
+        self.words = word_pool(self.tokenizer)
         self.model_path = str(model_path)
+        self._frame = template_frame(self.tokenizer) if api == "chat" else None
         overhead = self.count("")
-        if input_tokens <= overhead:
-            raise ConfigError(f"input_tokens={input_tokens} is too small: the {api} prompt format alone takes "
-                              f"{overhead} tokens with this model", hint=f"use input_tokens > {overhead}")
+        shortest = self.inputs.dist.bounds()[0]
+        if shortest <= overhead:
+            field = "input_lengths.min_tokens" if input_lengths else "input_tokens"
+            raise ConfigError(f"{field}={shortest} is too small: the {api} prompt format alone takes "
+                              f"{overhead} tokens with this model", hint=f"use {field} > {overhead}")
         self._overhead = overhead
+        # a pool word opening the text loses its space, and may then take more than one token
+        stripped = self.tokenizer([w.lstrip() for w in self.words], add_special_tokens=False)["input_ids"]
+        self._extra = {w: len(ids) - 1 for w, ids in zip(self.words, stripped)}
+        self._additive = self._check_additive()
+
+    def _check_additive(self) -> bool:
+        """Does the count add up word by word (a pre-tokenizer that splits at every space, as byte-level BPE
+        does)? Then a prompt's first guess is exact and only a sample of them needs the tokenizer."""
+        rng = np.random.default_rng(0)
+        texts = ["".join(self.words[k] for k in rng.integers(0, len(self.words), n)).lstrip() for n in (1, 7, 64, 300)]
+        predicted = [self._overhead + len(t.split()) + self._extra[" " + t.split()[0]] for t in texts]
+        return self.count_many(texts) == predicted
 
     def spec(self) -> dict[str, Any]:
+        def dump(m: Any) -> Any:
+            return m.model_dump(mode="json") if m is not None else None
+
         return {"kind": "synthetic", "model_path": self.model_path, "api": self.api,
-                "input_tokens": self.input_tokens, "seed": self.seed, "salt": self.salt}
+                "input_tokens": self.input_tokens, "seed": self.seed, "salt": self.salt,
+                "input_lengths": dump(self.input_lengths), "output_lengths": dump(self.output_lengths),
+                "shared_prefix": dump(self.shared_prefix)}
 
     @property
     def costly(self) -> bool:
@@ -120,115 +188,184 @@ class SyntheticPromptSet(PromptSet):
 
     def count(self, text: str) -> int:
         """Prompt tokens the server will count for this user text."""
+        return self.count_many([text])[0]
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        """:meth:`count` of many texts in one tokenizer call (the fast tokenizer batches in Rust)."""
+        if not texts:
+            return []
         tok = self.tokenizer
         if self.api == "chat":
-            rendered = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                               add_generation_prompt=True)
-            return len(tok(rendered, add_special_tokens=False)["input_ids"])
-        return len(tok(text, add_special_tokens=True)["input_ids"])
+            if self._frame is None:
+                rendered = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                                    add_generation_prompt=True) for t in texts]
+            else:
+                rendered = [self._frame[0] + t + self._frame[1] for t in texts]
+            return [len(ids) for ids in tok(rendered, add_special_tokens=False)["input_ids"]]
+        return [len(ids) for ids in tok(texts, add_special_tokens=True)["input_ids"]]
 
     def expected_prompt_tokens(self, index: int) -> int | None:
-        return self.input_tokens
+        return self.plan(index)[0]
+
+    def plan(self, index: int) -> tuple[int, int | None]:
+        """(prompt tokens, shared prefix id or None) of request ``index``. With ``prefix_every`` = k (a
+        conversation's turns), only every k-th index can open with a prefix, drawn for index // k."""
+        k = self.prefix_every
+        prefix = self.prefixes.prefix_of(index // k) if self.prefixes is not None and index % k == 0 else None
+        extra = self.prefixes.tokens if prefix is not None else 0  # type: ignore[union-attr]
+        return self.inputs.at(index) + extra, prefix
+
+    def request_fields(self, index: int) -> dict[str, Any]:
+        target, prefix = self.plan(index)
+        out = {**super().request_fields(index), "requested_input_tokens": target}
+        if prefix is not None:
+            out["prefix_id"] = prefix
+        return out
+
+    def _head(self, prefix: int | None) -> str:
+        return "" if prefix is None else self.prefixes.text(prefix, self.words)  # type: ignore[union-attr]
+
+    def _tail_words(self, index: int, n: int) -> list[str]:
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, zlib.crc32(self.salt.encode()), index])
+        return [self.words[k] for k in rng.integers(0, len(self.words), n)]
+
+    def _first_guess(self, index: int) -> tuple[str, int, list[str], int]:
+        target, prefix = self.plan(index)
+        head = self._head(prefix)
+        n = max(1, target - self._overhead - (self.prefixes.tokens if prefix is not None else 0))  # type: ignore
+        words = self._tail_words(index, n + 16)
+        return head, target, words, n - self._opening_extra(head, words)  # < 1: no exact first guess
+
+    def _opening_extra(self, head: str, words: list[str]) -> int:
+        """Tokens beyond one that the text's first word takes once its leading space is stripped."""
+        opening = (head or words[0]).split()
+        return self._extra.get(" " + opening[0], 0) if opening else 0
+
+    @staticmethod
+    def _join(head: str, words: list[str], n: int) -> str:
+        return (head + "".join(words[:n])).lstrip()
 
     def build(self, index: int) -> str:
-        rng = random.Random(f"{self.seed}:{self.salt}:{index}")
-        target = self.input_tokens
-        words = [rng.choice(self.words) for _ in range(target + 16)]
-
-        def make(n: int) -> str:
-            return "".join(words[:n]).lstrip()
-
-        n = max(1, target - self._overhead)
+        head, target, words, first = self._first_guess(index)
+        n = first = max(1, first)
         tried: set[int] = set()
         while n not in tried and 1 <= n <= len(words):
             tried.add(n)
-            got = self.count(make(n))
+            got = self.count(self._join(head, words, n))
             if got == target:
-                return make(n)
+                return self._join(head, words, n)
             n += target - got
         # Rare: the length jumps over the target (a merge across words). Vary the last word.
-        for n in sorted(tried, key=lambda m: abs(m - (target - self._overhead))):
+        for n in sorted(tried, key=lambda m: abs(m - first)):
             for alt in self.words[:200]:
-                text = "".join(words[:n - 1]).lstrip() + alt
+                text = (self._join(head, words, n - 1) + alt).lstrip()
                 if self.count(text) == target:
                     return text
         raise LoadError(f"cannot build a prompt of exactly {target} tokens (seed {self.seed}, index {index})")
 
+    def prepare(self, indices: Iterable[int]) -> None:
+        """Build these prompts now, in batches. Where counts add up word by word (``_additive``), the first
+        guess is exact: one prompt in ``_SPOT_CHECK`` is still counted by the tokenizer, and a miss turns
+        the shortcut off for good. Otherwise one tokenizer call checks a batch of first guesses. Either
+        way a guess that misses its count goes through :meth:`build`'s search."""
+        todo = [i for i in dict.fromkeys(indices) if i not in self._cache]
+        for start in range(0, len(todo), _BATCH):
+            batch = todo[start:start + _BATCH]
+            guesses = [self._first_guess(i) for i in batch]
+            texts = [self._join(h, w, n) for h, _, w, n in guesses]
+            targets = [g[1] for g in guesses]
+            if self._additive and all(g[3] >= 1 for g in guesses):
+                checked = [k for k, i in enumerate(batch) if i % _SPOT_CHECK == 0]
+                got = self.count_many([texts[k] for k in checked])
+                if all(g == targets[k] for k, g in zip(checked, got)):
+                    self._cache.update(zip(batch, texts))
+                    continue
+                self._additive = False
+            for i, text, got, target in zip(batch, texts, self.count_many(texts), targets):
+                self._cache[i] = text if got == target else self.attempt(i)
 
-class JsonlPromptSet(PromptSet):
-    def __init__(self, path: Path | str, api: Api, field: str = "prompt") -> None:
-        super().__init__(api)
-        self.path = Path(path)
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except OSError as err:
-            raise ConfigError(f"prompts file {self.path}: cannot read: {err.strerror}") from None
-        self.prompts: list[str] = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)[field]
-            except (ValueError, KeyError, TypeError):
-                raise ConfigError(f"prompts file {self.path}:{number}: not a JSON object with a {field!r} field",
-                                  hint="set prompts.field to the name of the prompt field") from None
-            if not isinstance(value, str):
-                raise ConfigError(f"prompts file {self.path}:{number}: field {field!r} is not a string")
-            self.prompts.append(value)
-        if not self.prompts:
-            raise ConfigError(f"prompts file {self.path}: no prompts in it")
-        self.field = field
-
-    def spec(self) -> dict[str, Any]:
-        return {"kind": "jsonl", "path": str(self.path), "api": self.api, "field": self.field}
-
-    def build(self, index: int) -> str:
-        return self.prompts[index % len(self.prompts)]
+    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0) -> None:
+        """A prompt plus its answer that cannot fit the server's context: refused before the stage."""
+        longest = self.inputs.dist.bounds()[1] + (self.prefixes.tokens if self.prefixes is not None else 0)
+        answer = self.output.dist.bounds()[1] if self.output is not None else answer_tokens
+        if longest + answer > max_model_len:
+            field = "input_lengths.max_tokens" if self.input_lengths else "input_tokens"
+            raise ConfigError(f"{source}: {field}: a prompt of up to {longest} tokens"
+                              + (f" plus an answer of up to {answer}" if answer else "")
+                              + f" does not fit the server's context of {max_model_len} tokens",
+                              hint="lower the length bounds, or serve with a larger --max-model-len")
 
 
-def build_prompt_set(source: Any, *, model_path: Path | str, api: Api, input_tokens: int,
-                     seed: int = 0, salt: str = "") -> PromptSet:
-    """From a profile's ``prompts`` entry (SyntheticPrompts or JsonlPrompts)."""
+def JsonlPromptSet(path: Path | str, api: Api, field: str = "prompt") -> PromptSet:  # noqa: N802 - the former class
+    """A JSONL file's prompts (datasets.FilePromptSet)."""
+    from serve_bench.load.datasets import FilePromptSet
+
+    return FilePromptSet(path, api, field, kind="jsonl")
+
+
+def build_prompt_set(source: Any, *, model_path: Path | str, api: Api, input_tokens: int, seed: int = 0,
+                     salt: str = "", input_lengths: LengthDist | None = None, output_lengths: LengthDist | None = None,
+                     shared_prefix: Any = None) -> PromptSet:
+    """From a profile's ``prompts`` entry (its ``kind``: synthetic, jsonl, csv or trace) and its workload."""
+    from serve_bench.load.datasets import FilePromptSet
+    from serve_bench.load.traces import TracePromptSet
+
+    def file_set() -> PromptSet:
+        got = FilePromptSet(source.path, api, source.field, output_tokens_field=source.output_tokens_field,
+                            exhaust=source.exhaust, kind=source.kind)
+        if output_lengths is not None:
+            got.output = LengthSampler(output_lengths, seed, f"output:{salt}")
+        return got
+
     builders: dict[str, Callable[[], PromptSet]] = {
-        "synthetic": lambda: SyntheticPromptSet(model_path, api, input_tokens, seed, salt),
-        "jsonl": lambda: JsonlPromptSet(source.path, api, source.field),
+        "synthetic": lambda: SyntheticPromptSet(model_path, api, input_tokens, seed, salt, input_lengths=input_lengths,
+                                                output_lengths=output_lengths, shared_prefix=shared_prefix),
+        "jsonl": file_set,
+        "csv": file_set,
+        "trace": lambda: TracePromptSet(model_path, api, source.path, source.format,
+                                        block_tokens=source.block_tokens, seed=seed, salt=salt),
     }
     if source.kind not in builders:
         raise ConfigError(f"unknown prompt source kind {source.kind!r}; valid: {sorted(builders)}")
     return builders[source.kind]()
 
 
+def profile_prompt_set(profile: Any, model_path: Path | str) -> PromptSet:
+    """A profile's prompt set: its source, lengths, shared prefix and conversations, salted with its name."""
+    from serve_bench.load.conversations import with_conversations
+
+    return with_conversations(build_prompt_set(
+        profile.prompts, model_path=model_path, api=profile.api, input_tokens=profile.input_tokens, seed=profile.seed,
+        salt=profile.name, input_lengths=profile.input_lengths, output_lengths=profile.output_lengths,
+        shared_prefix=profile.shared_prefix), profile)
+
+
 def prompt_set_from_spec(spec: dict[str, Any]) -> PromptSet:
-    if spec["kind"] == "synthetic":
-        return SyntheticPromptSet(spec["model_path"], spec["api"], spec["input_tokens"], spec["seed"], spec["salt"])
-    return JsonlPromptSet(spec["path"], spec["api"], spec["field"])
+    """The set :meth:`PromptSet.spec` describes (in the prompt feed's child process)."""
+    from pydantic import TypeAdapter
 
+    from serve_bench.load.prefixes import SharedPrefix
 
-@functools.lru_cache(maxsize=4)
-def _load_tokenizer(model_path: Path | str) -> Any:
-    try:
-        from transformers import AutoTokenizer
-    except ImportError as err:
-        raise LoadError("transformers is not installed", hint="pip install transformers") from err
-    try:
-        return AutoTokenizer.from_pretrained(str(model_path))
-    except (OSError, ValueError) as err:
-        raise LoadError(f"cannot load the tokenizer of {model_path}: {err}") from err
+    kind = spec["kind"]
+    if kind == "conversation":
+        from serve_bench.load.conversations import ConversationPromptSet
 
+        return ConversationPromptSet(prompt_set_from_spec(spec["inner"]),
+                                     TypeAdapter(LengthDist).validate_python(spec["turns"]), spec["think_time_s"],
+                                     spec["seed"], spec["salt"])
+    if kind == "synthetic":
+        dist = TypeAdapter(LengthDist | None)
+        prefix = spec.get("shared_prefix")
+        return SyntheticPromptSet(spec["model_path"], spec["api"], spec["input_tokens"], spec["seed"], spec["salt"],
+                                  input_lengths=dist.validate_python(spec.get("input_lengths")),
+                                  output_lengths=dist.validate_python(spec.get("output_lengths")),
+                                  shared_prefix=SharedPrefix.model_validate(prefix) if prefix else None)
+    if kind == "trace":
+        from serve_bench.load.traces import TracePromptSet
 
-def _word_pool(tokenizer: Any) -> list[str]:
-    """Up to _POOL_SIZE lowercase words, each a single token with its leading space, in vocabulary order."""
-    vocab: dict[str, int] = tokenizer.get_vocab()
-    pool: list[str] = []
-    for token_id in sorted(vocab.values()):
-        text = tokenizer.decode([token_id])
-        if not _WORD.match(text):
-            continue
-        if tokenizer(text, add_special_tokens=False)["input_ids"] == [token_id]:
-            pool.append(text)
-            if len(pool) >= _POOL_SIZE:
-                break
-    if len(pool) < 50:
-        raise LoadError("cannot find enough whole-word tokens in this tokenizer's vocabulary for synthetic prompts",
-                        hint="use a prompts file (prompts: {kind: jsonl, path: ...})")
-    return pool
+        return TracePromptSet(spec["model_path"], spec["api"], spec["path"], spec["format"],
+                              block_tokens=spec["block_tokens"], seed=spec["seed"], salt=spec["salt"])
+    from serve_bench.load.datasets import FilePromptSet
+
+    return FilePromptSet(spec["path"], spec["api"], spec["field"], output_tokens_field=spec.get("output_tokens_field"),
+                         exhaust=spec.get("exhaust", "cycle"), kind=kind)

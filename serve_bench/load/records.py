@@ -38,6 +38,13 @@ class RequestRecord(BaseModel):
     error: str | None = None
     ok: bool
     warmup: bool = Field(False, description="sent during the stage's warm-up: kept on disk, left out of statistics")
+    # the workload's plan for this request (absent in runs made before workloads: None)
+    requested_input_tokens: int | None = Field(None, description="prompt tokens the plan asked for (synthetic "
+                                                                "and trace prompts); None: a file's prompt")
+    requested_output_tokens: int | None = Field(None, description="answer tokens asked for (max_tokens)")
+    prefix_id: int | None = Field(None, description="the shared prefix this request's prompt starts with")
+    conversation_id: str | None = Field(None, description="multi-turn: the conversation this turn belongs to")
+    turn_index: int | None = Field(None, description="multi-turn: 0 for the first turn")
 
 
 class RecordWriter:

@@ -33,11 +33,11 @@ from serve_bench.load.clock import now_s
 from serve_bench.load.distributed import RemoteMaster, run_distributed
 from serve_bench.load.gc_quiet import gc_quiet
 from serve_bench.load.live import LiveStage
-from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, refused
+from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, max_model_len, refused
 from serve_bench.load.metrics import summarize
-from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage
+from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, SweepStage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
-from serve_bench.load.prompts import PromptSet, build_prompt_set
+from serve_bench.load.prompts import PromptSet, profile_prompt_set
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import (
     OPEN_LOOP_LEAD_S,
@@ -83,9 +83,12 @@ class StageResult(BaseModel):
         default_factory=dict, description="distributed: each worker's clock offset to the master and the "
                                           "round trip it was measured with (ms); records are on the master's clock")
     lost_workers: list[str] = Field(default_factory=list, description="workers that disconnected mid-stage")
+    prompts: dict[str, Any] | None = Field(None, description="the prompt set: kind, distinct prompts, exhaust "
+                                                              "(cycle | stop) and whether this stage cycled")
 
 
-def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, model: str, profile: LoadProfile,
+def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, url: str, model: str,
+              profile: LoadProfile,
               prompts: PromptSet | None = None, sink: RecordSink | None = None,
               slos_ms: Mapping[str, float] | None = None, seed: int | None = None, prompt_offset: int = 0,
               saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0, model_path: str | None = None,
@@ -137,18 +140,39 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage, *, url: str, mode
                             live=live)
     started_s, ended_s, warmup_end_s = bounds
     summary = summarize(records, warmup_end_s=warmup_end_s, slos_ms=slos_ms, users=plan.steady_users)
+    indices = sum(1 for r in records if not r.turn_index)  # a conversation's turns share one index
     result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, started_s=started_s, ended_s=ended_s,
                          warmup_end_s=warmup_end_s, records=len(records), summary=summary, workers=workers,
-                         warnings=notes, **counts, **flags, **info)
+                         warnings=notes, prompts=_prompt_use(prompts, prompt_offset, indices, plan.name, notes),
+                         **counts, **flags, **info)
     _judge(result, saturation_lag_ms)
     return result
 
 
 def _prompts(profile: LoadProfile, model_path: str | None) -> PromptSet:
-    if model_path is None and profile.prompts.kind == "synthetic":
-        raise ConfigError("synthetic prompts need the model's tokenizer: pass model_path")
-    return build_prompt_set(profile.prompts, model_path=model_path or "", api=profile.api,
-                            input_tokens=profile.input_tokens, seed=profile.seed, salt=profile.name)
+    if model_path is None and profile.prompts.kind in ("synthetic", "trace"):
+        raise ConfigError(f"{profile.prompts.kind} prompts need the model's tokenizer: pass model_path")
+    return profile_prompt_set(profile, model_path or "")
+
+
+def check_context(prompts: PromptSet | None, url: str, api_key: str | None, profile: LoadProfile) -> None:
+    """Refuse, before any stage, a workload whose prompts cannot fit the server's context (ConfigError)."""
+    limit = max_model_len(url, auth.headers(api_key))
+    if prompts is not None and limit is not None:
+        prompts.check_context(limit, f"profile {profile.name}", profile.output_tokens or 0)
+
+
+def _prompt_use(prompts: PromptSet | None, offset: int, sent: int, stage: str,
+                notes: list[str]) -> dict[str, Any] | None:
+    """What the stage result says about its prompts; a cycled set is also a warning (repeats hit the cache)."""
+    if prompts is None:
+        return None
+    out = {**prompts.describe(), "first_index": offset, "requests": sent}
+    out["cycled"] = bool(prompts.limit is not None and prompts.exhaust == "cycle" and offset + sent > prompts.limit)
+    if out["cycled"]:
+        notes.append(f"stage {stage}: the {prompts.limit} prompts were used up and cycled: repeated prompts can hit "
+                     f"the server's prefix cache and flatter its speed (prompts.exhaust: stop ends the stage instead)")
+    return out
 
 
 def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, prompts: PromptSet,
@@ -262,16 +286,19 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
     """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died."""
     if prompts is None and (not workers or remote):
         prompts = _prompts(profile, model_path)
+    check_context(prompts, url, api_key if api_key is not None else auth.key_from_env(), profile)
     results: list[StageResult] = []
     offset = 0
 
-    def run(stage: ConcurrencyStage | RateStage | RampStage) -> StageResult:
+    def run(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage) -> StageResult:
         nonlocal offset
+        # a replay sends the trace's rows from the first: request i is row i
         r = run_stage(stage, url=url, model=model, profile=profile, prompts=prompts, sink=sink, slos_ms=slos_ms,
-                      seed=profile.seed + len(results), prompt_offset=offset, saturation_lag_ms=saturation_lag_ms,
+                      seed=profile.seed + len(results), prompt_offset=0 if isinstance(stage, ReplayStage) else offset,
+                      saturation_lag_ms=saturation_lag_ms,
                       workers=workers, model_path=model_path, worker_log_dir=worker_log_dir, remote=remote,
                       api_key=api_key, live=live)
-        offset += r.records
+        offset += (r.prompts or {}).get("requests", r.records)  # indices used (a conversation is one)
         results.append(r)
         if on_stage is not None:
             on_stage(r)

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, Warmup
+from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, Warmup
 from serve_bench.load.prompts import PromptSet
 from serve_bench.load.schedule import build_schedule
 from serve_bench.load.stage_state import RecordSink, StageState
@@ -54,10 +54,13 @@ class StagePlan:
         return self.users if self.kind == "concurrency" else None
 
 
-def plan_stage(stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, seed: int) -> StagePlan:
+def plan_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, profile: LoadProfile,
+               seed: int) -> StagePlan:
     name = stage.name or stage.default_name()
     warmup = stage.warmup or profile.warmup
     common: dict[str, Any] = {"name": name, "kind": stage.kind, "warmup": warmup, "duration_s": stage.duration_s}
+    if isinstance(stage, ReplayStage):
+        return _plan_replay(stage, profile, warmup, common)
     if isinstance(stage, ConcurrencyStage):
         total = stage.requests + warmup.requests if stage.requests is not None else None
         return StagePlan(users=stage.users, start_users=stage.users, ramp=None, requests=total, offsets_s=None,
@@ -79,6 +82,26 @@ def plan_stage(stage: ConcurrencyStage | RateStage | RampStage, profile: LoadPro
                      target={"rate_rps": stage.rate_rps, "arrivals": stage.arrivals, "burstiness": stage.burstiness,
                              "max_concurrency": stage.max_concurrency, "requests": stage.requests,
                              "duration_s": stage.duration_s, "scheduled": len(offsets)}, **common)
+
+
+def _plan_replay(stage: ReplayStage, profile: LoadProfile, warmup: Warmup, common: dict[str, Any]) -> StagePlan:
+    """A trace's send times, scaled by the stage's speed; request i is the trace's row i."""
+    from serve_bench.load.datasets import expand
+    from serve_bench.load.traces import load_trace
+
+    source: Any = profile.prompts
+    trace = load_trace(expand(source.path), source.format)
+    offsets = trace.offsets_s(stage.speed)
+    if stage.requests is not None:
+        offsets = offsets[:stage.requests + warmup.requests]
+    if stage.duration_s is not None:
+        offsets = [t for t in offsets if t < stage.duration_s + warmup.duration_s]
+    users = max(1, min(stage.max_concurrency, len(offsets)))
+    return StagePlan(users=users, start_users=users, ramp=None, requests=None, offsets_s=offsets,
+                     target={"trace": str(trace.path), "format": source.format, "speed": stage.speed,
+                             "max_concurrency": stage.max_concurrency, "requests": stage.requests,
+                             "duration_s": stage.duration_s, "scheduled": len(offsets),
+                             "trace_rows": len(trace)}, **common)
 
 
 def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: PromptSet, sink: RecordSink,

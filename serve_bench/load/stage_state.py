@@ -101,6 +101,10 @@ class StageState:
         if self.stopping or not self.slots:  # a worker dealt no users takes no requests
             return True
         g = self._global()
+        limit = getattr(self.prompts, "limit", None)
+        stops = getattr(self.prompts, "exhaust", "cycle") == "stop"
+        if limit is not None and stops and self.prompt_offset + g >= limit:
+            return True  # the prompt set is used up, and the profile says to stop there
         if self.schedule_s is not None:
             return g >= len(self.schedule_s)
         if self.requests is not None and g >= self.requests:
@@ -113,7 +117,8 @@ class StageState:
         t = intended_s if intended_s is not None else send_s
         return self.warmup_end_s is not None and t < self.warmup_end_s
 
-    def record(self, record: RequestRecord) -> None:
+    def record(self, record: RequestRecord, final: bool = True) -> None:
+        """Count and keep a finished request; ``final``: its index is done (a conversation's last turn)."""
         if record.status == 0 and record.error and "refused" in record.error.lower():
             self.consecutive_refused += 1
         elif record.status != 0:
@@ -122,8 +127,9 @@ class StageState:
             self.succeeded += 1
         elif 400 <= record.status < 500:
             self.client_errors += 1
-        self.recorded += 1
-        if record.warmup and self.warmup_gate is not None and not self.warmup_gate.is_set():
+        if final:
+            self.recorded += 1
+        if final and record.warmup and self.warmup_gate is not None and not self.warmup_gate.is_set():
             self.warmup_finished += 1
             if self.warmup_finished >= self.warmup_requests:
                 self._open_gate()

@@ -28,6 +28,7 @@ from locust.exception import StopUser
 
 from serve_bench import auth
 from serve_bench.load.clock import now_s
+from serve_bench.load.conversations import SEP, ConversationPromptSet
 from serve_bench.load.prompts import PromptError
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_state import StageState
@@ -66,6 +67,7 @@ class StreamingUser(User):
                         **auth.headers(state.api_key)}
         self.marker = _CONTENT[state.api]
         self.joined = False
+        self.plan: dict[str, Any] = {}  # the current request's planned fields (PromptSet.request_fields)
 
     def on_stop(self) -> None:
         self.http.close()
@@ -95,34 +97,82 @@ class StreamingUser(User):
                 state.finished.wait()
             raise StopUser()
         index, intended_s = slot
+        if isinstance(state.prompts, ConversationPromptSet):
+            self._conversation(state.prompts, index, intended_s)
+            return
+        self.plan = state.prompts.request_fields(state.prompt_offset + index)  # planned before: cheap
         try:
             prompt = state.prompts.payload(state.prompt_offset + index)
         except PromptError as err:
             self._record({**self._fields(index, intended_s), "send_s": now_s(), "end_s": now_s(),
                           "error": str(err), "chunk_times_s": []})
             return
+        data = self._body(prompt)  # serialised before the send time, not between it and the send
         state.wait_for_warmup(index)
         if intended_s is not None:
             delay = intended_s - now_s()
             if delay > 0:
                 gevent.sleep(delay)
-        body = {"model": state.model, "max_tokens": state.max_tokens, "stream": True,
-                "stream_options": {"include_usage": True}, "ignore_eos": state.ignore_eos,
-                **prompt, **state.extra_body}
-        data = json.dumps(body).encode()
         state.in_flight += 1
         try:
             self._request(index, intended_s, data)
         finally:
             state.in_flight -= 1
 
+    def _body(self, prompt: dict[str, Any]) -> bytes:
+        state = self.state
+        body = {"model": state.model, "max_tokens": self.plan.get("requested_output_tokens") or state.max_tokens,
+                "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": state.ignore_eos,
+                **prompt, **state.extra_body}
+        return json.dumps(body).encode()
+
+    def _conversation(self, prompts: ConversationPromptSet, index: int, intended_s: float | None) -> None:
+        """Every turn of conversation ``index``: the history so far (the server's own replies) plus the next
+        user message; a failed turn ends the conversation. Only the first turn has an intended send time."""
+        state = self.state
+        g = state.prompt_offset + index
+        self.plan = prompts.turn_fields(g, 0, state.stage)
+        try:
+            texts = prompts.text(g).split(SEP)
+        except PromptError as err:
+            self._record({**self._fields(index, intended_s), "send_s": now_s(), "end_s": now_s(),
+                          "error": str(err), "chunk_times_s": []})
+            return
+        state.wait_for_warmup(index)
+        if intended_s is not None and intended_s > now_s():
+            gevent.sleep(intended_s - now_s())
+        history: list[dict[str, str]] = []
+        for turn, text in enumerate(texts):
+            if turn:
+                if prompts.think_time_s:
+                    gevent.sleep(prompts.think_time_s)
+                self.plan = prompts.turn_fields(g, turn, state.stage)
+            history.append({"role": "user", "content": text})
+            reply: list[str] = []
+            state.in_flight += 1
+            try:
+                ok = self._request(index, intended_s if turn == 0 else None, self._body({"messages": history}),
+                                   reply=reply, last=turn == len(texts) - 1)
+            finally:
+                state.in_flight -= 1
+            if not ok:
+                return
+            history.append({"role": "assistant", "content": "".join(reply)})
+
     def _fields(self, index: int, intended_s: float | None) -> dict[str, Any]:
         state = self.state
-        return {"request_id": f"{state.stage}-{index}", "stage": state.stage, "profile": state.profile,
+        turn = self.plan.get("turn_index")
+        return {"request_id": f"{state.stage}-{index}" + (f"-t{turn}" if turn is not None else ""),
+                "stage": state.stage, "profile": state.profile,
                 "worker_id": f"{state.worker_id}/u{self.user_number}", "intended_send_s": intended_s,
-                "max_tokens": state.max_tokens, "status": 0, "ok": False, "warmup": index < state.warmup_requests}
+                "max_tokens": self.plan.get("requested_output_tokens") or state.max_tokens, "status": 0, "ok": False,
+                "warmup": index < state.warmup_requests,
+                **self.plan, "requested_output_tokens": self.plan.get("requested_output_tokens") or state.max_tokens}
 
-    def _request(self, index: int, intended_s: float | None, data: bytes) -> None:
+    def _request(self, index: int, intended_s: float | None, data: bytes, reply: list[str] | None = None,
+                 last: bool = True) -> bool:
+        """Send one request and record it; True when it succeeded. ``reply`` collects the answer's text
+        (conversations only: it costs a JSON parse per chunk); ``last``: the index's last request."""
         state = self.state
         fields = self._fields(index, intended_s)
         chunks: list[float] = []
@@ -140,7 +190,7 @@ class StreamingUser(User):
                 if resp.status_code != 200:
                     text = resp.read()[:_MAX_ERROR_BODY].decode("utf-8", "replace")
                     raise StreamError(f"HTTP {resp.status_code}: {text}")
-                self._read_stream(resp, chunks, fields)
+                self._read_stream(resp, chunks, fields, reply)
             fields["ok"] = True
         except gevent.GreenletExit:
             fields["error"] = "the stage stopped before the response finished"
@@ -162,16 +212,18 @@ class StreamingUser(User):
             fields["chunk_times_s"] = chunks
         if fields["ok"] and not chunks:
             fields["ok"], fields["error"] = False, "the stream carried no content"
-        self._record(fields)
+        self._record(fields, final=last or not fields["ok"])
         if killed:
             raise gevent.GreenletExit()
+        return bool(fields["ok"])
 
-    def _record(self, fields: dict[str, Any]) -> None:
+    def _record(self, fields: dict[str, Any], final: bool = True) -> None:
         record = RequestRecord(**fields)
-        self.state.record(record)
+        self.state.record(record, final=final)
         self._report(record)
 
-    def _read_stream(self, resp: Any, chunks: list[float], fields: dict[str, Any]) -> None:
+    def _read_stream(self, resp: Any, chunks: list[float], fields: dict[str, Any],
+                     reply: list[str] | None = None) -> None:
         chat = self.state.api == "chat"
         marker = self.marker
         skip = len(marker)
@@ -191,6 +243,8 @@ class StreamingUser(User):
             if (at >= 0 and payload[at + skip:at + skip + 1] != b'"' and b'"usage":{' not in payload
                     and b'"error"' not in payload):
                 chunks.append(t)
+                if reply is not None:
+                    reply.append(_text(json.loads(payload), chat))
                 continue
             if payload == b"[DONE]":
                 done = True
@@ -209,6 +263,8 @@ class StreamingUser(User):
                 text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
                 if text:
                     chunks.append(t)
+                    if reply is not None:
+                        reply.append(text)
                     break
         self.response_bytes = nbytes
         if usage is not None:
@@ -226,6 +282,11 @@ class StreamingUser(User):
             response_length=getattr(self, "response_bytes", 0),
             exception=None if r.ok else StreamError(r.error or "failed"),
             context={"stage": r.stage}, response=None, url=self.path)
+
+
+def _text(event: dict[str, Any], chat: bool) -> str:
+    choice = (event.get("choices") or [{}])[0]
+    return ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
 
 
 def make_user_class(state: StageState | None, stage: str, url: str, timeout_s: float) -> type[StreamingUser]:

@@ -33,7 +33,7 @@ from serve_bench.load.gc_quiet import pause_collector, resume_collector
 from serve_bench.load.liveness import CpuShare
 from serve_bench.load.profiles import LoadProfile, Stage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
-from serve_bench.load.prompts import build_prompt_set
+from serve_bench.load.prompts import profile_prompt_set
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import PREBUILT_ROUNDS, known_requests, new_state, plan_stage, start_clock
 from serve_bench.load.stage_state import StageState
@@ -96,9 +96,7 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
             profile = LoadProfile.model_validate(spec["profile"])
             stage = TypeAdapter(Stage).validate_python(spec["stage"])
             plan = plan_stage(stage, profile, spec["seed"])
-            prompts = build_prompt_set(profile.prompts, model_path=_tokenizer_path(spec, tokenizer),
-                                       api=profile.api, input_tokens=profile.input_tokens, seed=profile.seed,
-                                       salt=profile.name)
+            prompts = profile_prompt_set(profile, _tokenizer_path(spec, tokenizer))
             key = os.environ.get(API_KEY_ENV) or auth.key_from_env()
             state = new_state(plan, profile, model=spec["model"], prompts=prompts, sink=buffer.append,
                               prompt_offset=spec["prompt_offset"], worker_index=spec["worker_index"], api_key=key)

@@ -120,12 +120,22 @@ def reconcile(before_text: str | None, after_text: str | None, records: Sequence
     q_sum = _delta(before, after, "vllm:request_queue_time_seconds_sum")
     q_count = _delta(before, after, "vllm:request_queue_time_seconds_count")
     p50 = histogram_quantile(0.5, queue)
+    out["prefix_cache"] = prefix_cache(before, after)
     out["server_queue_time_ms"] = {
         "mean": q_sum / q_count * 1000.0 if q_sum is not None and q_count else None,
         "p50": None if p50 is None else p50 * 1000.0,
         "p99": None if (p99 := histogram_quantile(0.99, queue)) is None else p99 * 1000.0,
     }
     return out
+
+
+def prefix_cache(before: Samples, after: Samples) -> dict[str, Any]:
+    """The server's prefix-cache hit rate over a stage: Δ vllm:prefix_cache_hits_total / Δ …queries_total
+    (tokens; None when the server has no such counters or answered no query)."""
+    hits = _delta(before, after, "vllm:prefix_cache_hits_total")
+    queries = _delta(before, after, "vllm:prefix_cache_queries_total")
+    return {"hit_rate": hits / queries if hits is not None and queries else None, "hits_tokens": hits,
+            "queries_tokens": queries}
 
 
 class ServerScraper:

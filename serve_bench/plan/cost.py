@@ -25,6 +25,19 @@ class CostModel:
     mlp_share: float            # the part of decode_step_s that scales with the kept MLP fraction
     user_prompt_s_per_token: float  # each other user in flight adds this per prompt token to E(N)
     user_output_s_per_token: float  # … and this per output token
+    report_s: float = 3.2       # the capacity report at the end (plots, HTML, JSON)
+    eval_start_s: float = 3.0   # per checkpoint's evaluation: lm-eval imported, task configs loaded
+    eval_task_s: float = 1.0    # per task: its data loaded
+    # per item scored, by task (the bundled model, 8 requests in flight): docs/benchmarks.md, "Accuracy
+    # evaluation: the default study's quick subset" (2026-11-29) and its mmlu note; a task not here: 2 s
+    eval_item_s: tuple[tuple[str, float], ...] = (
+        ("arc_challenge", 0.45), ("wikitext", 3.0), ("gsm8k", 4.5), ("truthfulqa_mc2", 1.5),
+        ("truthfulqa_mc1", 1.5), ("ifeval", 2.2), ("mmlu", 3.0))
+
+    def eval_s(self, items: dict[str, int]) -> float:
+        """One checkpoint's evaluation: ``items`` scored per task."""
+        per_item = dict(self.eval_item_s)
+        return self.eval_start_s + sum(self.eval_task_s + n * per_item.get(task, 2.0) for task, n in items.items())
 
     def e2el(self, users: float, prompt: int, output: int, kept: float = 1.0) -> float:
         """Modelled latency of one request (first send to last token) with ``users`` requests in flight."""

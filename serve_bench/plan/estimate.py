@@ -7,13 +7,22 @@ import math
 from pathlib import Path
 from typing import Any
 
-from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, SweepStage, Warmup
+from serve_bench.load.profiles import (
+    ConcurrencyStage,
+    LoadProfile,
+    RampStage,
+    RateStage,
+    ReplayStage,
+    SweepStage,
+    Warmup,
+)
 from serve_bench.load.stage_plan import OPEN_LOOP_LEAD_S, plan_stage
 from serve_bench.plan.cost import CPU_HOST, CostModel
 from serve_bench.plan.history import History, profile_fingerprint
 from serve_bench.plan.model import (
     CheckpointPlan,
     EnergyPlan,
+    EvalPlan,
     Part,
     ProfilePlan,
     ServerPlan,
@@ -81,11 +90,13 @@ def sweep_rates(sync_rps: float, max_rps: float, count: int) -> list[float]:
     return [sync_rps + (max_rps - sync_rps) * (i + 1) / (count + 1) for i in range(count)]
 
 
-def _describe(stage: ConcurrencyStage | RateStage | RampStage, index: int) -> StageInfo:
+def _describe(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, index: int) -> StageInfo:
     if isinstance(stage, ConcurrencyStage):
         target = f"{stage.users} user{'s' if stage.users != 1 else ''}"
     elif isinstance(stage, RateStage):
         target = f"{stage.rate_rps:g} req/s {stage.arrivals}"
+    elif isinstance(stage, ReplayStage):
+        target = f"trace at {stage.speed:g}x"
     else:
         target = f"{stage.start_users} → {stage.end_users} users"
     return StageInfo(index, stage.name or stage.default_name(), stage.kind, target, _bound(stage),
@@ -107,18 +118,66 @@ def _warmup_text(w: Warmup | None) -> str:
     return f"{w.requests} req" if w.requests else secs(w.duration_s)
 
 
-def _estimate(stage: ConcurrencyStage | RateStage | RampStage, profile: LoadProfile, index: int,
+def _estimate(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, profile: LoadProfile, index: int,
               ck: CheckpointPlan, model: CostModel) -> StageEstimate:
+    if profile.conversation is not None:
+        return _conversations(_estimate_one(stage, profile, index, ck, _Conversational(model, profile)), profile)
+    return _estimate_one(stage, profile, index, ck, model)
+
+
+class _Conversational:
+    """The cost model seen by a profile whose "request" is a conversation: T turns one after the other, each
+    sending the history so far (on average (T − 1)/2 earlier turns of prompt and answer), a think time
+    between turns. Stage times come out per conversation; :func:`_conversations` counts the turns sent."""
+
+    def __init__(self, model: CostModel, profile: LoadProfile) -> None:
+        conv = profile.conversation
+        assert conv is not None
+        self.model, self.turns, self.think_s = model, max(1.0, conv.turns.mean()), conv.think_time_s
+        self.stage_overhead_s = model.stage_overhead_s
+        self.history = (self.turns - 1) / 2 * (profile.input_tokens + profile.output_tokens)
+
+    def e2el(self, users: float, prompt: int, output: int, kept: float = 1.0) -> float:
+        one = self.model.e2el(users, round(prompt + self.history), output, kept)
+        return self.turns * one + (self.turns - 1) * self.think_s
+
+    def throughput(self, users: float, prompt: int, output: int, kept: float = 1.0) -> float:
+        return users / self.e2el(users, prompt, output, kept)
+
+    def in_flight(self, rate: float, prompt: int, output: int, kept: float = 1.0) -> float | None:
+        """Conversations in flight L = rate·E(L), by bisection (E is no longer linear in L)."""
+        lo, hi = 0.0, 4096.0
+        if rate * self.e2el(hi, prompt, output, kept) > hi:
+            return None
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if rate * self.e2el(mid, prompt, output, kept) > mid else (lo, mid)
+        return hi
+
+
+def _conversations(est: StageEstimate, profile: LoadProfile) -> StageEstimate:
+    assert profile.conversation is not None
+    turns = profile.conversation.turns.mean()
+    fixed = turns == round(turns) and profile.conversation.turns.kind == "fixed"
+    return StageEstimate(None if est.requests is None else round(est.requests * turns),
+                         None if est.warmup_requests is None else round(est.warmup_requests * turns),
+                         est.requests_how if fixed else "estimate", est.seconds, est.how,
+                         est.note or f"each of the stage's requests is a {turns:g}-turn conversation: turns counted")
+
+
+def _estimate_one(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, profile: LoadProfile, index: int,
+                  ck: CheckpointPlan, model: Any) -> StageEstimate:
     tokens, f = (profile.input_tokens, profile.output_tokens), ck.kept
     warm = stage.warmup or profile.warmup
     overhead = model.stage_overhead_s
-    if isinstance(stage, RateStage):
+    if isinstance(stage, (RateStage, ReplayStage)):
         plan = plan_stage(stage, profile, profile.seed + index)
         offsets = plan.offsets_s or []
         n = len(offsets)
         span = offsets[-1] if offsets else 0.0
         warm_n = warm.requests if warm.requests else sum(1 for t in offsets if t < warm.duration_s)
-        in_flight = model.in_flight(stage.rate_rps, *tokens, f)
+        rate = stage.rate_rps if isinstance(stage, RateStage) else (n / span if span > 0 else float(n))
+        in_flight = model.in_flight(rate, *tokens, f)
         if in_flight is not None and in_flight <= stage.max_concurrency:
             body, note = span + model.e2el(max(in_flight, 1.0), *tokens, f), ""
         else:  # overloaded: the backlog is served at the throughput of the most requests in flight
@@ -161,7 +220,8 @@ def _warmup_time(warm: Warmup, users: int, model: CostModel, prompt: int, out: i
 
 def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profiles: list[LoadProfile],
               server: ServerPlan, energy: EnergyPlan, model: CostModel = CPU_HOST,
-              measured: History | None = None, notes: list[str] | None = None) -> StudyPlan:
+              measured: History | None = None, notes: list[str] | None = None,
+              evaluation: EvalPlan | None = None) -> StudyPlan:
     """The plan and its estimate from already resolved parts (pure: no files read, nothing started)."""
     plans = [plan_profile(p, checkpoints, model, measured) for p in profiles]
     parts = [Part("start-up: interpreter, imports, energy probe, exporter", model.startup_s)]
@@ -192,6 +252,9 @@ def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profi
         measured_text = "measured" if measured_n == total_stages else f"{measured_n} measured"
         pieces.append(f"{total_stages} stage{'s' if total_stages != 1 else ''} {secs(stage_s)}"
                       + (f" ({measured_text})" if measured_n else ""))
+        if evaluation is not None:
+            seconds += evaluation.seconds
+            pieces.append(f"evaluation {secs(evaluation.seconds)}")
         if launch:
             pieces.append(f"stop {secs(model.stop_s)}")
         parts.append(Part(f"{ck.name}: " + ", ".join(pieces), seconds,
@@ -199,4 +262,6 @@ def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profi
     if checkpoints:
         parts.append(Part("load generator's first tokenizer load", model.first_client_s))
     parts.append(Part("summary and exit", model.finish_s))
-    return StudyPlan(name, out_dir, checkpoints, server, plans, energy, parts, model, list(notes or []))
+    if checkpoints:
+        parts.append(Part("capacity report (plots, HTML, JSON)", model.report_s))
+    return StudyPlan(name, out_dir, checkpoints, server, plans, energy, parts, model, list(notes or []), evaluation)

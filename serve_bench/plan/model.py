@@ -81,6 +81,15 @@ class EnergyPlan:
 
 
 @dataclass
+class EvalPlan:
+    """Accuracy after each checkpoint's load: the tasks with the items each scores, where the data comes from."""
+
+    tasks: dict[str, int]  # task -> items scored (per checkpoint)
+    data: str              # the offline directory, or "the Hugging Face hub"
+    seconds: float         # per checkpoint, from the cost model
+
+
+@dataclass
 class Part:
     label: str
     seconds: float
@@ -98,6 +107,7 @@ class StudyPlan:
     parts: list[Part]
     model: CostModel
     notes: list[str] = field(default_factory=list)
+    evaluation: EvalPlan | None = None
 
     @property
     def total_s(self) -> float:

@@ -14,7 +14,7 @@ from serve_bench.errors import ConfigError
 from serve_bench.plan.cost import BUNDLED_SHAPE, CPU_HOST, CostModel
 from serve_bench.plan.estimate import make_plan
 from serve_bench.plan.history import read_history
-from serve_bench.plan.model import CheckpointPlan, EnergyPlan, ServerPlan, StudyPlan
+from serve_bench.plan.model import CheckpointPlan, EnergyPlan, EvalPlan, ServerPlan, StudyPlan
 
 if TYPE_CHECKING:
     from serve_bench.study import StudySpec
@@ -63,7 +63,36 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
         notes.append("vLLM is not installed here: a real run would stop at the first server start")
     if not study.server.url and any(m.model not in (None, "default") for m in study.models):
         notes.append("the cost model is the bundled 135M model's: a larger model's stages take longer")
-    return make_plan(study.name, study.out_dir, checkpoints, profiles, server, energy, model, history, notes)
+    return make_plan(study.name, study.out_dir, checkpoints, profiles, server, energy, model, history, notes,
+                     _evaluation(study, model))
+
+
+# the full sets' sizes (items; mmlu's questions over its 57 subjects), for `limit: all`
+FULL_ITEMS = {"mmlu": 14042, "gsm8k": 1319, "ifeval": 541, "truthfulqa_mc2": 817, "truthfulqa_mc1": 817,
+              "arc_challenge": 1172, "wikitext": 62}
+MMLU_SUBJECTS = 57
+
+
+def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
+    """What the evaluation scores per checkpoint, with the run's own checks on its data (missing files fail
+    here as they would there)."""
+    if not study.eval.enabled:
+        return None
+    from serve_bench.evaluate.offline import check_data
+    from serve_bench.evaluate.tasks import resolve as resolve_tasks
+
+    tasks = resolve_tasks(study.eval)
+    if study.eval.data_dir:
+        check_data(tasks, study.eval.data_dir)
+    items = {}
+    for t in tasks:
+        if t.limit is None:
+            items[t.name] = FULL_ITEMS.get(t.name, 1000)
+        else:
+            items[t.name] = min(t.limit * (MMLU_SUBJECTS if t.name == "mmlu" else 1),
+                                FULL_ITEMS.get(t.name, t.limit * MMLU_SUBJECTS))
+    data = str(study.eval.data_dir) if study.eval.data_dir else "the Hugging Face hub"
+    return EvalPlan(items, data, model.eval_s(items))
 
 
 def _server(study: StudySpec, notes: list[str]) -> ServerPlan:

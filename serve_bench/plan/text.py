@@ -85,6 +85,12 @@ def render_plan(plan: StudyPlan, *, run_dir_hint: bool = True) -> str:
         add(f"energy: measured, idle baseline {secs(e.idle_s)} per checkpoint")
     else:
         add(f"energy: not measured: {e.reason}")
+    ev = plan.evaluation
+    if ev is None:
+        add("evaluation: off")
+    else:
+        add(f"evaluation (lm-eval on each checkpoint's server, after its load), data from {ev.data}:")
+        add("  " + ", ".join(f"{task} {n}" for task, n in ev.tasks.items()) + " items")
     names = [c.name for c in plan.checkpoints]
     for p in plan.profiles:
         add("")

@@ -54,7 +54,8 @@ def wait_for_records(path: Path, n: int, proc: subprocess.Popen, timeout_s: floa
 def test_run_against_running_server(base_server, tmp_path):
     profile = write_profile(tmp_path / "tiny.yaml", requests=8)
     events = tmp_path / "events.jsonl"
-    proc = serve_bench("run", "--url", base_server.url, "--profile", str(profile), "--out", str(tmp_path / "runs"),
+    proc = serve_bench("run", "--no-eval", "--url", base_server.url, "--profile", str(profile),
+                       "--out", str(tmp_path / "runs"),
                        "--json-events", str(events))
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
@@ -100,7 +101,7 @@ def test_server_killed_mid_stage_next_checkpoint_runs(tmp_path):
                                                                  {"model": "default", "name": "survivor"}],
                                      "prune": {"prune": []}, "profiles": [str(profile)],
                                      "out_dir": str(tmp_path / "runs")}))
-    proc = serve_bench("run", str(study))
+    proc = serve_bench("run", "--no-eval", str(study))
     records = None
     deadline = time.monotonic() + 300
     while records is None and time.monotonic() < deadline:
@@ -129,7 +130,7 @@ def test_ctrl_c_keeps_finished_records_and_stops_the_server(tmp_path):
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump({"name": "ctrlc", "models": [{"model": "default", "name": "ctrlc-model"}],
                                      "prune": {"prune": []}, "profiles": [str(profile)]}))
-    proc = serve_bench("run", str(study), "--out", str(tmp_path / "runs"))
+    proc = serve_bench("run", "--no-eval", str(study), "--out", str(tmp_path / "runs"))
     deadline = time.monotonic() + 300
     while not list((tmp_path / "runs").glob("*/*/records.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -151,7 +152,8 @@ def test_ctrl_c_keeps_finished_records_and_stops_the_server(tmp_path):
 
 def test_server_that_cannot_start_shows_its_log(tmp_path):
     profile = write_profile(tmp_path / "p.yaml", requests=2)
-    proc = serve_bench("run", "--no-prune", "--profile", str(profile), "--out", str(tmp_path / "runs"),
+    proc = serve_bench("run", "--no-eval", "--no-prune", "--profile", str(profile),
+                       "--out", str(tmp_path / "runs"),
                        "--engine-args", "--max-model-len not-a-number")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 5, out
@@ -168,12 +170,13 @@ def test_remote_workers_join_a_master(base_server, tmp_path):
     profile = tmp_path / "two.yaml"
     profile.write_text(yaml.safe_dump({
         "name": "two", "api": "chat", "input_tokens": 64, "output_tokens": OUTPUT_TOKENS, "seed": 5,
-        "warmup": {"requests": warmup}, "timeout_s": 60,
+        "warmup": {"requests": 1}, "timeout_s": 60,
         "stages": [{"kind": "concurrency", "name": "c1", "users": 1, "requests": 3},
                    {"kind": "concurrency", "name": "c4", "users": 4, "requests": 12}]}))
     workers = [serve_bench("worker", "--master-host", "127.0.0.1", "--master-port", str(port)) for _ in range(2)]
     try:
-        proc = serve_bench("run", "--url", base_server.url, "--profile", str(profile), "--master", "2",
+        proc = serve_bench("run", "--no-eval", "--url", base_server.url, "--profile", str(profile),
+                           "--master", "2",
                            "--master-bind-host", "127.0.0.1", "--master-port", str(port),
                            "--out", str(tmp_path / "runs"))
         out, _ = proc.communicate(timeout=600)
@@ -206,7 +209,8 @@ def files_containing(root: Path, text: str) -> list[Path]:
 
 def test_api_key_in_engine_args_is_used_and_written_nowhere(tmp_path):
     profile = write_profile(tmp_path / "auth.yaml", requests=4)
-    proc = serve_bench("run", "--no-prune", "--profile", str(profile), "--out", str(tmp_path / "runs"),
+    proc = serve_bench("run", "--no-eval", "--no-prune", "--profile", str(profile),
+                       "--out", str(tmp_path / "runs"),
                        "--engine-args", f"--max-model-len 2048 --api-key {KEY}")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
@@ -231,7 +235,8 @@ def keyed_server(base_model_path, tmp_path_factory):
 
 def test_url_of_an_authenticated_server(keyed_server, base_model_path, tmp_path):
     profile = write_profile(tmp_path / "auth.yaml", requests=2)
-    args = ("run", "--url", keyed_server.url, "--tokenizer", str(base_model_path), "--profile", str(profile))
+    args = ("run", "--no-eval", "--url", keyed_server.url, "--tokenizer", str(base_model_path),
+            "--profile", str(profile))
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     refused = subprocess.run([sys.executable, "-m", "serve_bench", *args, "--out", str(tmp_path / "no-key")],
                              capture_output=True, text=True, env=env, timeout=300)
@@ -254,7 +259,8 @@ def test_live_view_in_a_terminal_shows_the_stage_moving(base_server, base_model_
 
     profile = write_profile(tmp_path / "tty.yaml", requests=30, warmup=6)  # 3 rounds of 2 users: seen on screen
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "serve_bench", "run", "--url", base_server.url, "--tokenizer",
+    proc = subprocess.Popen([sys.executable, "-m", "serve_bench", "run", "--no-eval", "--url", base_server.url,
+                             "--tokenizer",
                              str(base_model_path), "--profile", str(profile), "--out", str(tmp_path / "runs")],
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "200",

@@ -21,6 +21,8 @@ def test_the_wheel_ships_the_profiles_and_an_install_finds_them(tmp_path: Path) 
     [wheel] = (tmp_path / "dist").glob("serve_bench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"serve_bench/load_profiles/{p}.yaml" for p in SHIPPED} <= names
+    traces = {p.relative_to(ROOT).as_posix() for p in (ROOT / "serve_bench" / "load_profiles" / "traces").iterdir()}
+    assert traces and traces <= names  # the replay example's trace
     assets = ROOT / "serve_bench" / "dashboards"
     dashboards = {p.relative_to(ROOT).as_posix() for p in assets.rglob("*") if p.is_file()}
     assert "serve_bench/dashboards/provisioning/datasources/prometheus.yaml" in dashboards and dashboards <= names

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.unit
 ROUND = CostModel(name="round numbers", startup_s=1.0, hash_gb_per_s=2.0, convert_bundled_s=20.0,
                   prune_s_per_gb=3.0, server_start_s=10.0, first_client_s=3.0, stop_s=2.0, finish_s=4.0,
                   stage_overhead_s=1.0, ttft_s=0.5, prefill_s_per_token=0.0, decode_step_s=0.1, mlp_share=0.5,
-                  user_prompt_s_per_token=0.0, user_output_s_per_token=0.0)
+                  user_prompt_s_per_token=0.0, user_output_s_per_token=0.0, report_s=5.0)
 
 
 def ck(name: str = "m", kept: float = 1.0, **kw) -> CheckpointPlan:
@@ -113,7 +113,7 @@ def test_wall_time_adds_up_its_parts() -> None:
     stage_a, stage_b = 1.0 + 1.5 + 3 * 1.5, 1.0 + 1.25 + 3 * 1.25
     expected = (1.0 + 3e9 / 1e9 / 2.0 + 3.0 * 3.0  # start-up, checksums, pruning
                 + (10.0 + 10.0 + stage_a + 2.0) + (10.0 + 10.0 + stage_b + 2.0)  # start, idle, stages, stop
-                + 3.0 + 4.0)  # first tokenizer, finish
+                + 3.0 + 4.0 + 5.0)  # first tokenizer, finish, report
     assert plan.total_s == pytest.approx(expected)
     # energy not measurable: no idle baseline; --url: no server start or stop
     plan2 = make_plan("s", Path("out"), cks, [p], ServerPlan("url", url="http://x"), NO_ENERGY, ROUND)
@@ -142,11 +142,12 @@ def test_every_shipped_profile_is_planned_stage_by_stage(name: str) -> None:
         assert info.name == stage.name
         est = info.per_checkpoint["m"]
         warm = stage.warmup.requests if stage.warmup else 0
-        if stage.kind == "rate":  # the seeded schedule, exactly as the runner draws it
+        turns = profile.conversation.turns.mean() if profile.conversation else 1  # a request per turn
+        if stage.kind in ("rate", "replay"):  # the seeded schedule or the trace, exactly as the runner has it
             assert est.requests == len(plan_stage(stage, profile, profile.seed + index).offsets_s)
             assert est.requests_how == "exact"
         elif stage.kind == "concurrency" and stage.requests and est.requests_how == "exact":
-            assert est.requests == stage.requests + warm
+            assert est.requests == (stage.requests + warm) * turns
         else:  # bounded by time: it lasts at least its duration, and how many it sends is an estimate
             assert est.requests_how == "estimate"
             assert est.seconds >= stage.duration_s + (stage.warmup.duration_s if stage.warmup else 0)
@@ -208,5 +209,20 @@ def test_rendered_plan_is_narrow_and_names_everything() -> None:
                  "estimated wall time", "note: a note", "energy: not measured: no meter"):
         assert name in text
     line = estimate_line(plan)
-    assert "2 checkpoints" in line and "5 profiles" in line and "estimated wall time" in line
+    assert "2 checkpoints" in line and f"{len(profiles)} profiles" in line and "estimated wall time" in line
 
+
+
+def test_a_conversation_is_its_turns_one_after_the_other_with_think_time() -> None:
+    p = profile_from_data({"name": "t", "api": "chat", "input_tokens": 16, "output_tokens": 11, "stages": [
+        {"kind": "concurrency", "users": 1, "requests": 2}],
+        "conversation": {"turns": {"kind": "fixed", "tokens": 3}, "think_time_s": 2.0}})
+    [st] = plan_profile(p, [ck()], ROUND).stages
+    est = st.per_checkpoint["m"]
+    # ROUND ignores prompt length: each turn 0.5 + 10·0.1 = 1.5 s; a conversation 3·1.5 + 2·2 = 8.5 s
+    assert est.seconds == pytest.approx(1.0 + 2 * 8.5)
+    assert (est.requests, est.requests_how) == (6, "exact")  # 2 conversations of 3 turns
+    slow = replace(ROUND, prefill_s_per_token=0.01)  # history counts: turns average (3 − 1)/2 earlier turns
+    [st] = plan_profile(p, [ck()], slow).stages
+    per_turn = 1.5 + 0.01 * (16 + 1 * (16 + 11))
+    assert st.per_checkpoint["m"].seconds == pytest.approx(1.0 + 2 * (3 * per_turn + 2 * 2.0))

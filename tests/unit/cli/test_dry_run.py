@@ -37,7 +37,7 @@ def rows(output: str, profile: str) -> dict[str, tuple[str, str]]:
     """The stage table of one profile: stage name → (requests, time), read by column."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"profile {profile}:"))
-    header = lines[start + 2] if lines[start + 2].lstrip().startswith("#") else lines[start + 1]
+    header = next(line for line in lines[start + 1:] if line.lstrip().startswith("#"))  # after the description
     req_end, time_end = header.index("requests") + len("requests"), len(header)
     out = {}
     for line in lines[start + 2:]:
@@ -81,10 +81,11 @@ def test_each_shipped_profile(home, tmp_path, name) -> None:
         expected += [f"{s.name}-sync", f"{s.name}-throughput", *(f"{s.name}-{k + 1}" for k in range(s.rates))] \
             if s.kind == "sweep" else [s.name]
     assert list(table) == expected
+    turns = round(profile.conversation.turns.mean()) if profile.conversation else 1  # a request per turn
     for s in expanded:
         if s.kind == "concurrency" and s.requests and not table[s.name][0].startswith("≈"):
-            assert table[s.name][0] == str(s.requests + (s.warmup.requests if s.warmup else 0))
-        if s.kind == "rate":
+            assert table[s.name][0] == str((s.requests + (s.warmup.requests if s.warmup else 0)) * turns)
+        if s.kind in ("rate", "replay"):
             assert table[s.name][0].isdigit()  # a seeded schedule: exact
     assert not (tmp_path / "runs").exists()
 

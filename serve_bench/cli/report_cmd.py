@@ -1,0 +1,63 @@
+"""``serve-bench report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from serve_bench.errors import ConfigError
+
+
+def _slos(items: tuple[str, ...]) -> dict[str, float]:
+    slo: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            slo[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--slo {item}: expected NAME=MILLISECONDS, e.g. --slo ttft_ms=500") from None
+    return slo
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for the report (default: RUN_DIR/report; required with several runs).")
+@click.option("--rps", type=float, default=None, help="Target traffic, requests/s.")
+@click.option("--input-tokens", type=float, default=None, help="Mean input tokens per request (default: as measured).")
+@click.option("--output-tokens", type=float, default=None,
+              help="Mean output tokens per request (default: as measured).")
+@click.option("--slo", "slo", multiple=True, metavar="NAME=MS",
+              help="SLO limit, repeatable (ttft_ms, tpot_ms, itl_ms, e2el_ms, ntpot_ms); replaces the study's.")
+@click.option("--slo-percentile", type=float, default=None, help="Percentile each SLO limit holds at (default 99).")
+@click.option("--headroom", type=float, default=None, help="Share of a replica's capacity kept free (default 0.2).")
+@click.option("--gpu-hour-price", type=float, default=None, help="Price of one GPU-hour (default 2.0).")
+@click.option("--currency", default=None, help="Currency of --gpu-hour-price (default USD).")
+@click.option("--gpus-per-replica", type=int, default=None, help="GPUs per replica (default 1).")
+@click.option("--grid-g-per-kwh", type=float, default=None, help="Grid carbon intensity, gCO2e/kWh (default: no CO2).")
+def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], slo_percentile: float | None,
+           **capacity: Any) -> None:
+    """Capacity-planning report for RUN_DIR(s): the knee, the highest load within the SLOs (with a
+    bootstrap interval), replicas, cost and energy for a target traffic, and a verdict per pruned
+    checkpoint. Writes report.md, report.html (self-contained), report.json and plots/*.png.
+
+    Settings: the run's study (its `report:` section), then these flags."""
+    from serve_bench.report import build_report, settings_for
+
+    overrides: dict[str, Any] = {"capacity": {k: v for k, v in capacity.items() if v is not None}}
+    if slo:
+        overrides["slo_ms"] = _slos(slo)
+    if slo_percentile is not None:
+        overrides["slo_percentile"] = slo_percentile
+    paths = list(run_dirs)
+    files = build_report(paths, out, settings_for(paths, overrides))
+    click.echo(f"report: {files.html}")
+    for path in (files.markdown, files.json):
+        click.echo(f"        {path}")
+    click.echo(f"        {len(files.pngs)} plots in {files.directory / 'plots'}")
+    for line in files.verdicts:
+        click.echo(f"  {line}")

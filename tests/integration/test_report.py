@@ -1,0 +1,63 @@
+"""The report from a real short run on the bundled model (the suite's shared vLLM CPU server), opened
+offline in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from report_browser import find_chromium, open_offline
+from shared_data import datasets_dir
+
+from serve_bench.report import build_report, settings_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_report_from_a_real_run(base_server, tmp_path):
+    profile = tmp_path / "steps.yaml"
+    profile.write_text(yaml.safe_dump({
+        "name": "steps", "api": "chat", "input_tokens": 32, "output_tokens": 8, "ignore_eos": True, "seed": 1,
+        "warmup": {"requests": 1}, "timeout_s": 60,
+        "stages": [{"kind": "ladder", "of": "concurrency", "values": [1, 2, 4], "requests": 8, "duration_s": 60}]}))
+    out = tmp_path / "runs"
+    # the whole pipeline: load, then accuracy on the same server (one small task), then the report
+    proc = subprocess.run([sys.executable, "-m", "serve_bench", "run", "--url", base_server.url, "--profile",
+                           str(profile), "--out", str(out), "--quiet", "--tasks", "arc_challenge", "--limit", "8"],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "SERVE_BENCH_DATA_DIR": str(datasets_dir())})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [run] = [p for p in out.iterdir() if p.is_dir()]
+    # the run ends with its report, under the study's settings (here the defaults)
+    assert f"report: {run / 'report' / 'report.html'}" in proc.stdout
+    written = json.loads((run / "manifest.json").read_text())["report"]
+    assert "report/report.html" in written and all((run / p).is_file() for p in written)
+    # generous SLOs: a 2-vCPU host shared with other work still meets them at one user
+    files = build_report([run], None, settings_for([run], {"slo_ms": {"ttft_ms": 5000, "tpot_ms": 1000},
+                                                           "bootstrap_resamples": 200}))
+    assert files.directory == run / "report" and all(p.is_file() for p in files.paths)
+    data = json.loads(files.json.read_text())
+    [ck] = data["checkpoints"]
+    assert [s["stage"] for s in ck["stages"]] == ["c1", "c2", "c4"]
+    assert all(s["completed"] == 8 and s["n_ttft"] == 8 for s in ck["stages"])
+    assert ck["slo"]["status"] in ("within", "above") and ck["plan"]["answered"]
+    assert ck["plan"]["replicas"] >= 1 and ck["plan"]["cost_per_m_output_tokens"] > 0
+    assert ck["plan"]["kwh_per_day"] is None or ck["plan"]["kwh_per_day"] > 0  # "not measured" on a CPU host
+    assert data["runs"][0]["status"] == "completed"
+    md = files.markdown.read_text()
+    assert "## Capacity plan" in md and "not evaluated" not in md
+    # accuracy, measured on the served model, in the run directory, the dichotomy table and the report
+    scores = json.loads((run / "default" / "eval" / "results.json").read_text())
+    assert scores["tasks"]["arc_challenge"]["value"] is not None and 0 <= scores["tasks"]["arc_challenge"]["value"] <= 1
+    assert "arc_challenge" in (run / "dichotomy.md").read_text()
+    assert "arc_challenge" in json.dumps(ck["accuracy"])
+    chromium = find_chromium()
+    assert chromium, "no chromium: scripts/test.sh installs Debian's package"
+    page = open_offline(files.html, tmp_path / "shot.png", chromium)
+    assert page.requests == [Path(files.html).resolve().as_uri()] and page.console_errors == []
+    assert page.plots == 5 and page.tables >= 4
