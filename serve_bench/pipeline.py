@@ -103,8 +103,6 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
                 ev.problem(f"{ck.name}: {err.message}")
                 if study.on_server_death == "stop":
                     break
-        if study.eval.enabled:
-            _dichotomy(run, ev, manifest)
         outcome.status = "failed" if outcome.problems else "completed"
     except KeyboardInterrupt:
         outcome.status = "interrupted"
@@ -121,11 +119,13 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         outcome.rows = collect(run)
         write_json(run.path / SUMMARY, {"rows": outcome.rows})
         (run.path / RESULTS).write_text(render_markdown(outcome.rows))
-    if outcome.rows:
+    if outcome.rows:  # from what is on disk now: summary.json is written
+        if study.eval.enabled:
+            _dichotomy(run, ev, manifest)
         outcome.report = _report(run, ev)
         if outcome.report is not None:
             manifest["report"] = [str(p.relative_to(run.path)) for p in outcome.report.paths]
-            save_manifest()
+        save_manifest()
     return outcome
 
 

@@ -54,7 +54,8 @@ def test_report_from_a_real_run(base_server, tmp_path):
     # accuracy, measured on the served model, in the run directory, the dichotomy table and the report
     scores = json.loads((run / "default" / "eval" / "results.json").read_text())
     assert scores["tasks"]["arc_challenge"]["value"] is not None and 0 <= scores["tasks"]["arc_challenge"]["value"] <= 1
-    assert "arc_challenge" in (run / "dichotomy.md").read_text()
+    dichotomy = (run / "dichotomy.md").read_text()
+    assert "arc_challenge" in dichotomy and "Serving columns: stage c4 (4 users)" in dichotomy
     assert "arc_challenge" in json.dumps(ck["accuracy"])
     chromium = find_chromium()
     assert chromium, "no chromium: scripts/test.sh installs Debian's package"
