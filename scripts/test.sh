@@ -5,27 +5,21 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/setup.sh"
-# The dashboards test runs every panel query against a real Prometheus: Debian's package.
-if ! command -v prometheus >/dev/null 2>&1; then
+# Debian packages some tests drive for real, installed where missing (root and apt-get needed).
+debian_package() {  # NAME WHY
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test: installing Debian's prometheus for the dashboards test" >&2
+    echo "test: installing Debian's $1 for $2" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
   else
-    echo "test: prometheus is missing and cannot be installed here (needs root and apt-get); install it, or" \
-         "the dashboards test fails" >&2
+    echo "test: $1 is missing and cannot be installed here (needs root and apt-get); install it, or $2 fails" >&2
   fi
-fi
-# The report test opens the HTML page in a real headless browser: Debian's chromium (Playwright drives it).
-if ! command -v chromium >/dev/null 2>&1 && [ -z "${SERVE_BENCH_CHROMIUM:-}" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test: installing Debian's chromium for the report's browser test" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-  else
-    echo "test: chromium is missing and cannot be installed here (needs root and apt-get); install it (or set" \
-         "SERVE_BENCH_CHROMIUM to a Chromium binary), or the report's browser test fails" >&2
-  fi
+}
+# every dashboard panel query runs against a real Prometheus
+command -v prometheus >/dev/null 2>&1 || debian_package prometheus "the dashboards test"
+# the report's HTML page opens in a real headless browser (Playwright drives it; SERVE_BENCH_CHROMIUM: another)
+if [ -z "${SERVE_BENCH_CHROMIUM:-}" ]; then
+  command -v chromium >/dev/null 2>&1 || debian_package chromium "the report's browser test"
 fi
 # The accuracy tests read the project's offline evaluation data: shared/datasets beside this checkout, or
 # beside the repository a clone was made from (CI tests a clean clone made elsewhere).

@@ -42,6 +42,11 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         return [(reader.line_num, row) for row in reader]
+    return json_lines(text, f"prompts file {path}")
+
+
+def json_lines(text: str, what: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line; ``what`` names the file in errors."""
     rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -49,9 +54,9 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(line)
         except ValueError:
-            raise ConfigError(f"prompts file {path}:{number}: not valid JSON") from None
+            raise ConfigError(f"{what}:{number}: not valid JSON") from None
         if not isinstance(row, dict):
-            raise ConfigError(f"prompts file {path}:{number}: not a JSON object")
+            raise ConfigError(f"{what}:{number}: not a JSON object")
         rows.append((number, row))
     return rows
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from serve_bench.errors import ConfigError
+from serve_bench.load.datasets import json_lines
 from serve_bench.load.lengths import FixedLength
 from serve_bench.load.prompts import Api, SyntheticPromptSet
 
@@ -124,14 +124,8 @@ def _seconds(p: Path, number: int, raw: Any) -> float:
 
 def _mooncake(p: Path, text: str) -> list[tuple[int, float, int, int, list[int]]]:
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ConfigError(f"trace {p}:{number}: not valid JSON") from None
-        if not isinstance(row, dict) or "timestamp" not in row:
+    for number, row in json_lines(text, f"trace {p}"):
+        if "timestamp" not in row:
             raise ConfigError(f"trace {p}:{number}: no 'timestamp' field (Mooncake rows have timestamp, "
                               f"input_length, output_length, hash_ids)")
         try:
