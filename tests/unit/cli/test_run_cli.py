@@ -77,3 +77,33 @@ def test_run_help_documents_flags():
 def test_unwritable_run_directory():
     assert_clean_error(sb("run", "--no-prune", "--out", "/proc/serve-bench-nope"), 2,
                        "cannot create the run directory")
+
+
+CTRL_C_SCRIPT = """
+import os, signal, time
+from gevent import monkey; monkey.patch_all()
+import gevent
+from serve_bench.cli.run_cmd import _deliver_ctrl_c_to_the_run
+
+_deliver_ctrl_c_to_the_run(gevent.get_hub())
+finished = []
+
+def busy():  # a load user's greenlet in the middle of its Python work when Ctrl-C comes
+    os.kill(os.getpid(), signal.SIGINT)
+    t = time.perf_counter()
+    while time.perf_counter() - t < 0.3:
+        pass
+    finished.append(True)
+
+g = gevent.spawn(busy)
+try:
+    gevent.sleep(5)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("main interrupted; the other greenlet finished:", finished == [True])
+"""
+
+
+def test_ctrl_c_during_another_greenlet_interrupts_the_run_not_that_greenlet():
+    out = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "main interrupted; the other greenlet finished: True", out.stdout + out.stderr

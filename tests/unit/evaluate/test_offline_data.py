@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared_data import datasets_dir
 
 from serve_bench.errors import EvalError
 from serve_bench.evaluate import offline
@@ -14,22 +15,24 @@ from serve_bench.evaluate.tasks import TASKS, resolve
 
 pytestmark = pytest.mark.unit
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "datasets"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"{DATA} is not here")
+
+
+@pytest.fixture(scope="module")
+def data() -> Path:
+    return datasets_dir()  # fails, not skips, without the project's shared/datasets
 
 
 def _tasks(*names: str):
     return resolve(EvalSettings(tasks=list(names), data_dir=None))
 
 
-@needs_data
-def test_the_shared_datasets_hold_every_task() -> None:
+def test_the_shared_datasets_hold_every_task(data: Path) -> None:
     tasks = _tasks(*TASKS)
-    offline.check_data(tasks, DATA)
-    files = offline.required_files(tasks, DATA)
-    assert DATA / "mmlu/dev/anatomy.jsonl" in files and DATA / "arc/ARC-Challenge-Test.jsonl" in files
+    offline.check_data(tasks, data)
+    files = offline.required_files(tasks, data)
+    assert data / "mmlu/dev/anatomy.jsonl" in files and data / "arc/ARC-Challenge-Test.jsonl" in files
     assert len([f for f in files if "/mmlu/test/" in str(f)]) == 57
-    assert DATA / offline.PUNKT / "ortho_context.tab" in files
+    assert data / offline.PUNKT / "ortho_context.tab" in files
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
@@ -45,28 +48,26 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
         offline.check_data(_tasks("gsm8k"), tmp_path / "nowhere")
 
 
-@needs_data
-def test_configs_include_lm_evals_own_and_read_the_local_files(tmp_path: Path) -> None:
-    dest = offline.write_task_configs(tmp_path / "cfg", _tasks("mmlu", "arc_challenge", "wikitext", "ifeval"), DATA)
+def test_configs_include_lm_evals_own_and_read_the_local_files(data: Path, tmp_path: Path) -> None:
+    dest = offline.write_task_configs(tmp_path / "cfg", _tasks("mmlu", "arc_challenge", "wikitext", "ifeval"), data)
     arc = (dest / "arc_challenge.yaml").read_text()
     assert "process_docs: !function serve_bench.evaluate.offline.arc_docs" in arc
     cfg = yaml.safe_load(arc.split("process_docs")[0])
     assert Path(cfg["include"]).is_file() and cfg["include"].endswith("arc/arc_challenge.yaml")
     assert cfg["dataset_path"] == "json" and cfg["dataset_name"] is None
-    assert cfg["dataset_kwargs"]["data_files"]["test"] == str(DATA / "arc/ARC-Challenge-Test.jsonl")
+    assert cfg["dataset_kwargs"]["data_files"]["test"] == str(data / "arc/ARC-Challenge-Test.jsonl")
     wiki = yaml.safe_load((dest / "wikitext.yaml").read_text().split("process_docs")[0])
     assert wiki["training_split"] is None and set(wiki["dataset_kwargs"]["data_files"]) == {"test"}
     leaf = yaml.safe_load((dest / "mmlu" / "mmlu_anatomy.yaml").read_text())
     assert leaf["task"] == "mmlu_anatomy" and leaf["dataset_kwargs"]["data_files"] == {
-        "test": str(DATA / "mmlu/test/anatomy.jsonl"), "dev": str(DATA / "mmlu/dev/anatomy.jsonl")}
+        "test": str(data / "mmlu/test/anatomy.jsonl"), "dev": str(data / "mmlu/dev/anatomy.jsonl")}
     assert (dest / "mmlu" / "_mmlu.yaml").is_file() and len(list((dest / "mmlu").glob("mmlu_*.yaml"))) == 57
     hub = offline.write_task_configs(tmp_path / "hub", _tasks("gsm8k"), None)
     assert set(yaml.safe_load((hub / "gsm8k.yaml").read_text())) == {"include", "task"}
 
 
-@needs_data
-def test_wikitext_rows_join_back_into_the_62_test_articles() -> None:
-    rows = [json.loads(line)["text"] for line in (DATA / "wikitext2/wikitext-2-raw-v1_test.jsonl").open()]
+def test_wikitext_rows_join_back_into_the_62_test_articles(data: Path) -> None:
+    rows = [json.loads(line)["text"] for line in (data / "wikitext2/wikitext-2-raw-v1_test.jsonl").open()]
     pages = offline.pages(rows)
     assert len(pages) == 62
     assert pages[0].startswith(" = Robert Boulter = \n")
@@ -81,10 +82,8 @@ def test_nltk_data_is_pointed_at_the_data_dir(tmp_path: Path, monkeypatch: pytes
     assert os.environ["NLTK_DATA"] == str(tmp_path / "nltk_data")
 
 
-def test_data_copied_partially_is_caught(tmp_path: Path) -> None:
-    if not DATA.is_dir():
-        pytest.skip(f"{DATA} is not here")
-    shutil.copytree(DATA / "truthfulqa", tmp_path / "truthfulqa")
+def test_data_copied_partially_is_caught(data: Path, tmp_path: Path) -> None:
+    shutil.copytree(data / "truthfulqa", tmp_path / "truthfulqa")
     offline.check_data(_tasks("truthfulqa_mc1", "truthfulqa_mc2"), tmp_path)
     with pytest.raises(EvalError, match="mmlu/test/abstract_algebra.jsonl"):
         offline.check_data(_tasks("truthfulqa_mc2", "mmlu"), tmp_path)
