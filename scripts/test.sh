@@ -21,11 +21,16 @@ command -v prometheus >/dev/null 2>&1 || debian_package prometheus "the dashboar
 if [ -z "${SERVE_BENCH_CHROMIUM:-}" ]; then
   command -v chromium >/dev/null 2>&1 || debian_package chromium "the report's browser test"
 fi
-# The accuracy tests read the project's offline evaluation data: shared/datasets beside this checkout, or
-# beside the repository a clone was made from (CI tests a clean clone made elsewhere).
+# The accuracy tests read the project's offline evaluation data: shared/datasets beside this checkout (or
+# beside one of its parent directories), or beside the repository a clone was made from (CI tests a clean
+# clone made elsewhere).
 if [ -z "${SERVE_BENCH_DATA_DIR:-}" ]; then
   origin=$(git -C "$root" remote get-url origin 2>/dev/null || true)
-  for d in "$root/../shared/datasets" "${origin%/}/../shared/datasets"; do
+  candidates=()
+  d=$root
+  while [ "$d" != / ]; do d=$(dirname "$d"); candidates+=("$d/shared/datasets"); done  # nearest first
+  candidates+=("${origin%/}/../shared/datasets")
+  for d in "${candidates[@]}"; do
     if [ -d "$d/arc" ]; then export SERVE_BENCH_DATA_DIR=$(cd "$d" && pwd); break; fi
   done
 fi

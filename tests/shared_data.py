@@ -14,7 +14,7 @@ ENV = "SERVE_BENCH_DATA_DIR"  # scripts/test.sh sets it (it also looks beside th
 
 def datasets_dir() -> Path:
     candidates = [Path(os.environ[ENV])] if os.environ.get(ENV) else []
-    candidates.append(ROOT.parent / "shared" / "datasets")
+    candidates += [parent / "shared" / "datasets" for parent in ROOT.parents]
     for path in candidates:
         if (path / "arc").is_dir() and (path / "gsm8k").is_dir():
             return path
