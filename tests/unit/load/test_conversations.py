@@ -21,7 +21,7 @@ from serve_bench.load.prompts import prompt_set_from_spec
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage  # imports Locust: gevent is patched first (tests/conftest.py)
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # a whole stage against an in-process fake server: seconds
 
 BODIES: list[dict[str, Any]] = []
 

@@ -19,7 +19,7 @@ from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage
 from serve_bench.load.traces import load_trace
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.system  # whole stages against an in-process fake server: seconds each
 
 
 class TraceLike(PromptSet):
