@@ -228,14 +228,14 @@ def _evaluate(study: StudySpec, ck: ckpts.ServedCheckpoint, url: str, served_nam
 
 def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
     """The pruning-dichotomy table across the evaluated checkpoints (dichotomy.md, dichotomy.json)."""
-    from serve_bench.evaluate import dichotomy_table
+    from serve_bench.evaluate.table import TABLE_JSON, TABLE_MD, dichotomy_table
 
     try:
         dichotomy_table(run.path)
     except ServeBenchError as err:
         ev.problem(f"the dichotomy table could not be written: {err}")
         return
-    manifest["dichotomy"] = ["dichotomy.md", "dichotomy.json"]
+    manifest["dichotomy"] = [TABLE_MD, TABLE_JSON]
 
 
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,

@@ -7,8 +7,6 @@ there are enough checkpoints for them to mean anything."""
 from __future__ import annotations
 
 import json
-import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,15 +98,14 @@ def _size_from_disk(path: Path) -> tuple[int | None, float | None]:
         ratio = cfg["intermediate_size"] / cfg["hidden_size"]
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         ratio = None
+    from serve_bench.models.safetensors_stream import read_header
+
     total = 0
     for f in sorted(path.glob("*.safetensors")):
         try:
-            with open(f, "rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-        except (OSError, ValueError, struct.error):
+            total += sum(info.numel for info in read_header(f)[0].values())
+        except (OSError, ValueError):  # SafetensorsFormatError is a ValueError
             return None, ratio
-        total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
     return total or None, ratio
 
 
