@@ -30,7 +30,6 @@ import sys, time, json
 t0 = time.perf_counter()
 from pathlib import Path
 from serve_bench.report import build_report, settings_for
-from serve_bench.report.inputs import read_run
 t1 = time.perf_counter()
 run = Path(sys.argv[1])
 files = build_report([run], Path(sys.argv[2]), settings_for([run]))

@@ -17,7 +17,9 @@ from serve_bench.validation import read_yaml, validate
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are no one's setting: a limit, a price or a rate of inf/nan would only surface later as a
+    # nonsense answer or an arithmetic error
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelEntry(_Strict):
@@ -125,7 +127,7 @@ def _check_slos(v: dict[str, float]) -> dict[str, float]:
     for k, x in v.items():
         if k not in SLO_METRICS:
             raise ValueError(f"unknown SLO {k!r}; valid: {', '.join(SLO_METRICS)}")
-        if x <= 0:
+        if not x > 0:
             raise ValueError(f"SLO {k} must be positive")
     return v
 

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-EVAL_DIR = "eval"
+from serve_bench.rundir import EVAL_DIR
+
 # the metric taken per task, first present wins (lm-eval's "<metric>,<filter>" keys)
 _PREFERRED = ("acc_norm", "acc", "exact_match", "prompt_level_strict_acc", "mc2", "word_perplexity")
 

@@ -44,9 +44,10 @@ def settings_for(run_dirs: list[Path], overrides: dict[str, Any] | None = None) 
     manifest = Path(run_dirs[0]) / "manifest.json" if run_dirs else None
     if manifest is not None and manifest.is_file():
         try:
-            data = dict((read_json(manifest).get("study") or {}).get("report") or {})
-        except ValueError:
-            data = {}
+            study = read_json(manifest).get("study") or {}
+        except (ValueError, AttributeError):
+            raise ConfigError(f"{manifest} is not a serve-bench manifest (not a JSON object)") from None
+        data = dict(study.get("report") or {})  # the run validated it against ReportSettings
     for key, value in (overrides or {}).items():
         if key == "capacity" and isinstance(value, dict):  # a nested model: flags replace field by field
             data[key] = {**(data.get(key) or {}), **value}
@@ -71,7 +72,11 @@ def build_report(run_dirs: list[Path], out: Path | None = None, settings: Report
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create the report directory {directory}: {err.strerror}") from None
-    return write(report, directory)
+    try:
+        return write(report, directory)
+    except OSError as err:
+        raise ConfigError(f"cannot write the report in {directory}: {err.strerror}",
+                          hint="choose a writable --out") from None
 
 
 def write(report: Report, directory: Path) -> ReportFiles:

@@ -78,6 +78,8 @@ def plan(capacity_rps: float | None, capacity_ci: tuple[float | None, float | No
     """The fleet for ``settings``' traffic from one replica's capacity (requests/s at the measured mix)."""
     if capacity_rps is None or capacity_rps <= 0:
         return Plan(answered=False, reason=no_answer or "no load tested meets the SLOs")
+    if measured_output_tokens <= 0:
+        return Plan(answered=False, reason="no output tokens were measured (the server reported no usage)")
     tokens_in = settings.input_tokens or measured_input_tokens
     tokens_out = settings.output_tokens or measured_output_tokens
     scale = measured_output_tokens / tokens_out if tokens_out else 1.0
@@ -92,7 +94,7 @@ def plan(capacity_rps: float | None, capacity_ci: tuple[float | None, float | No
     out.replicas = n
     out.replicas_ci = (None if hi is None or hi <= 0 else replicas_for(settings.rps, hi * scale, settings.headroom),
                        None if lo is None or lo <= 0 else replicas_for(settings.rps, lo * scale, settings.headroom))
-    assert n is not None
+    assert n is not None  # capacity_rps and scale are positive here
     out.gpu_hours_per_day = n * settings.gpus_per_replica * 24.0
     out.cost_per_day = out.gpu_hours_per_day * settings.gpu_hour_price
     in_per_day = settings.rps * tokens_in * SECONDS_PER_DAY

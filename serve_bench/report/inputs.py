@@ -31,8 +31,6 @@ class StageData:
     index: int
     name: str
     profile: str | None
-    kind: str
-    target: dict[str, Any]
     load_axis: str | None  # "concurrency" (users), "rate" (requests/s) or None (a ramp: no single load)
     load: float | None
     load_text: str
@@ -107,10 +105,6 @@ class RunData:
     manifest: dict[str, Any]
     checkpoints: list[CheckpointData] = field(default_factory=list)
 
-    @property
-    def started_utc(self) -> str | None:
-        return self.manifest.get("started_utc")
-
 
 def read_run(path: Path) -> RunData:
     """One run directory; a clear :class:`ConfigError` when it is not one or holds no records."""
@@ -127,7 +121,11 @@ def read_run(path: Path) -> RunData:
     data = RunData(path=path, name=path.name, status=status, status_text=STATUS_WORDS.get(status, status),
                    manifest=manifest)
     for name in run.checkpoints():
-        data.checkpoints.append(_read_checkpoint(run, name))
+        try:
+            data.checkpoints.append(_read_checkpoint(run, name))
+        except (ValueError, KeyError, AttributeError) as err:  # a result file edited or torn by hand
+            raise ConfigError(f"{path / name}: a checkpoint.json or stages/*.json there is not a serve-bench "
+                              f"result ({type(err).__name__}: {err})") from None
     if not any(ck.stages for ck in data.checkpoints):
         raise ConfigError(f"{path} holds no finished stage with records yet",
                           hint="a run writes each stage when it finishes: wait for one, or pick another run")
@@ -140,24 +138,13 @@ def _read_checkpoint(run: RunDir, name: str) -> CheckpointData:
     ck = CheckpointData(name=name, label=info.get("label") or name, base=info.get("base") or name, info=info, path=d)
     by_stage: dict[tuple[str | None, str], list[RequestRecord]] = defaultdict(list)
     if (d / RECORDS).is_file():
-        for rec in _records(d / RECORDS):
+        for rec in read_records(d / RECORDS):
             by_stage[(rec.profile, rec.stage)].append(rec)
     for res in run.stage_results(name):
         records = by_stage.get((res.get("profile"), res["stage"]), [])
         if records:
             ck.stages.append(stage_data(res, records))
     return ck
-
-
-def _records(path: Path) -> list[RequestRecord]:
-    """:func:`read_records`, faster: pydantic parses each line's JSON itself (about 1.7× quicker on 100,000
-    records); on any line it cannot take, the file is read again by :func:`read_records`, whose handling of
-    a torn last line and whose errors are the ones that count."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [RequestRecord.model_validate_json(line) for line in f if line.strip()]
-    except (ValueError, OSError):
-        return read_records(path)
 
 
 def stage_data(result: dict[str, Any], records: list[RequestRecord]) -> StageData:
@@ -176,7 +163,7 @@ def stage_data(result: dict[str, Any], records: list[RequestRecord]) -> StageDat
     measured = measured_records(records, warmup_end_s)
     done = [r for r in measured if completed(r)]
     return StageData(index=int(result.get("index", 0)), name=result["stage"], profile=result.get("profile"),
-                     kind=kind, target=target, load_axis=axis, load=load, load_text=load_label(target),
+                     load_axis=axis, load=load, load_text=load_label(target),
                      flags=[words for key, words in FLAGS.items() if result.get(key)],
                      started_s=result.get("started_s"), ended_s=result.get("ended_s"), summary=summary,
                      arrays=request_arrays(done) if done else {}, attempted=len(measured),

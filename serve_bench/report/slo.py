@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serve_bench.load.metrics import PERCENTILE_METHOD, good_mask, percentile_label
+from serve_bench.load.metrics import percentile as percentile_of
 from serve_bench.report.inputs import StageData
 
 ATTAINMENT = "slo_attainment"
@@ -66,9 +67,8 @@ def stage_constraint_values(stage: StageData, slos_ms: Mapping[str, float], perc
     """Each constraint's value at one stage (metric percentiles in ms; attainment as a share)."""
     out: dict[str, float | None] = {}
     for metric in slos_ms:
-        values = _metric_values(stage, metric)
-        out[_name(metric, percentile)] = (float(np.percentile(values, percentile, method=PERCENTILE_METHOD)) * 1000.0
-                                          if values.size else None)
+        value = percentile_of(_metric_values(stage, metric), percentile)
+        out[_name(metric, percentile)] = None if value is None else value * 1000.0
     if min_attainment is not None:
         out[ATTAINMENT] = _good(stage, slos_ms) / stage.attempted if stage.attempted else None
     return out
@@ -127,7 +127,7 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
         load = best.boundary_load
         result.load, result.rate_rps = load, float(np.interp(load, loads, rates))
         result.concurrency = float(np.interp(load, loads, conc))
-    _bootstrap(result, curve, slos_ms, percentile, min_attainment, limits, loads, rates, resamples, confidence, seed)
+    _bootstrap(result, curve, slos_ms, percentile, limits, loads, rates, resamples, confidence, seed)
     return result
 
 
@@ -165,7 +165,7 @@ def _boundary(values: np.ndarray, loads: np.ndarray, limit: float, upper: bool) 
 
 
 def _bootstrap(result: SloCapacity, curve: Sequence[StageData], slos_ms: Mapping[str, float], percentile: float,
-               min_attainment: float | None, limits: dict[str, tuple[float, bool]], loads: np.ndarray,
+               limits: dict[str, tuple[float, bool]], loads: np.ndarray,
                rates: np.ndarray, resamples: int, confidence: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     checked = {c.name for c in result.constraints}

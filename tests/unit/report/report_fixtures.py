@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from serve_bench.load.records import RequestRecord
 from serve_bench.report.inputs import StageData, stage_data
@@ -89,14 +87,3 @@ def write_run(root: Path, checkpoints: dict[str, dict[str, Any]], status: str = 
             (d / "eval" / "results.json").write_text(json.dumps({"results": results}))
     return root
 
-
-def ladder(ttft_of_load: Callable[[int], float], loads: Sequence[int] = (1, 2, 4, 8, 16), n: int = 40,
-           rng: np.random.Generator | None = None) -> list[tuple[str, int, list[float], dict[str, Any]]]:
-    """Stages c<load> with ``n`` requests each whose TTFT is ``ttft_of_load(load)`` (× an exponential draw
-    of mean 1 when ``rng`` is given)."""
-    out = []
-    for load in loads:
-        base = ttft_of_load(load)
-        ttfts = list(base * rng.exponential(1.0, n)) if rng is not None else [base] * n
-        out.append((f"c{load}", load, ttfts, {}))
-    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -78,6 +79,26 @@ def test_bad_input_is_a_clear_error(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(ConfigError, match="no finished stage"):
         build_report([tmp_path], tmp_path / "out")
+
+
+@pytest.mark.parametrize("overrides, field", [({"capacity": {"rps": float("inf")}}, "capacity.rps"),
+                                              ({"capacity": {"gpu_hour_price": float("nan")}}, "gpu_hour_price"),
+                                              ({"slo_ms": {"ttft_ms": float("nan")}}, "slo_ms.ttft_ms")])
+def test_inf_and_nan_settings_are_refused(two_checkpoints, overrides, field):
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        settings_for([two_checkpoints], overrides)
+
+
+def test_unreadable_results_and_unwritable_output_are_clear_errors(two_checkpoints, tmp_path):
+    with pytest.raises(ConfigError, match="cannot write the report in /proc"):
+        build_report([two_checkpoints], Path("/proc"))  # exists, but takes no files
+    [stage] = sorted((two_checkpoints / "base").glob("stages/*.json"))[:1]
+    stage.write_text("{")
+    with pytest.raises(ConfigError, match="not a serve-bench result"):
+        build_report([two_checkpoints], tmp_path / "out")
+    (two_checkpoints / "manifest.json").write_text("[]")
+    with pytest.raises(ConfigError, match="not a serve-bench manifest"):
+        settings_for([two_checkpoints])
 
 
 def test_cli(two_checkpoints, tmp_path):
