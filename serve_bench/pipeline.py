@@ -17,7 +17,7 @@ from serve_bench import auth, environment
 from serve_bench import checkpoints as ckpts
 from serve_bench.errors import ConfigError, ServeBenchError, ServerDiedError, ServerError, ServerStartError
 from serve_bench.load.profiles import LoadProfile, load_profile
-from serve_bench.rundir import RESULTS, SUMMARY, RunDir, write_json
+from serve_bench.rundir import EVAL_DIR, RESULTS, SUMMARY, RunDir, write_json
 from serve_bench.study import StudySpec
 
 
@@ -217,7 +217,7 @@ def _evaluate(study: StudySpec, ck: ckpts.ServedCheckpoint, url: str, served_nam
     label = ck.label or ck.name
     ev.phase(label, "evaluating accuracy (lm-eval on this server)")
     try:
-        evaluate_served(url, served_name, ck.path, study.eval, ck_dir / "eval", api_key=key,
+        evaluate_served(url, served_name, ck.path, study.eval, ck_dir / EVAL_DIR, api_key=key,
                         progress=lambda text: ev.phase(label, f"evaluating {text}"),
                         check_server=server.check_alive if server is not None else None)
     except EvalError as err:
@@ -232,7 +232,7 @@ def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
 
     try:
         dichotomy_table(run.path)
-    except ServeBenchError as err:
+    except (ServeBenchError, OSError, ValueError, KeyError) as err:  # a result file torn or edited by hand
         ev.problem(f"the dichotomy table could not be written: {err}")
         return
     manifest["dichotomy"] = [TABLE_MD, TABLE_JSON]

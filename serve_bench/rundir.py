@@ -9,6 +9,9 @@
     <run>/<checkpoint>/stages/NN-<stage>.json          the stage's result and summary
     <run>/<checkpoint>/server_metrics/NN-<when>.prom   the server's /metrics at stage boundaries
     <run>/<checkpoint>/server_metrics/timeseries.jsonl its vllm: samples every few seconds while it served
+    <run>/<checkpoint>/eval/                           accuracy: lm-eval's results on the same server
+    <run>/dichotomy.md, dichotomy.json                 accuracy against the base across the checkpoints
+    <run>/report/                                      the capacity report
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 RESULTS = "results.md"
 RECORDS = "records.jsonl"
+EVAL_DIR = "eval"
 
 
 def _slug(text: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from serve_bench.cli.options import count_or_all, engine_args, split_list
 from serve_bench.errors import ConfigError
 
 # a pipe gets 80 columns by default, too narrow for the table
@@ -20,13 +19,14 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 def _settings(flags: dict[str, Any]) -> Any:
     from serve_bench.evaluate.settings import EvalSettings
+    from serve_bench.evaluate.tasks import DEFAULT_TASKS
     from serve_bench.validation import validate
 
     data: dict[str, Any] = {}
     if flags["tasks"]:
-        data["tasks"] = [t.strip() for item in flags["tasks"] for t in item.split(",") if t.strip()]
+        data["tasks"] = split_list(flags["tasks"])
     if flags["limit"] is not None:
-        data["limit"] = flags["limit"] if flags["limit"] == "all" else _int(flags["limit"], "--limit")
+        data["limit"] = count_or_all("--limit", flags["limit"])
     if flags["data_dir"] is not None:
         data["data_dir"] = str(flags["data_dir"])
     if flags["concurrency"] is not None:
@@ -34,7 +34,7 @@ def _settings(flags: dict[str, Any]) -> Any:
     per_task: dict[str, dict[str, Any]] = {}
     for item in flags["num_fewshot"]:
         name, _, n = item.rpartition("=")
-        for task in [name] if name else data.get("tasks", EvalSettings().tasks):
+        for task in [name] if name else data.get("tasks", DEFAULT_TASKS):
             per_task.setdefault(task, {})["num_fewshot"] = _int(n, "--num-fewshot")
     for item in flags["endpoint"]:
         name, sep, where = item.partition("=")
@@ -44,6 +44,19 @@ def _settings(flags: dict[str, Any]) -> Any:
     if per_task:
         data["per_task"] = per_task
     return validate(EvalSettings, data, "command line")
+
+
+def _out_dir(out: Path | None) -> Path:
+    """--out made now (a clear error if it cannot be), or a new runs/<time>-eval."""
+    from serve_bench.rundir import RunDir
+
+    if out is None:
+        return RunDir.create(Path("runs"), "eval").path
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--out {out}: cannot create it: {err.strerror}", hint="choose a writable --out") from None
+    return out
 
 
 def _int(text: str, flag: str) -> int:
@@ -57,7 +70,7 @@ def _int(text: str, flag: str) -> int:
 @click.argument("model", required=False)
 @click.option("--url", default=None, help="An OpenAI-compatible server to evaluate (instead of launching vLLM).")
 @click.option("--served-model", default=None, help="Model name at --url (default: the server's first).")
-@click.option("--tokenizer", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--tokenizer", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="The model's tokenizer directory (default: the checkpoint vLLM reports, or MODEL).")
 @click.option("--tasks", multiple=True, help="Tasks, comma-separated or repeated (default: the quick set); "
                                              "mmlu, gsm8k, ifeval, truthfulqa_mc2, truthfulqa_mc1, arc_challenge, "
@@ -66,15 +79,15 @@ def _int(text: str, flag: str) -> int:
                                             "task's quick subset).")
 @click.option("--num-fewshot", multiple=True, metavar="[TASK=]N", help="Few-shot examples, for every task or one.")
 @click.option("--endpoint", multiple=True, metavar="TASK=completions|chat", help="Override a task's endpoint.")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Offline task data laid out as ../shared/datasets (default: $SERVE_BENCH_DATA_DIR, else the hub).")
 @click.option("--concurrency", type=int, default=None, help="Requests in flight (default 8; 1: bit-identical reruns).")
-@click.option("--engine-args", default="--max-model-len 2048", show_default=True,
+@click.option("--engine-args", "engine_args_text", default="--max-model-len 2048", show_default=True,
               help="vLLM engine arguments when MODEL is launched.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory for results (default: runs/<time>-eval).")
 def eval_(model: str | None, url: str | None, served_model: str | None, tokenizer: Path | None,
-          engine_args: str, out: Path | None, **flags: Any) -> None:
+          engine_args_text: str, out: Path | None, **flags: Any) -> None:
     """Evaluate accuracy with lm-eval against a served model: a running server (--url) or MODEL
     ('default', a checkpoint directory, a hub id) served by vLLM for the purpose."""
     from serve_bench import auth
@@ -84,12 +97,15 @@ def eval_(model: str | None, url: str | None, served_model: str | None, tokenize
         raise ConfigError("give either MODEL or --url", hint="serve-bench eval default, or serve-bench eval "
                                                              "--url http://127.0.0.1:8000")
     settings = _settings(flags)
-    if settings.data_dir:  # before any server is contacted or started
-        from serve_bench.evaluate.offline import check_data
-        from serve_bench.evaluate.tasks import resolve as resolve_tasks
+    # every check that needs no server before one is contacted or started
+    from serve_bench.evaluate.offline import check_data
+    from serve_bench.evaluate.tasks import resolve as resolve_tasks
 
-        check_data(resolve_tasks(settings), settings.data_dir)
-    out = out or Path("runs") / f"{dt.datetime.now():%Y%m%d-%H%M%S}-eval"
+    tasks = resolve_tasks(settings)
+    if settings.data_dir:
+        check_data(tasks, settings.data_dir)
+    args = engine_args(engine_args_text)
+    out = _out_dir(out)
     key = auth.key_from_env()
     say = lambda m: console.print(f"[dim]·[/] {m}")  # noqa: E731
     if url:
@@ -104,7 +120,7 @@ def eval_(model: str | None, url: str | None, served_model: str | None, tokenize
 
         resolved = resolve(model)
         spec = ServerSpec(model_path=resolved.path, served_name=resolved.name, log_path=out / "server.log",
-                          engine_args=shlex.split(engine_args))
+                          engine_args=args)
         say(f"starting vLLM on {resolved.path}")
         with VllmServer(spec) as server:
             result = evaluate_served(server.url, resolved.name, tokenizer or resolved.path, settings, out,

@@ -7,21 +7,6 @@ from typing import Any
 
 import click
 
-from serve_bench.errors import ConfigError
-
-
-def _slos(items: tuple[str, ...]) -> dict[str, float]:
-    slo: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            slo[name.strip()] = float(value)
-        except ValueError:
-            raise ConfigError(f"--slo {item}: expected NAME=MILLISECONDS, e.g. --slo ttft_ms=500") from None
-    return slo
-
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path(path_type=Path))
@@ -46,11 +31,12 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
     checkpoint. Writes report.md, report.html (self-contained), report.json and plots/*.png.
 
     Settings: the run's study (its `report:` section), then these flags."""
+    from serve_bench.cli.options import parse_slos
     from serve_bench.report import build_report, settings_for
 
     overrides: dict[str, Any] = {"capacity": {k: v for k, v in capacity.items() if v is not None}}
     if slo:
-        overrides["slo_ms"] = _slos(slo)
+        overrides["slo_ms"] = parse_slos(slo)
     if slo_percentile is not None:
         overrides["slo_percentile"] = slo_percentile
     paths = list(run_dirs)

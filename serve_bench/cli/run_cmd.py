@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from serve_bench.cli.options import count_or_all, engine_args, parse_slos, split_list
 from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
 
 # a pipe gets 80 columns by default, too narrow for the comparison table
@@ -31,7 +31,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
     if flags["models"]:
         put("models", [{"model": m} for m in flags["models"]])
     if flags["tasks"]:
-        put("eval.tasks", [t.strip() for item in flags["tasks"] for t in item.split(",") if t.strip()])
+        put("eval.tasks", split_list(flags["tasks"]))
     for key, path in (("fractions", "prune.prune"), ("profiles", "profiles")):
         if flags[key]:
             put(path, list(flags[key]))
@@ -47,20 +47,11 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
         if flags[key] is not None:
             put(path, flags[key])
     if flags["limit"] is not None:
-        put("eval.limit", flags["limit"] if flags["limit"] == "all" else _count("--limit", flags["limit"]))
+        put("eval.limit", count_or_all("--limit", flags["limit"]))
     if flags["engine_args"] is not None:
-        put("server.engine_args", shlex.split(flags["engine_args"]))
+        put("server.engine_args", engine_args(flags["engine_args"]))
     if flags["slo"]:
-        slo = {}
-        for item in flags["slo"]:
-            name, sep, value = item.partition("=")
-            try:
-                slo[name] = float(value) if sep else float("nan")
-            except ValueError:
-                raise ConfigError(f"--slo {item}: expected NAME=MILLISECONDS, e.g. --slo ttft_ms=500") from None
-            if not sep:
-                raise ConfigError(f"--slo {item}: expected NAME=MILLISECONDS, e.g. --slo ttft_ms=500")
-        put("slo", slo)
+        put("slo", parse_slos(flags["slo"]))
     return data
 
 
@@ -198,13 +189,6 @@ def _deliver_ctrl_c_to_the_run(hub: Any) -> None:
         hub.loop.run_callback(hub.parent.throw, KeyboardInterrupt)
 
     signal.signal(signal.SIGINT, interrupt)
-
-
-def _count(flag: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{flag} {value}: expected a whole number or 'all'") from None
 
 
 def _open_events(path: Path) -> Any:

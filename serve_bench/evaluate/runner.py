@@ -151,11 +151,28 @@ def _run_task(lm: Any, task: ResolvedTask, manager: Any, settings: EvalSettings,
             except ServeBenchError as died:
                 died.message += f" (during evaluation task {task.name}{kept})"
                 raise died from err
+        if settings.data_dir is None and _from_the_hub(err):
+            raise EvalError(f"evaluation task {task.name} could not load its data from the Hugging Face hub: "
+                            f"{_describe(err)}{kept}",
+                            hint="offline, point --data-dir (or eval.data_dir, or SERVE_BENCH_DATA_DIR) at a copy "
+                                 "laid out as shared/datasets") from err
         raise EvalError(f"evaluation task {task.name} failed against {url}: {_describe(err)}{kept}",
                         hint="is the server still up? its log says why it stopped answering") from err
     if raw is None:
         raise EvalError(f"lm-eval returned no results for {task.name}")
     return raw
+
+
+def _from_the_hub(err: BaseException) -> bool:
+    """Did the task's data fail to come from the hub (rather than the server fail to answer)?"""
+    seen = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if type(e).__module__.split(".")[0] in ("datasets", "huggingface_hub") or "on the Hub" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _release(err: BaseException) -> None:
@@ -208,4 +225,4 @@ def _captured(log_path: Path) -> Iterator[None]:
                 logger.propagate = propagate
 
 
-_LOGGERS = ("lm_eval", "lm-eval", "datasets", "evaluate", "absl", "asyncio")
+_LOGGERS = ("lm_eval", "lm-eval", "datasets", "evaluate", "absl", "asyncio", "huggingface_hub")

@@ -13,9 +13,8 @@ from typing import Any
 
 from serve_bench.evaluate.results import read_results
 from serve_bench.evaluate.tasks import TASKS
-from serve_bench.rundir import SUMMARY, RunDir, read_json, write_json
+from serve_bench.rundir import EVAL_DIR, SUMMARY, RunDir, read_json, write_json
 
-EVAL_DIR = "eval"
 TABLE_MD = "dichotomy.md"
 TABLE_JSON = "dichotomy.json"
 # Pearson r over n checkpoints has n - 2 degrees of freedom: with 3 (the default study) one point
@@ -38,7 +37,6 @@ def dichotomy_table(run_dir: Path, stage: str | None = None, write: bool = True)
     """``stage``: the load stage whose serving figures are shown (default: the base model's last stage)."""
     run = RunDir(run_dir)
     rows = [_checkpoint_row(run_dir / name) for name in run.checkpoints()]
-    rows = [r for r in rows if r is not None]
     base = next((r for r in rows if not r["_pruning"]), rows[0] if rows else None)
     tasks = [t for t in TASKS if any(t in r["scores"] for r in rows)]
     _fill_base_size(rows)
@@ -61,7 +59,7 @@ def dichotomy_table(run_dir: Path, stage: str | None = None, write: bool = True)
     return Dichotomy(md, data)
 
 
-def _checkpoint_row(ck_dir: Path) -> dict[str, Any] | None:
+def _checkpoint_row(ck_dir: Path) -> dict[str, Any]:
     info = read_json(ck_dir / "checkpoint.json")
     res = read_results(ck_dir / EVAL_DIR) or {}
     p = info.get("pruning") or None

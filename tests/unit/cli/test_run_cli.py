@@ -107,3 +107,13 @@ except KeyboardInterrupt:
 def test_ctrl_c_during_another_greenlet_interrupts_the_run_not_that_greenlet():
     out = subprocess.run([sys.executable, "-c", CTRL_C_SCRIPT], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "main interrupted; the other greenlet finished: True", out.stdout + out.stderr
+
+
+def test_unbalanced_engine_args_and_an_unwritable_eval_out_are_clear_errors(tmp_path):
+    assert_clean_error(sb("run", "--dry-run", "--engine-args", "'--dtype bf16", "--out", str(tmp_path)), 2,
+                       "--engine-args", "No closing quotation")
+    assert_clean_error(sb("eval", "default", "--engine-args", "'x"), 2, "--engine-args", "No closing quotation")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_clean_error(sb("eval", "--url", "http://127.0.0.1:9", "--out", str(blocker / "x")), 2,
+                       f"--out {blocker / 'x'}: cannot create it")

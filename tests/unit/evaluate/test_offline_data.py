@@ -75,7 +75,7 @@ def test_wikitext_rows_join_back_into_the_62_test_articles(data: Path) -> None:
 
 
 def test_nltk_data_is_pointed_at_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NLTK_DATA", raising=False)
+    monkeypatch.setenv("NLTK_DATA", "")  # recorded, so monkeypatch restores the environment afterwards
     offline.use_nltk_data(tmp_path)
     import os
 

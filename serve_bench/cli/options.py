@@ -1,0 +1,49 @@
+"""Flag values the commands share, parsed once: lists given comma-separated or repeated, counts or 'all',
+quoted engine arguments, SLOs. Bad values are ConfigErrors naming the flag."""
+
+from __future__ import annotations
+
+import shlex
+
+
+def split_list(items: tuple[str, ...]) -> list[str]:
+    """``--tasks a,b --tasks c`` -> [a, b, c]."""
+    return [t.strip() for item in items for t in item.split(",") if t.strip()]
+
+
+def count_or_all(flag: str, value: str) -> int | str:
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        from serve_bench.errors import ConfigError
+
+        raise ConfigError(f"{flag} {value}: expected a whole number or 'all'") from None
+
+
+def engine_args(text: str) -> list[str]:
+    """``--engine-args '--max-model-len 2048'`` as vLLM's argument list."""
+    try:
+        return shlex.split(text)
+    except ValueError as err:
+        from serve_bench.errors import ConfigError
+
+        raise ConfigError(f"--engine-args {text}: {err}", hint="quote it as one argument: --engine-args "
+                                                              "'--max-num-seqs 64 --dtype bfloat16'") from None
+
+
+def parse_slos(items: tuple[str, ...]) -> dict[str, float]:
+    """``--slo NAME=MS`` flags as a mapping; names and values are checked where the settings are validated."""
+    from serve_bench.errors import ConfigError
+
+    slo: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            slo[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--slo {item}: expected NAME=MILLISECONDS, e.g. --slo ttft_ms=500") from None
+    return slo
