@@ -45,15 +45,24 @@ def validate(model: type[M], data: Any, source: str) -> M:
         raise ConfigError(validation_messages(err, source)) from None
 
 
+def read_text(path: Path, shown: str | None = None) -> str:
+    """A user's file as text; missing, unreadable (a directory…) or not UTF-8 is a ConfigError naming it
+    as ``shown`` (default: the path)."""
+    shown = shown or str(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{shown} does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{shown} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{shown}: cannot read: {err.strerror}") from None
+
+
 def read_yaml(path: Path, shown: str | None = None) -> Any:
     """The parsed file; ``shown`` is how messages name it (default: the path)."""
     shown = shown or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{shown} does not exist") from None
-    except OSError as err:
-        raise ConfigError(f"{shown}: cannot read: {err.strerror}") from None
+    text = read_text(path, shown)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -91,8 +91,9 @@ class ConversationPromptSet(PromptSet):
     def request_fields(self, index: int) -> dict[str, Any]:
         return self.inner.request_fields(index * self.stride)
 
-    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0) -> None:
-        self.inner.check_context(max_model_len, source, answer_tokens)
+    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0,
+                      turns: int = 1) -> None:
+        self.inner.check_context(max_model_len, source, answer_tokens, turns=self.stride)
 
 
 def with_conversations(prompts: PromptSet, profile: Any) -> PromptSet:

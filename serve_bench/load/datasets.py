@@ -23,6 +23,7 @@ from typing import Any
 
 from serve_bench.errors import ConfigError
 from serve_bench.load.prompts import Api, PromptSet
+from serve_bench.validation import read_text
 
 
 def expand(path: Path | str) -> Path:
@@ -35,10 +36,7 @@ def expand(path: Path | str) -> Path:
 
 def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) of a JSONL file (one object a line) or a CSV file (a header line, then records)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"prompts file {path}: cannot read: {err.strerror}") from None
+    text = read_text(path, f"prompts file {path}")
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         return [(reader.line_num, row) for row in reader]

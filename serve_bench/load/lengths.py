@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from serve_bench.errors import ConfigError
+from serve_bench.validation import read_text
 
 BLOCK = 4096
 LENGTH_KINDS = ("fixed", "uniform", "normal", "lognormal", "empirical")
@@ -211,14 +212,20 @@ def _erf(z: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[float])(z)
 
 
-@functools.lru_cache(maxsize=16)
 def _read_lengths(path: str, field: str | None) -> np.ndarray:
-    """Whole positive numbers from a file; any bad line is a ConfigError naming the file and line."""
-    p = Path(path)
+    """Whole positive numbers from a file; any bad line is a ConfigError naming the file and line. Read once
+    per version of the file (a distribution asks for its values often)."""
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"lengths file {p}: cannot read: {err.strerror}") from None
+        stamp = Path(path).stat().st_mtime_ns
+    except OSError:
+        stamp = 0  # the read says what is wrong
+    return _read_lengths_of(path, field, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_lengths_of(path: str, field: str | None, _mtime_ns: int) -> np.ndarray:
+    p = Path(path)
+    text = read_text(p, f"lengths file {p}")
     out: list[int] = []
     if field is not None and p.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())

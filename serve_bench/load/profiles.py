@@ -291,20 +291,35 @@ def load_profile(name_or_path: str | os.PathLike[str] = DEFAULT_PROFILE, directo
     """Find, parse and validate a profile; any problem is a ConfigError naming the file and the field."""
     path = find_profile(name_or_path, directory)
     shown = _shown(path)
-    profile = profile_from_data(read_yaml(path, shown), source=shown)
-    return _beside(profile, path.parent)
+    profile = profile_from_data(_beside(read_yaml(path, shown), path.parent), source=shown)
+    if isinstance(profile.prompts, _FilePrompts):  # before any server starts, as a trace file is
+        from serve_bench.load.datasets import expand
+
+        prompts_file = expand(profile.prompts.path)
+        if not prompts_file.is_file():
+            raise ConfigError(f"{shown}: prompts.path: {prompts_file} is not a file")
+    return profile
 
 
-def _beside(profile: LoadProfile, directory: Path) -> LoadProfile:
-    """A relative prompts or lengths path not found from the working directory is looked up beside the profile."""
-    def moved(model: Any) -> Any:
-        path = getattr(model, "path", None)
-        if path is None or path.is_absolute() or "$" in str(path) or path.exists() or not (directory / path).exists():
-            return model
-        return model.model_copy(update={"path": directory / path})
+def _beside(data: Any, directory: Path) -> Any:
+    """Relative prompts, lengths and turns paths not found from the working directory are looked up beside the
+    profile. On the raw data, before validation: an empirical distribution reads its file as it is validated."""
+    def moved(node: Any) -> Any:
+        if not isinstance(node, dict) or not isinstance(node.get("path"), str):
+            return node
+        text = node["path"]
+        path = Path(text)
+        if path.is_absolute() or "$" in text or path.exists() or not (directory / path).exists():
+            return node
+        return {**node, "path": str(directory / path)}
 
-    return profile.model_copy(update={"prompts": moved(profile.prompts), "input_lengths": moved(profile.input_lengths),
-                                      "output_lengths": moved(profile.output_lengths)})
+    if not isinstance(data, dict):
+        return data
+    out = {**data, **{key: moved(data[key]) for key in ("prompts", "input_lengths", "output_lengths") if key in data}}
+    conversation = data.get("conversation")
+    if isinstance(conversation, dict) and "turns" in conversation:
+        out["conversation"] = {**conversation, "turns": moved(conversation["turns"])}
+    return out
 
 
 def profile_from_data(data: Any, source: str = "<profile>") -> LoadProfile:

@@ -110,18 +110,17 @@ class PromptSet:
         except (LoadError, ValueError, KeyError, TypeError) as err:
             return PromptError(f"prompt {index}: {getattr(err, 'message', err)}")
 
-    def expected_prompt_tokens(self, index: int) -> int | None:
-        return None
-
     def payload(self, index: int) -> dict[str, Any]:
         text = self.text(index)
         if self.api == "chat":
             return {"messages": [{"role": "user", "content": text}]}
         return {"prompt": text}
 
-    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0) -> None:
+    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0,
+                      turns: int = 1) -> None:
         """Refuse (ConfigError) a set whose planned prompts plus answers (``answer_tokens`` where the set
-        plans none) cannot fit the server's context; here: prompt lengths unknown, nothing to check."""
+        plans none) cannot fit the server's context, over ``turns`` turns of a conversation (the last one
+        carries every earlier prompt and answer); here: prompt lengths unknown, nothing to check."""
 
     def prepare(self, indices: Iterable[int]) -> None:
         """Build these prompts now, before the stage, so the load loop spends no CPU on them."""
@@ -204,9 +203,6 @@ class SyntheticPromptSet(PromptSet):
             return [len(ids) for ids in tok(rendered, add_special_tokens=False)["input_ids"]]
         return [len(ids) for ids in tok(texts, add_special_tokens=True)["input_ids"]]
 
-    def expected_prompt_tokens(self, index: int) -> int | None:
-        return self.plan(index)[0]
-
     def plan(self, index: int) -> tuple[int, int | None]:
         """(prompt tokens, shared prefix id or None) of request ``index``. With ``prefix_every`` = k (a
         conversation's turns), only every k-th index can open with a prefix, drawn for index // k."""
@@ -284,16 +280,23 @@ class SyntheticPromptSet(PromptSet):
             for i, text, got, target in zip(batch, texts, self.count_many(texts), targets):
                 self._cache[i] = text if got == target else self.attempt(i)
 
-    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0) -> None:
+    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0,
+                      turns: int = 1) -> None:
         """A prompt plus its answer that cannot fit the server's context: refused before the stage."""
-        longest = self.inputs.dist.bounds()[1] + (self.prefixes.tokens if self.prefixes is not None else 0)
+        prefix = self.prefixes.tokens if self.prefixes is not None else 0
+        prompt = self.inputs.dist.bounds()[1]
         answer = self.output.dist.bounds()[1] if self.output is not None else answer_tokens
-        if longest + answer > max_model_len:
+        need = prefix + turns * (prompt + answer)  # the last turn holds every earlier message and reply
+        if need > max_model_len:
             field = "input_lengths.max_tokens" if self.input_lengths else "input_tokens"
-            raise ConfigError(f"{source}: {field}: a prompt of up to {longest} tokens"
-                              + (f" plus an answer of up to {answer}" if answer else "")
-                              + f" does not fit the server's context of {max_model_len} tokens",
-                              hint="lower the length bounds, or serve with a larger --max-model-len")
+            what = f"a prompt of up to {prefix + prompt} tokens" + (f" plus an answer of up to {answer}"
+                                                                      if answer else "")
+            if turns > 1:
+                what = f"a conversation of up to {turns} turns (each {prompt} + {answer} tokens, after a " \
+                       f"{prefix}-token prefix: {need} tokens by its last turn)"
+            raise ConfigError(f"{source}: {field}: {what} does not fit the server's context of {max_model_len} "
+                              "tokens", hint="lower the length bounds or the turns, or serve with a larger "
+                                             "--max-model-len")
 
 
 def JsonlPromptSet(path: Path | str, api: Api, field: str = "prompt") -> PromptSet:  # noqa: N802 - the former class

@@ -30,8 +30,8 @@ import numpy as np
 
 from serve_bench.errors import ConfigError
 from serve_bench.load.datasets import json_lines
-from serve_bench.load.lengths import FixedLength
 from serve_bench.load.prompts import Api, SyntheticPromptSet
+from serve_bench.validation import read_text
 
 FORMATS = ("azure", "mooncake")
 
@@ -66,7 +66,7 @@ def _load(path: str, fmt: str, _mtime_ns: int) -> Trace:
     if fmt not in FORMATS:
         raise ConfigError(f"trace {path}: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p, f"trace {p}")
     rows = _azure(p, text) if fmt == "azure" else _mooncake(p, text)
     if not rows:
         raise ConfigError(f"trace {p}: no requests in it")
@@ -154,7 +154,6 @@ class TracePromptSet(SyntheticPromptSet):
         except ConfigError as err:
             raise ConfigError(f"trace {self.trace.path}:{self.trace.lines[shortest]}: {err.message}",
                               hint=err.hint) from None
-        self.inputs = _RowLengths(self.trace.input_tokens)
         self.output = _RowLengths(self.trace.output_tokens)  # type: ignore[assignment]
         self.limit, self.exhaust = len(self.trace), "stop"
         self._blocks: dict[int, list[str]] = {}
@@ -191,7 +190,8 @@ class TracePromptSet(SyntheticPromptSet):
         words = self._tail_words(index, max(1, target - self._overhead - len(head_words)) + 16)
         return head, target, words, target - self._overhead - len(head_words) - self._opening_extra(head, words)
 
-    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0) -> None:
+    def check_context(self, max_model_len: int, source: str = "the profile", answer_tokens: int = 0,
+                      turns: int = 1) -> None:
         total = self.trace.input_tokens + self.trace.output_tokens
         over = np.nonzero(total > max_model_len)[0]
         if over.size:
@@ -207,7 +207,6 @@ class _RowLengths:
 
     def __init__(self, values: np.ndarray) -> None:
         self.values = values
-        self.dist = FixedLength(kind="fixed", tokens=int(values.max()))  # bounds()[1]: the longest row
 
     def at(self, index: int) -> int:
         return int(self.values[index % self.values.size])

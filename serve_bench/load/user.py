@@ -240,11 +240,10 @@ class StreamingUser(User):
                 continue  # blank separators, comments, event: lines
             payload = line[5:].strip()
             at = payload.find(marker)
-            if (at >= 0 and payload[at + skip:at + skip + 1] != b'"' and b'"usage":{' not in payload
-                    and b'"error"' not in payload):
+            # a conversation needs the reply's text: its chunks take the parsing path below
+            if (reply is None and at >= 0 and payload[at + skip:at + skip + 1] != b'"'
+                    and b'"usage":{' not in payload and b'"error"' not in payload):
                 chunks.append(t)
-                if reply is not None:
-                    reply.append(_text(json.loads(payload), chat))
                 continue
             if payload == b"[DONE]":
                 done = True
@@ -282,11 +281,6 @@ class StreamingUser(User):
             response_length=getattr(self, "response_bytes", 0),
             exception=None if r.ok else StreamError(r.error or "failed"),
             context={"stage": r.stage}, response=None, url=self.path)
-
-
-def _text(event: dict[str, Any], chat: bool) -> str:
-    choice = (event.get("choices") or [{}])[0]
-    return ((choice.get("delta") or {}).get("content") if chat else choice.get("text")) or ""
 
 
 def make_user_class(state: StageState | None, stage: str, url: str, timeout_s: float) -> type[StreamingUser]:

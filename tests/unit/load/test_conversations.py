@@ -90,8 +90,9 @@ def test_turns_send_the_growing_history(tmp_path: Path) -> None:
         conv.sort(key=lambda r: r.turn_index or 0)
         assert [r.turn_index for r in conv] == list(range(len(conv)))
         assert all(b.prompt_tokens > a.prompt_tokens for a, b in zip(conv, conv[1:]))  # type: ignore[operator]
-        assert all(b.send_s - a.end_s >= 0.05 for a, b in zip(conv, conv[1:]))  # type: ignore[operator]  # think
-        assert conv[0].requested_input_tokens is None and conv[0].request_id.endswith("-t0")
+        # the think time between a reply and the next turn (a timer may fire a few ms early on its clock)
+        assert all(b.send_s - a.end_s >= 0.045 for a, b in zip(conv, conv[1:]))  # type: ignore[operator]
+        assert conv[0].request_id.endswith("-t0")
     longest = max(BODIES, key=lambda b: len(b["messages"]))
     roles = [m["role"] for m in longest["messages"]]
     assert roles == ["user", "assistant"] * (len(roles) // 2) + ["user"]

@@ -61,7 +61,8 @@ def test_prefix_plan_shares_and_texts() -> None:
     assert ids == [PrefixPlan(SharedPrefix(tokens=5, count=3, share=0.3), seed=1, salt="p").prefix_of(i)
                    for i in range(20000)]
     words = [" alpha", " beta", " gamma", " delta"]
-    assert plan.text(1, words) == plan.text(1, words) and len(plan.text(1, words).split()) == 5
+    fresh = PrefixPlan(SharedPrefix(tokens=5, count=3, share=0.3), seed=1, salt="p")  # nothing cached
+    assert plan.text(1, words) == fresh.text(1, words) and len(plan.text(1, words).split()) == 5
     assert PrefixPlan(SharedPrefix(tokens=5, share=0.0)).prefix_of(3) is None
     assert all(PrefixPlan(SharedPrefix(tokens=5)).prefix_of(i) == 0 for i in range(50))
 
@@ -112,6 +113,30 @@ def test_bad_prompt_files_name_file_and_line(tmp_path: Path) -> None:
 def write_azure(path: Path, rows: list[tuple[str, int, int]]) -> Path:
     path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(f"{t},{i},{o}\n" for t, i, o in rows))
     return path
+
+
+def test_profile_files_beside_the_profile_and_unreadable_ones(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the profile's directory is elsewhere: its relative paths are found beside it
+    d = tmp_path / "profiles"
+    d.mkdir()
+    (d / "lens.txt").write_text("10\n20\n30\n")
+    (d / "turns.txt").write_text("2\n3\n")
+    profile = {"name": "p", "api": "chat", "output_tokens": 4,
+               "stages": [{"kind": "concurrency", "users": 1, "requests": 2}],
+               "input_lengths": {"kind": "empirical", "path": "lens.txt"},
+               "conversation": {"turns": {"kind": "empirical", "path": "turns.txt"}}}
+    (d / "p.yaml").write_text(json.dumps(profile))
+    loaded = load_profile(d / "p.yaml")
+    assert loaded.input_tokens == 20 and loaded.conversation.turns.mean() == 2.5
+    (d / "lens.txt").write_bytes(b"\xff\xfe1\n")
+    with pytest.raises(ConfigError, match="lens.txt is not UTF-8 text"):
+        load_profile(d / "p.yaml")
+    (d / "q.yaml").write_text(json.dumps({**profile, "input_lengths": None, "input_tokens": 8,
+                                          "prompts": {"kind": "jsonl", "path": "missing.jsonl", "field": "q"}}))
+    with pytest.raises(ConfigError, match="prompts.path: missing.jsonl is not a file"):
+        load_profile(d / "q.yaml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_trace(d, "azure")  # a directory
 
 
 def test_azure_trace_times_and_lengths(tmp_path: Path) -> None:

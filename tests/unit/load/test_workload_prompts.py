@@ -81,6 +81,10 @@ def test_in_a_conversation_only_the_opening_message_carries_the_prefix(model_pat
             opened += 1
             assert inner.count(texts[0]) == 70 and all(f["prefix_id"] == 0 for f in fields)
     assert 10 < opened < 30
+    # the last turn holds the prefix and every earlier message and reply: 20 + 3 × (50 + 10) = 200 tokens
+    conv.check_context(200, answer_tokens=10)
+    with pytest.raises(ConfigError, match=r"a conversation of up to 3 turns .* 200 tokens by its last turn"):
+        conv.check_context(199, answer_tokens=10)
 
 
 def test_trace_prompts_have_the_row_lengths_and_share_their_blocks(model_path: Path, tmp_path: Path) -> None:

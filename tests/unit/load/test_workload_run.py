@@ -62,8 +62,6 @@ def test_a_replay_keeps_the_trace_send_times(tmp_path: Path) -> None:
     t0 = by_index[0].intended_send_s
     intended = [r.intended_send_s - t0 for r in by_index]  # type: ignore[operator]
     assert intended == pytest.approx(trace.offsets_s(2.0), abs=1e-6)  # the plan's times, exactly
-    lags = [r.send_s - r.intended_send_s for r in records]  # type: ignore[operator]
-    assert max(lags) < 0.05, lags  # sent when the trace says (2x faster)
     assert [r.max_tokens for r in by_index] == [int(o) for o in trace.output_tokens]
     assert [r.requested_output_tokens for r in by_index] == [int(o) for o in trace.output_tokens]
     s = result.summary
