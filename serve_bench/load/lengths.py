@@ -199,15 +199,6 @@ class LengthSampler:
         return joined[start - first * BLOCK:start - first * BLOCK + count]
 
 
-def describe_lengths(values: list[int] | np.ndarray) -> dict[str, float | int | None]:
-    """mean, p50, p90, min, max and n of token lengths (percentiles by linear interpolation)."""
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return {"mean": None, "p50": None, "p90": None, "min": None, "max": None, "n": 0}
-    return {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
-            "min": int(v.min()), "max": int(v.max()), "n": int(v.size)}
-
-
 def _erf(z: np.ndarray) -> np.ndarray:
     return np.vectorize(math.erf, otypes=[float])(z)
 

@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 
-from serve_bench.load.lengths import describe_lengths
 from serve_bench.load.records import RequestRecord
 
 PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
@@ -111,6 +110,14 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 def percentile_label(p: float) -> str:
     """vLLM's spelling: 99 -> '99', 99.9 -> '99.9'."""
     return str(int(p)) if int(p) == p else str(p)
+
+
+def describe_lengths(values: Sequence[float]) -> dict[str, float | int | None]:
+    """mean, p50, p90, min, max and n of token lengths (percentiles as :func:`percentile`)."""
+    if not len(values):
+        return {"mean": None, "p50": None, "p90": None, "min": None, "max": None, "n": 0}
+    return {"mean": float(np.mean(values)), "p50": percentile(values, 50), "p90": percentile(values, 90),
+            "min": int(min(values)), "max": int(max(values)), "n": len(values)}
 
 
 def describe_ms(name: str, values_s: Sequence[float], percentiles: Iterable[float] = PERCENTILES) -> dict[str, Any]:
