@@ -5,15 +5,13 @@ message; records carry the conversation and turn; the summary separates first tu
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_user import fake_server
 
 from serve_bench.load.conversations import ConversationPromptSet
 from serve_bench.load.profiles import profile_from_data
@@ -51,17 +49,6 @@ class Echo(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-@contextmanager
-def echo_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_turns_send_the_growing_history(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text("".join(json.dumps({"prompt": f"message {i} " + "w " * i}) + "\n" for i in range(60)))
@@ -77,7 +64,7 @@ def test_turns_send_the_growing_history(tmp_path: Path) -> None:
     assert isinstance(prompt_set_from_spec(prompts.spec()), ConversationPromptSet)  # the feed can rebuild it
     BODIES.clear()
     records: list[RequestRecord] = []
-    with echo_server() as url:
+    with fake_server(Echo) as url:
         result = run_stage(prof.expanded_stages()[0], url=url, model="m", profile=prof, prompts=prompts,
                            sink=records.append)
     turns = {i: prompts.turn_count(i) for i in range(4)}

@@ -92,9 +92,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def fake_server() -> Iterator[str]:
-    """The fake server's base URL while the block runs (also used by test_warmup_gate.py)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def fake_server(handler: type[BaseHTTPRequestHandler] | None = None) -> Iterator[str]:
+    """A fake server's base URL while the block runs (``Handler`` unless another is given; also used by other
+    load tests)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler or Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
