@@ -12,6 +12,7 @@ from rich.table import Table
 
 from serve_bench.cli.options import count_or_all, engine_args, split_list
 from serve_bench.errors import ConfigError
+from serve_bench.evaluate.settings import NUM_CONCURRENT
 
 # a pipe gets 80 columns by default, too narrow for the table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -81,7 +82,8 @@ def _int(text: str, flag: str) -> int:
 @click.option("--endpoint", multiple=True, metavar="TASK=completions|chat", help="Override a task's endpoint.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Offline task data laid out as ../shared/datasets (default: $SERVE_BENCH_DATA_DIR, else the hub).")
-@click.option("--concurrency", type=int, default=None, help="Requests in flight (default 8; 1: bit-identical reruns).")
+@click.option("--concurrency", type=int, default=None,
+              help=f"Requests in flight (default {NUM_CONCURRENT}; 1: bit-identical reruns).")
 @click.option("--engine-args", "engine_args_text", default="--max-model-len 2048", show_default=True,
               help="vLLM engine arguments when MODEL is launched.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

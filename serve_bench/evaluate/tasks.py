@@ -22,12 +22,20 @@ class TaskDef:
     higher_is_better: bool
     files: dict[str, str]  # split -> file under the data directory ({subject} for mmlu)
     about: str
+    full_items: int  # the full set's items (mmlu: questions over all subjects), for `limit: all`
     # the quick subset (limit unset): items (per subject for mmlu) and a cap on generated tokens, sized so
     # that the default study's evaluation stays within about a minute per checkpoint on 2 CPU cores
     quick_limit: int = 10
     quick_max_gen_toks: int | None = None
 
+    def items(self, limit: int | None) -> int:
+        """Items scored at ``limit`` (per subject for mmlu; None: the full set)."""
+        if limit is None:
+            return self.full_items
+        return min(limit * (MMLU_SUBJECTS if self.name == "mmlu" else 1), self.full_items)
 
+
+MMLU_SUBJECTS = 57
 MMLU_FILES = {"test": "mmlu/test/{subject}.jsonl", "dev": "mmlu/dev/{subject}.jsonl"}
 ARC_FILES = {"train": "arc/ARC-Challenge-Train.jsonl", "validation": "arc/ARC-Challenge-Dev.jsonl",
              "test": "arc/ARC-Challenge-Test.jsonl"}
@@ -37,22 +45,22 @@ PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sen
 
 TASKS: dict[str, TaskDef] = {t.name: t for t in [
     TaskDef("mmlu", "loglikelihood", "completions", 5, "acc,none", True, MMLU_FILES,
-            "57 subjects, 4 choices; knowledge", quick_limit=1),
+            "57 subjects, 4 choices; knowledge", 14042, quick_limit=1),
     TaskDef("gsm8k", "generate", "completions", 5, "exact_match,strict-match", True,
             {"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"}, "grade-school maths, exact answer",
-            quick_limit=4),
+            1319, quick_limit=4),
     TaskDef("ifeval", "generate", "chat", 0, "prompt_level_strict_acc,none", True,
             {"train": "ifeval/input_data.jsonl"}, "verifiable instructions, chat formatted",
-            quick_limit=4, quick_max_gen_toks=128),
+            541, quick_limit=4, quick_max_gen_toks=128),
     TaskDef("truthfulqa_mc2", "loglikelihood", "completions", 0, "acc,none", True, TQA_FILES,
-            "probability mass on true answers", quick_limit=6),
+            "probability mass on true answers", 817, quick_limit=6),
     TaskDef("truthfulqa_mc1", "loglikelihood", "completions", 0, "acc,none", True, TQA_FILES,
-            "the single true answer ranked first", quick_limit=6),
+            "the single true answer ranked first", 817, quick_limit=6),
     TaskDef("arc_challenge", "loglikelihood", "completions", 0, "acc_norm,none", True, ARC_FILES,
-            "grade-school science, hard set", quick_limit=20),
+            "grade-school science, hard set", 1172, quick_limit=20),
     TaskDef("wikitext", "perplexity", "completions", 0, "word_perplexity,none", False,
             {"test": "wikitext2/wikitext-2-raw-v1_test.jsonl"}, "WikiText-2 test articles, rolling perplexity",
-            quick_limit=1),
+            62, quick_limit=1),
 ]}
 # The default study's tasks: one or more of each side of the dichotomy that fits its time budget; mmlu
 # (57 subjects x 5-shot prompts, about 3 s per question here) is left to studies that ask for it.

@@ -67,12 +67,6 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
                      _evaluation(study, model))
 
 
-# the full sets' sizes (items; mmlu's questions over its 57 subjects), for `limit: all`
-FULL_ITEMS = {"mmlu": 14042, "gsm8k": 1319, "ifeval": 541, "truthfulqa_mc2": 817, "truthfulqa_mc1": 817,
-              "arc_challenge": 1172, "wikitext": 62}
-MMLU_SUBJECTS = 57
-
-
 def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
     """What the evaluation scores per checkpoint, with the run's own checks on its data (missing files fail
     here as they would there)."""
@@ -84,13 +78,7 @@ def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
     tasks = resolve_tasks(study.eval)
     if study.eval.data_dir:
         check_data(tasks, study.eval.data_dir)
-    items = {}
-    for t in tasks:
-        if t.limit is None:
-            items[t.name] = FULL_ITEMS.get(t.name, 1000)
-        else:
-            items[t.name] = min(t.limit * (MMLU_SUBJECTS if t.name == "mmlu" else 1),
-                                FULL_ITEMS.get(t.name, t.limit * MMLU_SUBJECTS))
+    items = {t.name: t.task.items(t.limit) for t in tasks}
     data = str(study.eval.data_dir) if study.eval.data_dir else "the Hugging Face hub"
     return EvalPlan(items, data, model.eval_s(items))
 

@@ -11,7 +11,7 @@ from shared_data import datasets_dir
 from serve_bench.errors import EvalError
 from serve_bench.evaluate import offline
 from serve_bench.evaluate.settings import EvalSettings
-from serve_bench.evaluate.tasks import TASKS, resolve
+from serve_bench.evaluate.tasks import MMLU_SUBJECTS, TASKS, resolve
 
 pytestmark = pytest.mark.unit
 
@@ -31,8 +31,26 @@ def test_the_shared_datasets_hold_every_task(data: Path) -> None:
     offline.check_data(tasks, data)
     files = offline.required_files(tasks, data)
     assert data / "mmlu/dev/anatomy.jsonl" in files and data / "arc/ARC-Challenge-Test.jsonl" in files
-    assert len([f for f in files if "/mmlu/test/" in str(f)]) == 57
+    assert len([f for f in files if "/mmlu/test/" in str(f)]) == MMLU_SUBJECTS == len(offline.mmlu_subjects())
     assert data / offline.PUNKT / "ortho_context.tab" in files
+
+
+def _rows(path: Path) -> int:
+    with path.open() as f:
+        return sum(1 for line in f if line.strip())
+
+
+def test_each_tasks_full_set_size_is_what_its_files_hold(data: Path) -> None:
+    """The plan sizes `limit: all` from TaskDef.full_items; the test split's rows say what it is."""
+    test_split = {name: data / t.files.get("test", t.files.get("validation", t.files.get("train", "")))
+                  for name, t in TASKS.items() if name not in ("mmlu", "wikitext")}
+    for name, path in test_split.items():
+        assert TASKS[name].full_items == _rows(path), name
+    assert TASKS["mmlu"].full_items == sum(_rows(data / TASKS["mmlu"].files["test"].format(subject=s))
+                                           for s in offline.mmlu_subjects())
+    rows = [json.loads(line)["text"] for line in (data / TASKS["wikitext"].files["test"]).open()]
+    assert TASKS["wikitext"].full_items == len(offline.pages(rows))
+    assert TASKS["mmlu"].items(2) == 2 * MMLU_SUBJECTS and TASKS["gsm8k"].items(None) == TASKS["gsm8k"].items(10**6)
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
