@@ -28,7 +28,8 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
            **capacity: Any) -> None:
     """Capacity-planning report for RUN_DIR(s): the knee, the highest load within the SLOs (with a
     bootstrap interval), replicas, cost and energy for a target traffic, and a verdict per pruned
-    checkpoint. Writes report.md, report.html (self-contained), report.json and plots/*.png.
+    checkpoint. Writes report.md, report.html (self-contained), report.json and plots/*.png; with
+    several runs whose checkpoints were evaluated, also dichotomy.md and .json across them.
 
     Settings: the run's study (its `report:` section), then these flags."""
     from serve_bench.cli.options import parse_slos
@@ -45,5 +46,11 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
     for path in (files.markdown, files.json):
         click.echo(f"        {path}")
     click.echo(f"        {len(files.pngs)} plots in {files.directory / 'plots'}")
+    if len(paths) > 1:  # one run has its own table already (written by `run`)
+        from serve_bench.evaluate.table import TABLE_MD, dichotomy_table
+
+        if dichotomy_table(paths, write=False).data["tasks"]:
+            dichotomy_table(paths, out_dir=files.directory)
+            click.echo(f"        {files.directory / TABLE_MD} (accuracy across the runs' checkpoints)")
     for line in files.verdicts:
         click.echo(f"  {line}")

@@ -6,7 +6,7 @@ Public surface (nothing here imports lm-eval until a function that needs it runs
     evaluate_served(url, served_model, tokenizer_dir, settings, out_dir, api_key=None,
                     progress=None, check_server=None) -> EvalResult
     EvalSettings, TaskSettings       the study's ``eval:`` section
-    dichotomy_table(run_dir, ...)    Markdown + JSON across a run's checkpoints
+    dichotomy_table(run_dirs, ...)   Markdown + JSON across the checkpoints of one run or several
 """
 
 from __future__ import annotations

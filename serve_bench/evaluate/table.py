@@ -7,10 +7,12 @@ there are enough checkpoints for them to mean anything."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serve_bench.errors import ConfigError
 from serve_bench.evaluate.results import read_results
 from serve_bench.evaluate.tasks import TASKS
 from serve_bench.rundir import EVAL_DIR, SUMMARY, RunDir, read_json, write_json
@@ -33,10 +35,27 @@ class Dichotomy:
     data: dict[str, Any]
 
 
-def dichotomy_table(run_dir: Path, stage: str | None = None, write: bool = True) -> Dichotomy:
-    """``stage``: the load stage whose serving figures are shown (default: the base model's last stage)."""
-    run = RunDir(run_dir)
-    rows = [_checkpoint_row(run_dir / name) for name in run.checkpoints()]
+def dichotomy_table(run_dirs: Path | Sequence[Path], stage: str | None = None, write: bool = True,
+                    out_dir: Path | None = None) -> Dichotomy:
+    """The table across the checkpoints of one run, or of several side by side (a study split over
+    runs: checkpoints served on different days, the rest of an interrupted study), labelled
+    ``run:checkpoint`` as the report labels them; the base is the first unpruned checkpoint.
+    ``stage``: the load stage whose serving figures are shown (default: the base model's last).
+    Written to ``out_dir`` (default: the run's directory; needed with several)."""
+    runs = [Path(run_dirs)] if isinstance(run_dirs, str | Path) else [Path(p) for p in run_dirs]
+    if write and out_dir is None and len(runs) != 1:
+        raise ConfigError("the dichotomy table of several runs needs a directory to go to",
+                          hint="pass out_dir (serve-bench report: --out)")
+    rows, summaries = [], []
+    for run in runs:
+        summary = _summary_rows(run)
+        for name in RunDir(run).checkpoints():
+            row = _checkpoint_row(run / name)
+            if len(runs) > 1:
+                row["label"] = f"{run.name}:{row['label']}"
+                row["run"] = str(run)
+            rows.append(row)
+            summaries.append([r for r in summary if r.get("checkpoint") == name])
     base = next((r for r in rows if not r["_pruning"]), rows[0] if rows else None)
     tasks = [t for t in TASKS if any(t in r["scores"] for r in rows)]
     _fill_base_size(rows)
@@ -46,16 +65,19 @@ def dichotomy_table(run_dir: Path, stage: str | None = None, write: bool = True)
             b = base["scores"].get(t) if base else None
             if s and b and s.get("value") is not None and b.get("value") is not None and r is not base:
                 s["vs_base"] = s["value"] - b["value"]
-    stage = stage or _default_stage(run_dir, base)
-    serving = _serving(run_dir, stage)
-    for r in rows:
-        r["serving"] = serving.get(r["name"], {})
-    data = {"checkpoints": rows, "tasks": tasks, "stage": stage, "load": _load_of(serving),
-            "base": base["name"] if base else None, "correlations": correlations(rows, tasks)}
+    own = summaries[rows.index(base)] if base else []
+    stage = stage or (own or [r for rs in summaries for r in rs] or [{}])[-1].get("stage")
+    for r, rs in zip(rows, summaries, strict=True):
+        r["serving"] = next(({"load": x.get("load"), **{key: x.get(key) for _, key, _ in SERVING}}
+                             for x in rs if x.get("stage") == stage), {})
+    load = next((r["serving"]["load"] for r in rows if r["serving"].get("load")), None)
+    data = {"checkpoints": rows, "tasks": tasks, "stage": stage, "load": load,
+            "base": base["label"] if base else None, "correlations": correlations(rows, tasks)}
     md = render(data)
     if write:
-        write_json(run_dir / TABLE_JSON, data)
-        (run_dir / TABLE_MD).write_text(md)
+        target = out_dir or runs[0]
+        write_json(target / TABLE_JSON, data)
+        (target / TABLE_MD).write_text(md)
     return Dichotomy(md, data)
 
 
@@ -107,29 +129,11 @@ def _size_from_disk(path: Path) -> tuple[int | None, float | None]:
     return total or None, ratio
 
 
-def _default_stage(run_dir: Path, base: dict[str, Any] | None) -> str | None:
-    rows = _summary_rows(run_dir)
-    own = [r for r in rows if base and r.get("checkpoint") == base["name"]] or rows
-    return own[-1].get("stage") if own else None
-
-
 def _summary_rows(run_dir: Path) -> list[dict[str, Any]]:
     try:
         return read_json(run_dir / SUMMARY).get("rows", [])
     except (OSError, ValueError, AttributeError):
         return []
-
-
-def _serving(run_dir: Path, stage: str | None) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for r in _summary_rows(run_dir):
-        if r.get("stage") == stage:
-            out[r["checkpoint"]] = {"load": r.get("load"), **{key: r.get(key) for _, key, _ in SERVING}}
-    return out
-
-
-def _load_of(serving: dict[str, dict[str, Any]]) -> str | None:
-    return next((s.get("load") for s in serving.values() if s.get("load")), None)
 
 
 def correlations(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
@@ -138,7 +142,7 @@ def correlations(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]
     pairs = [(a, b) for a in KNOWLEDGE for b in BEHAVIOUR if a in tasks and b in tasks]
     if n < MIN_CHECKPOINTS_FOR_R:
         return {"computed": False, "min_checkpoints": MIN_CHECKPOINTS_FOR_R, "checkpoints": n, "pairs": [],
-                "note": f"correlations need at least {MIN_CHECKPOINTS_FOR_R} checkpoints (this run has {n}); "
+                "note": f"correlations need at least {MIN_CHECKPOINTS_FOR_R} checkpoints (this table has {n}); "
                         "not computed"}
     from scipy.stats import pearsonr
 

@@ -138,3 +138,22 @@ def test_several_runs_side_by_side(tmp_path):
     [v] = data["verdicts"]
     assert v.startswith("run-b:p20 (20% pruned): ") and "run-b:base" in v
     assert "run-b is interrupted" in files.markdown.read_text()
+
+
+def test_cli_with_several_runs_writes_the_dichotomy_table_across_them(tmp_path):
+    a = write_run(tmp_path / "run-a", {"base": {"stages": ladder(0.1, loads=(1, 2))}})
+    b = write_run(tmp_path / "run-b", {"p40": {"base": "base", "prune": 0.4, "stages": ladder(0.05, loads=(1, 2))}})
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["report", str(a), str(b), "--out", str(tmp_path / "o")])
+    assert plain.exit_code == 0, plain.output
+    assert not (tmp_path / "o" / "dichotomy.md").exists() and "dichotomy" not in plain.output  # nothing evaluated
+    for run, value in ((a, 0.42), (b, 0.30)):
+        ck = next(p for p in run.iterdir() if (p / "checkpoint.json").is_file())
+        (ck / "eval" / "results.json").parent.mkdir(exist_ok=True)
+        (ck / "eval" / "results.json").write_text(json.dumps({"tasks": {"arc_challenge": {
+            "metric": "acc_norm,none", "value": value, "stderr": 0.01, "higher_is_better": True}}}))
+    ok = runner.invoke(cli, ["report", str(a), str(b), "--out", str(tmp_path / "o")])
+    assert ok.exit_code == 0, ok.output
+    assert f"{tmp_path / 'o' / 'dichotomy.md'} (accuracy across the runs' checkpoints)" in ok.output
+    md = (tmp_path / "o" / "dichotomy.md").read_text()
+    assert "| run-a:base |" in md and "| run-b:p40 |" in md and "0.300 ± 0.010 (-0.120)" in md
