@@ -80,6 +80,7 @@ class ResolvedTask:
     num_fewshot: int
     limit: int | None  # None: the full set
     max_gen_toks: int | None
+    quick: bool = False  # the task's quick subset (no limit was set)
 
     @property
     def name(self) -> str:
@@ -104,5 +105,5 @@ def resolve(settings: EvalSettings) -> list[ResolvedTask]:
         max_gen = o.max_gen_toks if o and o.max_gen_toks else (t.quick_max_gen_toks if quick else None)
         fewshot = o.num_fewshot if o and o.num_fewshot is not None else t.num_fewshot
         out.append(ResolvedTask(t, endpoint, fewshot, t.quick_limit if quick else None if limit == "all" else limit,
-                                max_gen))
+                                max_gen, quick))
     return out

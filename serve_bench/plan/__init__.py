@@ -56,6 +56,7 @@ from serve_bench.plan.history import History, profile_fingerprint, read_history
 from serve_bench.plan.model import (
     CheckpointPlan,
     EnergyPlan,
+    EvalPlan,
     Part,
     ProfilePlan,
     ServerPlan,
@@ -66,6 +67,6 @@ from serve_bench.plan.model import (
 from serve_bench.plan.resolve import plan_study
 from serve_bench.plan.text import estimate_line, render_plan
 
-__all__ = ["BUNDLED_SHAPE", "CPU_HOST", "CheckpointPlan", "CostModel", "EnergyPlan", "History", "Part", "ProfilePlan",
-           "ServerPlan", "StageEstimate", "StageInfo", "StudyPlan", "estimate_line", "make_plan", "plan_profile",
-           "plan_study", "profile_fingerprint", "read_history", "render_plan", "sweep_rates"]
+__all__ = ["BUNDLED_SHAPE", "CPU_HOST", "CheckpointPlan", "CostModel", "EnergyPlan", "EvalPlan", "History", "Part",
+           "ProfilePlan", "ServerPlan", "StageEstimate", "StageInfo", "StudyPlan", "estimate_line", "make_plan",
+           "plan_profile", "plan_study", "profile_fingerprint", "read_history", "render_plan", "sweep_rates"]

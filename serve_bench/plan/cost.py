@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -28,16 +29,32 @@ class CostModel:
     report_s: float = 3.2       # the capacity report at the end (plots, HTML, JSON)
     eval_start_s: float = 3.0   # per checkpoint's evaluation: lm-eval imported, task configs loaded
     eval_task_s: float = 1.0    # per task: its data loaded
-    # per item scored, by task (the bundled model, 8 requests in flight): docs/benchmarks.md, "Accuracy
-    # evaluation: the default study's quick subset" (2026-11-29) and its mmlu note; a task not here: 2 s
+    # per item of a task's quick subset (`limit` unset), by task: the default study's evaluation (45-60 s
+    # per checkpoint) at 8 in flight; docs/benchmarks.md, "Accuracy evaluation: the default study's quick
+    # subset" (2026-11-29) and its mmlu note. 32 in flight was level with 8 there. A task not here: 2 s.
     eval_item_s: tuple[tuple[str, float], ...] = (
         ("arc_challenge", 0.45), ("wikitext", 3.0), ("gsm8k", 4.5), ("truthfulqa_mc2", 1.5),
         ("truthfulqa_mc1", 1.5), ("ifeval", 2.2), ("mmlu", 3.0))
+    # per item of a subset a study sets (`limit: N|all`: lm-eval's own answer lengths), 32 in flight, for
+    # (the unpruned model, a pruned copy): data-free pruned copies of the bundled model seldom stop, so they
+    # generate to the cap. docs/benchmarks.md, "The pruning dichotomy" (2026-11-29). Not here: quick's.
+    eval_set_item_s: tuple[tuple[str, float, float], ...] = (
+        ("arc_challenge", 0.21, 0.24), ("wikitext", 10.3, 11.5), ("gsm8k", 1.22, 4.3),
+        ("truthfulqa_mc2", 1.95, 1.9), ("truthfulqa_mc1", 1.2, 1.2), ("ifeval", 7.0, 9.8), ("mmlu", 4.1, 4.1))
 
-    def eval_s(self, items: dict[str, int]) -> float:
-        """One checkpoint's evaluation: ``items`` scored per task."""
+    def eval_s(self, items: dict[str, int], quick: Collection[str] = (), pruned: bool = False) -> float:
+        """One checkpoint's evaluation: ``items`` scored per task; ``quick``: the tasks running their quick
+        subsets; ``pruned``: a pruned copy (slower where it generates)."""
         per_item = dict(self.eval_item_s)
-        return self.eval_start_s + sum(self.eval_task_s + n * per_item.get(task, 2.0) for task, n in items.items())
+        per_set_item = {task: (base, cut) for task, base, cut in self.eval_set_item_s}
+        total = self.eval_start_s
+        for task, n in items.items():
+            if task in quick or task not in per_set_item:
+                each = per_item.get(task, 2.0)
+            else:
+                each = per_set_item[task][1 if pruned else 0]
+            total += self.eval_task_s + n * each
+        return total
 
     def e2el(self, users: float, prompt: int, output: int, kept: float = 1.0) -> float:
         """Modelled latency of one request (first send to last token) with ``users`` requests in flight."""

@@ -253,8 +253,8 @@ def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profi
         pieces.append(f"{total_stages} stage{'s' if total_stages != 1 else ''} {secs(stage_s)}"
                       + (f" ({measured_text})" if measured_n else ""))
         if evaluation is not None:
-            seconds += evaluation.seconds
-            pieces.append(f"evaluation {secs(evaluation.seconds)}")
+            seconds += evaluation.seconds_for(ck.kept)
+            pieces.append(f"evaluation {secs(evaluation.seconds_for(ck.kept))}")
         if launch:
             pieces.append(f"stop {secs(model.stop_s)}")
         parts.append(Part(f"{ck.name}: " + ", ".join(pieces), seconds,

@@ -86,7 +86,11 @@ class EvalPlan:
 
     tasks: dict[str, int]  # task -> items scored (per checkpoint)
     data: str              # the offline directory, or "the Hugging Face hub"
-    seconds: float         # per checkpoint, from the cost model
+    seconds: float         # per unpruned checkpoint, from the cost model
+    pruned_seconds: float  # per pruned copy (they generate longer answers)
+
+    def seconds_for(self, kept: float) -> float:
+        return self.seconds if kept >= 1.0 else self.pruned_seconds
 
 
 @dataclass

@@ -79,8 +79,9 @@ def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
     if study.eval.data_dir:
         check_data(tasks, study.eval.data_dir)
     items = {t.name: t.task.items(t.limit) for t in tasks}
+    quick = [t.name for t in tasks if t.quick]
     data = str(study.eval.data_dir) if study.eval.data_dir else "the Hugging Face hub"
-    return EvalPlan(items, data, model.eval_s(items))
+    return EvalPlan(items, data, model.eval_s(items, quick), model.eval_s(items, quick, pruned=True))
 
 
 def _server(study: StudySpec, notes: list[str]) -> ServerPlan:

@@ -16,6 +16,7 @@ from serve_bench.plan import (
     CheckpointPlan,
     CostModel,
     EnergyPlan,
+    EvalPlan,
     ServerPlan,
     estimate_line,
     make_plan,
@@ -119,6 +120,23 @@ def test_wall_time_adds_up_its_parts() -> None:
     plan2 = make_plan("s", Path("out"), cks, [p], ServerPlan("url", url="http://x"), NO_ENERGY, ROUND)
     assert plan2.total_s == pytest.approx(expected - 2 * (10.0 + 10.0 + 2.0))
     assert plan.requests() == (14, 2, False)
+
+
+def test_evaluation_costs_quick_subsets_and_set_subsets_and_pruned_copies_apart() -> None:
+    m = replace(ROUND, eval_start_s=2.0, eval_task_s=1.0, eval_item_s=(("gsm8k", 3.0),),
+                eval_set_item_s=(("gsm8k", 1.0, 4.0),))
+    assert m.eval_s({"gsm8k": 4}, quick=["gsm8k"]) == pytest.approx(2.0 + 1.0 + 4 * 3.0)
+    assert m.eval_s({"gsm8k": 4}, quick=["gsm8k"], pruned=True) == pytest.approx(2.0 + 1.0 + 4 * 3.0)
+    assert m.eval_s({"gsm8k": 100}) == pytest.approx(2.0 + 1.0 + 100 * 1.0)
+    assert m.eval_s({"gsm8k": 100}, pruned=True) == pytest.approx(2.0 + 1.0 + 100 * 4.0)
+    assert m.eval_s({"mmlu": 57}) == pytest.approx(2.0 + 1.0 + 57 * 2.0)  # a task with no figure: 2 s an item
+    # in the plan: each checkpoint's evaluation by whether it is pruned
+    p = prof({"kind": "concurrency", "users": 1, "requests": 1})
+    ev = EvalPlan({"gsm8k": 100}, "d", m.eval_s({"gsm8k": 100}), m.eval_s({"gsm8k": 100}, pruned=True))
+    plan = make_plan("s", Path("out"), [ck("a"), ck("b", kept=0.5)], [p], LAUNCH, NO_ENERGY, m, evaluation=ev)
+    without = make_plan("s", Path("out"), [ck("a"), ck("b", kept=0.5)], [p], LAUNCH, NO_ENERGY, m)
+    assert plan.total_s - without.total_s == pytest.approx(103.0 + 403.0)
+    assert "evaluation 1 min 43 s" in render_plan(plan) and "evaluation 6 min 43 s" in render_plan(plan)
 
 
 def test_sweep_expands_like_the_runner() -> None:
