@@ -65,8 +65,10 @@ def dichotomy_table(run_dirs: Path | Sequence[Path], stage: str | None = None, w
             b = base["scores"].get(t) if base else None
             if s and b and s.get("value") is not None and b.get("value") is not None and r is not base:
                 s["vs_base"] = s["value"] - b["value"]
-    own = summaries[rows.index(base)] if base else []
-    stage = stage or (own or [r for rs in summaries for r in rs] or [{}])[-1].get("stage")
+    if stage is None:  # the base's last stage, else the last of any
+        stages = [r.get("stage") for r in summaries[rows.index(base)]] if base else []
+        stages = stages or [r.get("stage") for rs in summaries for r in rs]
+        stage = stages[-1] if stages else None
     for r, rs in zip(rows, summaries, strict=True):
         r["serving"] = next(({"load": x.get("load"), **{key: x.get(key) for _, key, _ in SERVING}}
                              for x in rs if x.get("stage") == stage), {})

@@ -63,7 +63,7 @@ TASKS: dict[str, TaskDef] = {t.name: t for t in [
             62, quick_limit=1),
 ]}
 # The default study's tasks: one or more of each side of the dichotomy that fits its time budget; mmlu
-# (57 subjects x 5-shot prompts, about 3 s per question here) is left to studies that ask for it.
+# (57 subjects x 5-shot prompts, 3-4 s per question here) is left to studies that ask for it.
 DEFAULT_TASKS = ("arc_challenge", "wikitext", "gsm8k", "truthfulqa_mc2", "ifeval")
 
 
