@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import tiny_models
 from click.testing import CliRunner
+from shared_data import datasets_dir
 
 from serve_bench.load.profiles import list_profiles, load_profile
 
@@ -67,6 +69,16 @@ def test_default_study_plan_converts_prunes_and_starts_nothing(home, tmp_path) -
     assert "estimated wall time" in text and "--enforce-eager" in text
     assert not out.exists(), "a dry run creates no run directory"
     assert not home.exists(), "nor converts or prunes anything into the cache"
+
+
+def test_the_dichotomy_benchmark_study_plans_its_subsets_and_pruned_copies_apart(home, tmp_path) -> None:
+    study = Path(__file__).resolve().parents[3] / "scripts" / "studies" / "dichotomy-cpu.yaml"
+    result = dry(str(study), "--data-dir", str(datasets_dir()), "--out", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    assert "arc_challenge 1172, wikitext 12, gsm8k 150, truthfulqa_mc2 150, ifeval 40, mmlu 57 items" in result.output
+    evals = [re.search(r"evaluation (\d+ min \d+)", line).group(1) for line in result.output.splitlines()
+             if ": vLLM start" in line]
+    assert len(evals) == 4 and len(set(evals[1:])) == 1 and evals[0] != evals[1]  # base, then three pruned copies
 
 
 @pytest.mark.parametrize("name", list_profiles())
