@@ -16,9 +16,9 @@ from serve_bench.evaluate.tasks import DEFAULT_TASKS, TASKS, unknown_task_messag
 DATA_DIR_ENV = "SERVE_BENCH_DATA_DIR"
 Endpoint = Literal["completions", "chat"]
 Limit = int | Literal["all"]
-# Requests lm-eval keeps in flight. On 2 CPU cores 32 beat 8 by about 20% on gsm8k and arc_challenge
-# subsets of 24-100 items and was level on the quick subset (docs/benchmarks.md, "Evaluation
-# concurrency"); a GPU server batches more still.
+# Requests lm-eval keeps in flight. On 2 CPU cores 32 took 23-55% less time than 8 on gsm8k and
+# arc_challenge subsets of 24-100 items and the same on the quick subset (docs/benchmarks.md,
+# "Evaluation concurrency"); a GPU server batches more still.
 NUM_CONCURRENT = 32
 
 
