@@ -49,8 +49,9 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
     if len(paths) > 1:  # one run has its own table already (written by `run`)
         from serve_bench.evaluate.table import TABLE_MD, dichotomy_table
 
-        if dichotomy_table(paths, write=False).data["tasks"]:
-            dichotomy_table(paths, out_dir=files.directory)
+        table = dichotomy_table(paths, write=False)
+        if table.data["tasks"]:
+            table.write(files.directory)
             click.echo(f"        {files.directory / TABLE_MD} (accuracy across the runs' checkpoints)")
     for line in files.verdicts:
         click.echo(f"  {line}")

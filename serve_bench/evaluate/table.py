@@ -34,6 +34,10 @@ class Dichotomy:
     markdown: str
     data: dict[str, Any]
 
+    def write(self, directory: Path) -> None:
+        write_json(directory / TABLE_JSON, self.data)
+        (directory / TABLE_MD).write_text(self.markdown)
+
 
 def dichotomy_table(run_dirs: Path | Sequence[Path], stage: str | None = None, write: bool = True,
                     out_dir: Path | None = None) -> Dichotomy:
@@ -75,12 +79,10 @@ def dichotomy_table(run_dirs: Path | Sequence[Path], stage: str | None = None, w
     load = next((r["serving"]["load"] for r in rows if r["serving"].get("load")), None)
     data = {"checkpoints": rows, "tasks": tasks, "stage": stage, "load": load,
             "base": base["label"] if base else None, "correlations": correlations(rows, tasks)}
-    md = render(data)
+    table = Dichotomy(render(data), data)
     if write:
-        target = out_dir or runs[0]
-        write_json(target / TABLE_JSON, data)
-        (target / TABLE_MD).write_text(md)
-    return Dichotomy(md, data)
+        table.write(out_dir or runs[0])
+    return table
 
 
 def _checkpoint_row(ck_dir: Path) -> dict[str, Any]:
