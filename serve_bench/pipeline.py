@@ -61,6 +61,7 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
     profiles = [load_profile(p) for p in study.profiles]  # bad profiles fail before anything starts
     key = api_key(study)
     run = RunDir.create(study.out_dir, study.name)
+    slo = study.resolved_slo()
     secrets = [key, auth.key_from_env(study.server.api_key_env)]
 
     def save_manifest() -> None:
@@ -75,13 +76,14 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         "packages": environment.package_versions(),
         "hardware": environment.hardware(),
         "checkpoints": [],
+        "slo": slo.model_dump(),  # the one SLO set goodput, the exporter, the live view and the report use
     }
     save_manifest()
     ev.run_started(run.path)
     outcome = RunOutcome(run.path, "running")
     from serve_bench.observe.observer import Observer
 
-    observer = Observer(slos_ms=study.slo or None, metrics_host=study.metrics.host, metrics_port=study.metrics.port,
+    observer = Observer(slos_ms=slo.slo_ms, metrics_host=study.metrics.host, metrics_port=study.metrics.port,
                         gpus=_server_gpus(study), idle_s=study.energy.idle_s, meter=energy_meter)
     try:
         manifest["metrics_url"] = observer.start()
@@ -283,7 +285,7 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
 
             ev.stage_started(ck.label or ck.name, profile.name)
             results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
-                                  sink=sink, slos_ms=study.slo or None, on_stage=on_stage,
+                                  sink=sink, slos_ms=study.resolved_slo().slo_ms, on_stage=on_stage,
                                   workers=study.remote_workers or study.workers, remote=remote, api_key=key,
                                   worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live)
             died = any(r.server_died for r in results) or (server is not None and not server.alive())

@@ -108,7 +108,18 @@ class StudySpec(_Strict):
     def _one_worker_kind(self) -> StudySpec:
         if self.workers and self.remote_workers:
             raise ValueError("use workers (this host) or remote_workers (other hosts), not both")
+        if self.slo and self.report.slo_ms and self.slo != self.report.slo_ms:
+            raise ValueError("slo and report.slo_ms name different SLOs: a run has one set (goodput, the exporter, "
+                             "the live view and the report all judge by it); keep slo only")
         return self
+
+    def resolved_slo(self) -> ResolvedSlo:
+        """The run's one SLO set: ``slo``, else ``report.slo_ms``, else serve-bench's default."""
+        if self.slo:
+            return ResolvedSlo(slo_ms=dict(self.slo), source="the study's slo")
+        if self.report.slo_ms:
+            return ResolvedSlo(slo_ms=dict(self.report.slo_ms), source="the study's report.slo_ms")
+        return ResolvedSlo(slo_ms=dict(DEFAULT_SLO_MS), source=DEFAULT_SLO_SOURCE)
 
     @field_validator("slo")
     @classmethod
@@ -118,9 +129,26 @@ class StudySpec(_Strict):
 
 # -- the report (serve_bench.report) ------------------------------------------------------------------------------
 
-# Per-request limits the report checks when neither report.slo_ms nor the study's slo names any: sized so that
-# the default study (the bundled 135M model on a 2-vCPU CPU host, 1/4/16 users) crosses them inside its ladder.
-DEFAULT_REPORT_SLO_MS: dict[str, float] = {"ttft_ms": 1000.0, "tpot_ms": 100.0}
+# The SLOs of a run whose study names none (goodput, the exporter, the live view and the report all use the
+# resolved set, kept in the manifest). How they were chosen: README, "The default SLOs".
+DEFAULT_SLO_MS: dict[str, float] = {"ttft_ms": 1000.0, "tpot_ms": 100.0}
+DEFAULT_SLO_SOURCE = "serve-bench's default for the default study (CPU host); set yours"
+
+
+class ResolvedSlo(BaseModel):
+    """A run's SLO set and where it came from, as the manifest keeps it (``manifest["slo"]``)."""
+
+    slo_ms: dict[str, float]
+    source: str
+
+
+def run_slos(manifest: dict) -> tuple[dict[str, float], str] | None:
+    """A run's resolved SLO set from its manifest; runs made before it was kept: the study's ``slo``."""
+    kept = manifest.get("slo")
+    if isinstance(kept, dict) and kept.get("slo_ms"):
+        return dict(kept["slo_ms"]), str(kept.get("source") or "the run's manifest")
+    study_slo = (manifest.get("study") or {}).get("slo")
+    return (dict(study_slo), "the study's slo") if study_slo else None
 
 
 def _check_slos(v: dict[str, float]) -> dict[str, float]:
@@ -147,8 +175,8 @@ class CapacitySettings(_Strict):
 
 class ReportSettings(_Strict):
     slo_ms: dict[str, float] = Field(default_factory=dict,
-                                     description="per-request limits, e.g. {ttft_ms: 500, tpot_ms: 50}; empty: "
-                                                 "the study's slo, else DEFAULT_REPORT_SLO_MS")
+                                     description="limits, e.g. {ttft_ms: 500, tpot_ms: 50}; empty: the run's "
+                                                 "resolved set (the study's slo, else DEFAULT_SLO_MS)")
     slo_percentile: float = Field(99.0, gt=0, le=100, description="each limit holds at this percentile")
     min_attainment: float | None = Field(0.95, gt=0, le=1,
                                          description="share of attempted requests meeting every limit (failed "

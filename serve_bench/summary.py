@@ -13,6 +13,7 @@ from typing import Any
 from serve_bench.load.metrics import summarize
 from serve_bench.load.records import read_records
 from serve_bench.rundir import RunDir, read_json
+from serve_bench.study import run_slos
 
 # (column title, row key, format)
 COLUMNS: list[tuple[str, str, str]] = [
@@ -126,7 +127,7 @@ def collect(run: RunDir) -> list[dict[str, Any]]:
 def recompute(run: RunDir) -> list[dict[str, Any]]:
     """The same rows as :func:`collect`, with every summary derived from records.jsonl."""
     manifest = read_json(run.path / "manifest.json")
-    slos = manifest.get("study", {}).get("slo") or None
+    slos = (run_slos(manifest) or (None,))[0]
     rows = []
     for name in run.checkpoints():
         path = run.records_path(name)

@@ -31,8 +31,15 @@ includes the stage's start and its drain, when fewer than all users are busy):
                              send; a ramp has none
     steady_output_throughput output tokens arriving in the window / its length; each request's tokens
                              (from usage) are spread evenly over its content chunks' arrival times
-    steady_request_throughput requests completing in the window / its length
+    steady_request_throughput completed requests in the window / its length, each counted by the share of its
+                             life (send to end) inside the window: exact for any arrival pattern, where counting
+                             whole completions is biased whenever users finish in lock-step waves
     steady_mean_in_flight    requests in flight on average over the window
+
+SLOs. A limit on a per-request metric (``ttft_ms``, ``tpot_ms``, ``e2el_ms``, ``ntpot_ms``, ``max_itl_ms``:
+the request's largest gap between content chunks) judges each request: goodput and attainment count the
+requests meeting every such limit. ``itl_ms`` is a limit on the pooled gaps (vLLM's ITL) at the SLO
+percentile: a property of a stage, not of one request, so it never makes a request bad.
 
 Token counts come from the server's ``usage``. Percentiles are numpy's
 ``linear`` interpolation (the default, also what vLLM bench serve uses); each
@@ -54,7 +61,9 @@ from serve_bench.load.records import RequestRecord
 
 PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
 PERCENTILE_METHOD = "linear"
-SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "ntpot_ms")
+# limits that judge each request (goodput, attainment); itl_ms limits the pooled gaps' percentile of a stage
+PER_REQUEST_SLO_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms", "ntpot_ms", "max_itl_ms")
+SLO_METRICS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "ntpot_ms", "max_itl_ms")
 
 
 # -- per request ------------------------------------------------------------------------------------------------
@@ -136,7 +145,8 @@ def describe_ms(name: str, values_s: Sequence[float], percentiles: Iterable[floa
 
 
 def is_good(r: RequestRecord, slos_ms: Mapping[str, float]) -> bool:
-    """Meets every SLO. Errors are not good. Open-loop ttft/e2el are taken from the intended send time."""
+    """Meets every per-request SLO (``itl_ms`` is a stage's, not a request's). Errors are not good. Open-loop
+    ttft/e2el are taken from the intended send time."""
     if not completed(r):
         return False
     intended = r.intended_send_s is not None
@@ -145,24 +155,28 @@ def is_good(r: RequestRecord, slos_ms: Mapping[str, float]) -> bool:
         "e2el_ms": e2el_s(r, from_intended=intended),
         "tpot_ms": tpot_s(r),
         "ntpot_ms": ntpot_s(r),
-        "itl_ms": max(itls_s(r), default=None),
+        "max_itl_ms": max(itls_s(r), default=None),
     }
-    for key, limit_ms in slos_ms.items():
+    for key, limit_ms in per_request_slos(slos_ms).items():
         value = measured[key]
-        if key == "tpot_ms" and value is None:
+        if key in ("tpot_ms", "max_itl_ms") and value is None:
             value = 0.0  # one output token: no decode phase (as vLLM treats it)
-        if key == "itl_ms" and value is None:
-            value = 0.0
         if value is None or value * 1000.0 > limit_ms:
             return False
     return True
+
+
+def per_request_slos(slos_ms: Mapping[str, float]) -> dict[str, float]:
+    """The limits that judge each request (all but the pooled ``itl_ms``)."""
+    return {k: v for k, v in slos_ms.items() if k in PER_REQUEST_SLO_METRICS}
 
 
 def request_arrays(done: Sequence[RequestRecord]) -> dict[str, np.ndarray]:
     """The per-request definitions above for many completed requests at once, vectorised (the live
     exporter's batches): ``ttft``/``e2el`` from the intended send in open loop (as :func:`is_good` and the
     headlines), ``tpot`` (requests with > 1 token), ``ntpot``, ``send_lag`` (open loop only), ``itl`` (every
-    gap, pooled) and ``max_itl`` per request (0 with one chunk). A test holds them equal to the scalar ones."""
+    gap, pooled, in request order), ``gaps_per_request`` (to resample them by request) and ``max_itl`` per
+    request (0 with one chunk). A test holds them equal to the scalar ones."""
     k = len(done)
     send = np.fromiter((r.send_s for r in done), float, k)
     scheduled = np.fromiter((r.intended_send_s is not None for r in done), bool, k)
@@ -183,17 +197,25 @@ def request_arrays(done: Sequence[RequestRecord]) -> dict[str, np.ndarray]:
     return {"ttft": first - start, "e2el": last - start, "tpot": (last - first)[multi] / (out[multi] - 1),
             "tpot_all": np.where(multi, (last - first) / np.maximum(out - 1, 1), 0.0),
             "ntpot": np.where(out > 0, (last - send) / np.maximum(out, 1), np.inf),
-            "send_lag": (send - start)[scheduled], "itl": gaps[inside], "max_itl": max_itl}
+            "send_lag": (send - start)[scheduled], "itl": gaps[inside], "max_itl": max_itl,
+            "gaps_per_request": np.maximum(lengths - 1, 0), "out": out}
 
 
 def good_mask(arrays: Mapping[str, np.ndarray], slos_ms: Mapping[str, float]) -> np.ndarray:
     """:func:`is_good` for the completed requests of :func:`request_arrays`."""
+    return slo_scores(arrays, slos_ms) <= 1.0
+
+
+def slo_scores(arrays: Mapping[str, np.ndarray], slos_ms: Mapping[str, float]) -> np.ndarray:
+    """Per completed request of :func:`request_arrays`: its worst value / limit over the per-request SLOs
+    (≤ 1: good; 0 when there is none). Attainment ≥ q is then exactly "the q-quantile of the scores ≤ 1", a
+    quantity that moves smoothly with load where the share of good requests jumps."""
     values = {"ttft_ms": arrays["ttft"], "e2el_ms": arrays["e2el"], "tpot_ms": arrays["tpot_all"],
-              "ntpot_ms": arrays["ntpot"], "itl_ms": arrays["max_itl"]}
-    good = np.ones(arrays["ttft"].size, dtype=bool)
-    for key, limit_ms in slos_ms.items():
-        good &= values[key] * 1000.0 <= limit_ms
-    return good
+              "ntpot_ms": arrays["ntpot"], "max_itl_ms": arrays["max_itl"]}
+    score = np.zeros(arrays["ttft"].size)
+    for key, limit_ms in per_request_slos(slos_ms).items():
+        score = np.maximum(score, values[key] * 1000.0 / limit_ms)
+    return score
 
 
 def measured_records(records: Iterable[RequestRecord], warmup_end_s: float | None = None) -> list[RequestRecord]:
@@ -211,6 +233,21 @@ def measured_records(records: Iterable[RequestRecord], warmup_end_s: float | Non
 
 def _end(r: RequestRecord) -> float:
     return r.end_s if r.end_s is not None else (r.last_token_s if r.last_token_s is not None else r.send_s)
+
+
+def life_s(r: RequestRecord) -> float:
+    """Send to end: how long the request held a slot of the load (Little's law's time in the system)."""
+    return _end(r) - r.send_s
+
+
+def window_shares(recs: Sequence[RequestRecord], start_s: float, end_s: float) -> np.ndarray:
+    """Per record, the share of its life (send to end) inside [start_s, end_s]: summed, the requests served in
+    the window, whatever the arrival pattern (a request half inside counts one half)."""
+    send = np.fromiter((r.send_s for r in recs), float, len(recs))
+    life = np.fromiter((life_s(r) for r in recs), float, len(recs))
+    end = send + life
+    inside = np.clip(np.minimum(end, end_s) - np.maximum(send, start_s), 0.0, None)
+    return np.where(life > 0, inside / np.where(life > 0, life, 1.0), ((send >= start_s) & (send <= end_s)) * 1.0)
 
 
 def steady_window(recs: Sequence[RequestRecord], users: int | None) -> tuple[float, float, str] | None:
@@ -246,20 +283,18 @@ def steady_state(recs: Sequence[RequestRecord], users: int | None) -> dict[str, 
     a, b, basis = window
     length = b - a
     tokens = 0.0
-    finished = 0
     busy = 0.0
     for r in recs:
         busy += max(0.0, min(_end(r), b) - max(r.send_s, a))
         if not completed(r):
             continue
-        if a <= r.last_token_s <= b:  # type: ignore[operator]
-            finished += 1
         times = r.chunk_times_s
         inside = bisect.bisect_right(times, b) - bisect.bisect_left(times, a)
         if inside and r.output_tokens:
             tokens += r.output_tokens * inside / len(times)
     return {"steady_window_start_s": a, "steady_window_end_s": b, "steady_duration": length, "steady_basis": basis,
-            "steady_output_throughput": tokens / length, "steady_request_throughput": finished / length,
+            "steady_output_throughput": tokens / length,
+            "steady_request_throughput": float(window_shares([r for r in recs if completed(r)], a, b).sum()) / length,
             "steady_mean_in_flight": busy / length}
 
 

@@ -8,15 +8,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from serve_bench.load.metrics import PERCENTILE_METHOD
 from serve_bench.report import capacity
 from serve_bench.report.accuracy import TaskScore, read_accuracy
 from serve_bench.report.inputs import CheckpointData, RunData, StageData
 from serve_bench.report.knee import Knee, find_knee
 from serve_bench.report.slo import ABOVE, BELOW, SloCapacity, slo_capacity, stage_constraint_values
-from serve_bench.study import DEFAULT_REPORT_SLO_MS, ReportSettings
+from serve_bench.study import DEFAULT_SLO_MS, DEFAULT_SLO_SOURCE, ReportSettings, run_slos
 
 SHOWN_PERCENTILES = (50, 90, 99)
 LATENCIES = ("ttft", "tpot", "itl", "e2el")
@@ -60,12 +58,19 @@ class Report:
 
 
 def resolve_slos(settings: ReportSettings, runs: list[RunData]) -> tuple[dict[str, float], str]:
-    if settings.slo_ms:
-        return dict(settings.slo_ms), "report settings"
-    study_slo = (runs[0].manifest.get("study") or {}).get("slo") if runs else None
-    if study_slo:
-        return dict(study_slo), "the study's slo"
-    return dict(DEFAULT_REPORT_SLO_MS), "serve-bench's default for the default study (CPU host); set yours"
+    """The run's own SLO set (kept in its manifest), unless the report was asked for another."""
+    run_slo = run_slos(runs[0].manifest) if runs else None
+    if settings.slo_ms and (run_slo is None or dict(settings.slo_ms) != run_slo[0]):
+        differs = (f"; the run itself judged goodput by {_slo_text(run_slo[0])} ({run_slo[1]})"
+                   if run_slo is not None else "")
+        return dict(settings.slo_ms), "report settings" + differs
+    if run_slo is not None:
+        return run_slo
+    return dict(DEFAULT_SLO_MS), DEFAULT_SLO_SOURCE
+
+
+def _slo_text(slos: dict[str, float]) -> str:
+    return ", ".join(f"{k} ≤ {v:g}" for k, v in slos.items())
 
 
 def analyse(runs: list[RunData], settings: ReportSettings) -> Report:
@@ -107,7 +112,7 @@ def _checkpoint(run: RunData, ck: CheckpointData, settings: ReportSettings, slos
     measured_in, measured_out = _mix(curve or ck.stages)
     if not curve:
         out.plan = capacity.plan(None, (None, None), settings.capacity, measured_input_tokens=measured_in,
-                                 measured_output_tokens=measured_out, prefill_share=None, energy=None,
+                                 measured_output_tokens=measured_out, energy=None,
                                  no_answer=why or "no usable stage")
         return out
     out.profile, out.axis = curve[0].profile, curve[0].load_axis
@@ -122,8 +127,7 @@ def _checkpoint(run: RunData, ck: CheckpointData, settings: ReportSettings, slos
         no_answer = (f"the lowest load tested ({curve[0].load_text}) already misses {out.slo.binding}: "
                      "test lower loads")
     out.plan = capacity.plan(out.slo.rate_rps, out.slo.ci_rate_rps, settings.capacity,
-                             measured_input_tokens=measured_in, measured_output_tokens=measured_out,
-                             prefill_share=_prefill_share(curve, out.slo), energy=energy,
+                             measured_input_tokens=measured_in, measured_output_tokens=measured_out, energy=energy,
                              energy_reason=out.energy_reason, lower_bound=out.slo.status == ABOVE,
                              no_answer=no_answer)
     return out
@@ -141,11 +145,16 @@ def _curve(stages: list[StageData], profile: str | None) -> tuple[list[StageData
     if profile is not None:
         chosen = [g for (p, _), g in groups.items() if p == profile]
         if chosen:
-            return sorted(chosen[0], key=lambda s: s.load), ""  # type: ignore[arg-type, return-value]
+            pick = max(chosen, key=len)  # a sweep's rate stages, not its two closed-loop ones
+            if len(chosen) > 1:
+                note = (f"the plan rests on profile {profile!r}'s {len(pick)} {pick[0].load_axis} stages; its other "
+                        "stages are tabled only")
+            return sorted(pick, key=lambda s: s.load), note  # type: ignore[arg-type, return-value]
         note = f"profile {profile!r} has no usable stage here; "
-    pick = next((g for g in groups.values() if len(g) >= 2), max(groups.values(), key=len))
+    pick = max(groups.values(), key=len)  # the longest curve; the first one among equals
     if len(groups) > 1:
-        note += f"the plan rests on profile {pick[0].profile!r} ({pick[0].load_axis}); other profiles are tabled only"
+        note += (f"the plan rests on profile {pick[0].profile!r} ({len(pick)} {pick[0].load_axis} stages); other "
+                 "stages are tabled only")
     return sorted(pick, key=lambda s: s.load), note  # type: ignore[arg-type, return-value]
 
 
@@ -186,15 +195,6 @@ def _energy_at(curve: list[StageData], slo: SloCapacity) -> tuple[capacity.Opera
                               if s.energy_measured and not s.energy.get("net_reason") else None for s in curve])
     idle = next((s.energy.get("idle_power_watts") for s in curve if s.energy.get("idle_power_watts")), None)
     return capacity.OperatingEnergy(gross, net, idle if net is not None else None, basis), ""
-
-
-def _prefill_share(curve: list[StageData], slo: SloCapacity) -> float | None:
-    shares = []
-    for s in curve:
-        a = s.arrays
-        shares.append(float(np.mean(a["ttft"]) / np.mean(a["e2el"])) if a and a["e2el"].size and
-                      np.mean(a["e2el"]) > 0 else None)
-    return _at(curve, slo, shares)[0]
 
 
 def _stage_row(s: StageData, used: bool, constraint_values: dict[str, float | None]) -> dict[str, Any]:

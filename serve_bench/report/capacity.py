@@ -8,8 +8,9 @@ Assumptions, stated in every report:
 - a traffic mix other than the one measured is served at the measured output-token rate (decode-bound):
   capacity in requests/s scales by measured output tokens / traffic output tokens; prompt length changes
   TTFT, which this does not model, so measure with a profile of your mix for a measured answer;
-- the cost of a day is split between input and output tokens by the share of a request's time spent
-  before its first token (prefill and queueing: TTFT / E2EL at the operating point);
+- cost per million tokens at the target traffic: the fleet's daily cost over the tokens that traffic
+  brings in a day (so two fleets of one size cost the same); efficiency at capacity: one replica's cost
+  per hour over the output tokens it serves in an hour running at its SLO capacity;
 - kWh/day: energy per output token at the operating point × output tokens per day; when the idle power
   was measured, net energy per token plus idle power × replicas × 24 h (so idle headroom is paid for).
 """
@@ -27,7 +28,8 @@ ASSUMPTIONS = [
     "replicas scale linearly (N replicas serve N × one replica's capacity within the SLOs)",
     "each replica runs at most at (1 − headroom) of that capacity",
     "a traffic mix other than the measured one is served at the measured output-token rate (decode-bound)",
-    "a day's cost is split between input and output tokens by TTFT / E2EL at the operating point",
+    "cost per million tokens: the fleet's daily cost over the tokens the target traffic brings in a day; "
+    "efficiency at capacity: a replica's hourly cost over the output tokens it serves at its SLO capacity",
     "kWh/day: energy per output token at the operating point × output tokens/day (+ idle power × replicas "
     "× 24 h when idle was measured, with net energy per token)",
     "confidence intervals cover the sampling noise of the requests within each stage, not run-to-run "
@@ -56,8 +58,9 @@ class Plan:
     replicas_ci: tuple[int | None, int | None] = (None, None)  # from the capacity interval (high, low ends)
     gpu_hours_per_day: float | None = None
     cost_per_day: float | None = None
-    cost_per_m_input_tokens: float | None = None
-    cost_per_m_output_tokens: float | None = None
+    cost_per_m_tokens: float | None = None  # the fleet's daily cost / (input + output) tokens per day
+    cost_per_m_output_tokens: float | None = None  # the fleet's daily cost / output tokens per day
+    cost_per_m_output_tokens_at_capacity: float | None = None  # one replica at its SLO capacity
     kwh_per_day: float | None = None
     co2_kg_per_day: float | None = None
     energy_note: str = "not measured"
@@ -72,8 +75,8 @@ def replicas_for(rps: float, capacity_rps: float, headroom: float) -> int | None
 
 
 def plan(capacity_rps: float | None, capacity_ci: tuple[float | None, float | None], settings: CapacitySettings, *,
-         measured_input_tokens: float, measured_output_tokens: float, prefill_share: float | None,
-         energy: OperatingEnergy | None, energy_reason: str = "not measured", lower_bound: bool = False,
+         measured_input_tokens: float, measured_output_tokens: float, energy: OperatingEnergy | None,
+         energy_reason: str = "not measured", lower_bound: bool = False,
          no_answer: str = "") -> Plan:
     """The fleet for ``settings``' traffic from one replica's capacity (requests/s at the measured mix)."""
     if capacity_rps is None or capacity_rps <= 0:
@@ -99,11 +102,10 @@ def plan(capacity_rps: float | None, capacity_ci: tuple[float | None, float | No
     out.cost_per_day = out.gpu_hours_per_day * settings.gpu_hour_price
     in_per_day = settings.rps * tokens_in * SECONDS_PER_DAY
     out_per_day = settings.rps * tokens_out * SECONDS_PER_DAY
-    share = min(max(prefill_share if prefill_share is not None else 0.0, 0.0), 1.0)
-    if prefill_share is None:
-        out.notes.append("no TTFT/E2EL at the operating point: the whole cost is put on output tokens")
-    out.cost_per_m_input_tokens = out.cost_per_day * share / in_per_day * 1e6 if in_per_day else None
-    out.cost_per_m_output_tokens = out.cost_per_day * (1.0 - share) / out_per_day * 1e6 if out_per_day else None
+    out.cost_per_m_tokens = out.cost_per_day / (in_per_day + out_per_day) * 1e6 if in_per_day + out_per_day else None
+    out.cost_per_m_output_tokens = out.cost_per_day / out_per_day * 1e6 if out_per_day else None
+    replica_hour = settings.gpus_per_replica * settings.gpu_hour_price
+    out.cost_per_m_output_tokens_at_capacity = replica_hour / (out.capacity_rps * tokens_out * 3600.0) * 1e6
     if energy is None:
         out.energy_note = f"not measured ({energy_reason})"
         return out
@@ -155,9 +157,13 @@ def verdict(label: str, pruned: Plan, base_label: str, base: Plan,
         parts.append(f"{_pct(pruned.kwh_per_day, base.kwh_per_day)} kWh/day")
     else:
         parts.append("kWh/day not measured")
-    if pruned.cost_per_m_output_tokens is not None and base.cost_per_m_output_tokens is not None:
-        parts.append(f"{_pct(pruned.cost_per_m_output_tokens, base.cost_per_m_output_tokens)} cost per "
-                     "million output tokens")
+    if pruned.cost_per_day is not None and base.cost_per_day is not None:  # the fleets' cost, as their size says
+        parts.append("the same daily cost" if pruned.cost_per_day == base.cost_per_day else
+                     f"{_pct(pruned.cost_per_day, base.cost_per_day)} daily cost")
+    if pruned.cost_per_m_output_tokens_at_capacity and base.cost_per_m_output_tokens_at_capacity:
+        at = "at least " if pruned.lower_bound or base.lower_bound else ""
+        parts.append(f"{_pct(pruned.cost_per_m_output_tokens_at_capacity, base.cost_per_m_output_tokens_at_capacity)}"
+                     f" cost per million output tokens at SLO capacity ({at}efficiency of a full replica)")
     parts += accuracy_deltas if accuracy_deltas else ["accuracy not evaluated"]
     return f"{who}: " + ", ".join(parts) + "."
 

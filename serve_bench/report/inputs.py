@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.metrics import completed, measured_records, request_arrays, summarize
+from serve_bench.load.metrics import completed, life_s, measured_records, request_arrays, summarize, window_shares
 from serve_bench.load.records import RequestRecord, read_records
 from serve_bench.rundir import MANIFEST, RECORDS, RunDir, read_json
 from serve_bench.summary import load_label
@@ -41,6 +41,7 @@ class StageData:
     arrays: dict[str, np.ndarray]  # metrics.request_arrays over the completed, measured requests
     attempted: int
     energy: dict[str, Any]
+    kind: str = ""  # the stage's kind in its result file (concurrency, rate, ramp, replay…)
 
     @property
     def usable(self) -> bool:
@@ -51,6 +52,8 @@ class StageData:
     def excluded_because(self) -> str | None:
         if self.flags:
             return ", ".join(self.flags)
+        if self.kind == "replay":
+            return "a trace replay (its load follows the trace: no single level)"
         if self.load is None:
             return "no single load level (a ramp)"
         if not self.summary.get("completed"):
@@ -162,9 +165,16 @@ def stage_data(result: dict[str, Any], records: list[RequestRecord]) -> StageDat
     summary = summarize(records, warmup_end_s=warmup_end_s, users=users)
     measured = measured_records(records, warmup_end_s)
     done = [r for r in measured if completed(r)]
+    arrays = request_arrays(done) if done else {}
+    if done:  # what the stage's request rate counts of each request (the bootstrap redraws it)
+        window = (summary["steady_window_start_s"], summary["steady_window_end_s"])
+        if window[0] is None:
+            window = (summary["first_send_s"], summary["last_response_s"])
+        arrays["share"] = window_shares(done, *window)
+        arrays["life"] = np.array([life_s(r) for r in done])
     return StageData(index=int(result.get("index", 0)), name=result["stage"], profile=result.get("profile"),
                      load_axis=axis, load=load, load_text=load_label(target),
                      flags=[words for key, words in FLAGS.items() if result.get(key)],
                      started_s=result.get("started_s"), ended_s=result.get("ended_s"), summary=summary,
-                     arrays=request_arrays(done) if done else {}, attempted=len(measured),
-                     energy=result.get("energy") or {"measured": False, "reason": "not recorded"})
+                     arrays=arrays, attempted=len(measured),
+                     energy=result.get("energy") or {"measured": False, "reason": "not recorded"}, kind=kind)

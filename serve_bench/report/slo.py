@@ -5,33 +5,52 @@ Constraints, each checked per stage on the raw records (definitions in :mod:`ser
     <metric> at the SLO percentile  ≤ its limit        e.g. p99 TTFT ≤ 1000 ms; ITL is the pooled gaps
     SLO attainment                  ≥ min_attainment   good / attempted, failed requests count as not good
 
-Along the stages of one load curve (sorted by load), a constraint's boundary is the first stage that
-misses it, linearly interpolated against the last one that met it; the checkpoint's answer is the lowest
-boundary, and that constraint *binds*. Request rate and concurrency at the boundary are interpolated
-between the same two stages. When every stage meets every constraint the answer is a lower bound (the
-highest load tested); when the lowest stage misses one there is no answer.
+Attainment is a step function of load (every request good at one stage, none at the next, when requests
+are alike), so it is never interpolated as a share. Attainment ≥ q holds exactly when the q-quantile of the
+requests' scores (each request's worst value / limit over the per-request SLOs; a failed request scores ∞)
+is ≤ 1, and that quantile moves smoothly with load: the boundary is interpolated on it. With one limit,
+"attainment ≥ 95%" is then "p95 ≤ limit", weaker than p99 ≤ limit, and the two agree on which binds.
 
-Confidence interval: percentile bootstrap. Each stage's requests are resampled with replacement
-(independently per stage and per metric; ITL resamples pooled gaps; attainment resamples good/not-good
-outcomes), the boundary is recomputed, and the interval is the central ``confidence`` share of the
-boundaries. Stage throughputs are held at their measured values. Fixed seed: the same run gives the same
-interval.
+Along the stages of one load curve (sorted by load), a constraint's boundary is the first stage that
+misses it, linearly interpolated against the last stage before it that met it; stages where a constraint
+has no samples are skipped, never taken as a miss or a pass. The checkpoint's answer is the lowest
+boundary, and that constraint *binds*. Request rate and concurrency at the boundary are interpolated
+between the same stages. When every stage meets every constraint the answer is a lower bound (the highest
+load tested); when the lowest stage misses one there is no answer.
+
+Confidence interval: percentile bootstrap over requests. Each resample draws every stage's attempted
+requests with replacement, once, and that one draw feeds every constraint and the stage's request rate:
+the metric percentiles over the drawn completed requests, the pooled inter-token gaps of the drawn
+requests (gaps are resampled by request, since they cluster within one), the scores' quantile, and the
+rate (closed loop: by Little's law, requests in flight over the drawn requests' mean life; open loop: the
+drawn requests' shares of the steady window over its length). A percentile from fewer samples than
+10 / (1 − q) (p99: 1,000) is too extreme for the bootstrap, which never looks past the largest sample:
+there each resample takes the distribution-free order statistic instead (rank K + 1 with K ~ Binomial(n, q),
+unbounded when K = n), which widens the interval, and the report says so. The interval covers the
+sampling noise of the requests within each stage only. Fixed seed: the same run gives the same interval.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from serve_bench.load.metrics import PERCENTILE_METHOD, good_mask, percentile_label
-from serve_bench.load.metrics import percentile as percentile_of
+from serve_bench.load.metrics import PERCENTILE_METHOD, per_request_slos, percentile_label, slo_scores
 from serve_bench.report.inputs import StageData
 
 ATTAINMENT = "slo_attainment"
-_ARRAY = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2el_ms": "e2el", "ntpot_ms": "ntpot", "itl_ms": "itl"}
+_ARRAY = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2el_ms": "e2el", "ntpot_ms": "ntpot", "max_itl_ms": "max_itl"}
 WITHIN, ABOVE, BELOW = "within", "above", "below"
+_UNBOUNDED = 1e300  # a quantile past the largest sample, or a failed request's score: missed, whatever the limit
+_CELLS_PER_CHUNK = 4_000_000  # resamples × samples held at once in the bootstrap (memory, not speed)
+
+
+def samples_needed(percentile: float) -> int:
+    """Samples a percentile wants before its estimate can be trusted: about ten beyond it (p99: 1,000)."""
+    return math.ceil(10.0 / (1.0 - percentile / 100.0)) if percentile < 100 else 10**9
 
 
 @dataclass
@@ -39,9 +58,11 @@ class Constraint:
     name: str  # "p99 ttft_ms" or "slo_attainment"
     limit: float
     upper: bool  # True: value ≤ limit; False: value ≥ limit
-    values: list[float | None]  # per stage, in the curve's order
+    values: list[float | None]  # per stage, in the curve's order (attainment: the share of good requests)
     boundary_load: float | None
     status: str  # within / above (never missed) / below (missed at the lowest load)
+    samples: list[int] = field(default_factory=list)  # per stage, the samples behind the value
+    needed: int = 0  # samples the percentile wants (10 / (1 − q)); fewer widen the interval
 
 
 @dataclass
@@ -59,18 +80,154 @@ class SloCapacity:
     ci_rate_rps: tuple[float | None, float | None] = (None, None)
     ci_load: tuple[float | None, float | None] = (None, None)
     ci_censored: str | None = None  # "upper": the upper end is "at least"; "lower": the lower end is "below"
+    why_binding: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+# -- one stage's requests, as the constraints read them -------------------------------------------------------------
+
+@dataclass
+class _Sample:
+    """Per-request data of one stage, sorted once per constraint, with the request each value belongs to.
+    Indices 0…done−1 are the completed requests, done…attempted−1 the failed ones."""
+
+    attempted: int
+    done: int
+    sorted_values: dict[str, np.ndarray]  # constraint -> values in ascending order
+    owners: dict[str, np.ndarray]  # constraint -> request index of each sorted value
+    share: np.ndarray  # completed requests: share of life inside the steady window
+    life: np.ndarray  # completed requests: send to end, seconds
+    in_flight: float  # requests in flight on average over the window
+    window_s: float  # the window's length (the whole stage when it has none)
+    open_loop: bool
+    rate: float
+
+
+def _sample(stage: StageData, names: dict[str, str], slos_ms: Mapping[str, float]) -> _Sample:
+    a = stage.arrays
+    done = int(a["ttft"].size) if a else 0
+    sorted_values: dict[str, np.ndarray] = {}
+    owners: dict[str, np.ndarray] = {}
+    for name, metric in names.items():
+        if not a:
+            values, owner = np.empty(0), np.empty(0, dtype=np.int64)
+        elif metric == ATTAINMENT:
+            values = np.concatenate([slo_scores(a, slos_ms), np.full(stage.attempted - done, np.inf)])
+            owner = np.arange(values.size)
+        elif metric == "itl_ms":
+            values, owner = a["itl"] * 1000.0, np.repeat(np.arange(done), a["gaps_per_request"])
+        else:
+            values, owner = a[_ARRAY[metric]] * 1000.0, np.arange(done)
+            if metric == "tpot_ms":  # defined for requests of more than one token only
+                owner = np.nonzero(a["out"] > 1)[0]
+            keep = np.isfinite(values)
+            values, owner = values[keep], owner[keep]
+        order = np.argsort(values, kind="stable")
+        sorted_values[name] = np.minimum(values[order], _UNBOUNDED)
+        owners[name] = owner[order]
+    sm = stage.summary
+    window = sm.get("steady_duration") or sm.get("duration") or 0.0
+    return _Sample(attempted=stage.attempted, done=done, sorted_values=sorted_values, owners=owners,
+                   share=a["share"] if a else np.empty(0), life=a["life"] if a else np.empty(0),
+                   in_flight=float(stage.concurrency or 0.0), window_s=float(window),
+                   open_loop=bool(sm.get("open_loop")), rate=float(stage.request_rate_rps or 0.0))
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float, widen: bool,
+                       rng: np.random.Generator | None) -> np.ndarray:
+    """Per row of ``weights`` (counts of each sorted value in one resample): the q-quantile by linear
+    interpolation of the values repeated by their counts, or (``widen``) the order statistic of rank
+    K + 1 with K ~ Binomial(count, q), unbounded when K = count. NaN where a row holds no value."""
+    n = values.size
+    cum = np.cumsum(weights, axis=1)
+    total = cum[:, -1]
+    if widen and rng is not None:
+        k = rng.binomial(total, q)
+        j = (cum <= k[:, None]).sum(axis=1)
+        out = np.where(k >= total, _UNBOUNDED, values[np.minimum(j, n - 1)])
+    else:
+        h = (total - 1) * q
+        k = np.floor(h)
+        lo = values[np.minimum((cum <= k[:, None]).sum(axis=1), n - 1)]
+        hi = values[np.minimum((cum <= (k + 1)[:, None]).sum(axis=1), n - 1)]
+        out = lo + (h - k) * (hi - lo)
+    return np.where(total > 0, out, np.nan)
+
+
+def _evaluate(sample: _Sample, counts: np.ndarray, quantiles: dict[str, float], widen: dict[str, bool],
+              rng: np.random.Generator | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every constraint's value and the stage's rate for each row of ``counts`` (how often each attempted
+    request is drawn): the one draw feeds them all."""
+    values = {}
+    for name, q in quantiles.items():
+        v = sample.sorted_values[name]
+        if not v.size:
+            values[name] = np.full(counts.shape[0], np.nan)
+            continue
+        values[name] = _weighted_quantile(v, counts[:, sample.owners[name]], q, widen[name], rng)
+    c = counts[:, :sample.done].astype(float)
+    served = c @ sample.share
+    if sample.open_loop or not sample.done:
+        rate = served / sample.window_s if sample.window_s > 0 else np.full(counts.shape[0], sample.rate)
+    else:  # Little's law: a closed loop's concurrency is fixed, its rate follows the requests' mean life
+        mean_life = (c @ (sample.share * sample.life)) / np.where(served > 0, served, np.nan)
+        rate = sample.in_flight / mean_life
+    return values, rate
+
+
+# -- the boundary ---------------------------------------------------------------------------------------------------
+
+def _boundaries(values: np.ndarray, loads: np.ndarray, limit: float,
+                upper: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` (resamples × stages, NaN: no samples there): the interpolated load where the
+    limit is first missed, and the status (WITHIN / ABOVE / BELOW; "" where no stage has a value)."""
+    valid = ~np.isnan(values)
+    missed = valid & ((values > limit) if upper else (values < limit))
+    rows, stages = values.shape
+    idx = np.arange(stages)
+    any_missed = missed.any(axis=1)
+    first = np.where(any_missed, missed.argmax(axis=1), stages)
+    before = np.where(valid & (idx[None, :] < first[:, None]), idx[None, :], -1).max(axis=1)
+    last_valid = np.where(valid, idx[None, :], -1).max(axis=1)
+    load = np.full(rows, np.nan)
+    status = np.full(rows, "", dtype=object)
+    above = ~any_missed & (last_valid >= 0)
+    load[above], status[above] = loads[-1], ABOVE
+    below = any_missed & (before < 0)
+    status[below] = BELOW
+    within = any_missed & (before >= 0)
+    r = np.nonzero(within)[0]
+    if r.size:
+        a, b = values[r, before[r]], values[r, first[r]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.where(b == a, 1.0, np.clip((limit - a) / (b - a), 0.0, 1.0))
+        load[r] = loads[before[r]] + t * (loads[first[r]] - loads[before[r]])
+        status[r] = WITHIN
+    return load, status
+
+
+# -- the answer -----------------------------------------------------------------------------------------------------
+
+def _constraint_names(slos_ms: Mapping[str, float], percentile: float,
+                      min_attainment: float | None) -> dict[str, str]:
+    names = {_name(m, percentile): m for m in slos_ms}
+    if min_attainment is not None and per_request_slos(slos_ms):
+        names[ATTAINMENT] = ATTAINMENT
+    return names
 
 
 def stage_constraint_values(stage: StageData, slos_ms: Mapping[str, float], percentile: float,
                             min_attainment: float | None) -> dict[str, float | None]:
-    """Each constraint's value at one stage (metric percentiles in ms; attainment as a share)."""
+    """Each constraint's value at one stage (metric percentiles in ms; attainment as the share of good)."""
+    names = _constraint_names(slos_ms, percentile, min_attainment)
+    sample = _sample(stage, names, slos_ms)
     out: dict[str, float | None] = {}
-    for metric in slos_ms:
-        value = percentile_of(_metric_values(stage, metric), percentile)
-        out[_name(metric, percentile)] = None if value is None else value * 1000.0
-    if min_attainment is not None:
-        out[ATTAINMENT] = _good(stage, slos_ms) / stage.attempted if stage.attempted else None
+    for name, metric in names.items():
+        v = sample.sorted_values[name]
+        if metric == ATTAINMENT:
+            out[name] = float(np.mean(v <= 1.0)) if v.size else None
+        else:
+            out[name] = float(np.percentile(v, percentile, method=PERCENTILE_METHOD)) if v.size else None
     return out
 
 
@@ -80,55 +237,91 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
     """The highest load of ``curve`` (usable stages of one profile and load axis) meeting the SLOs."""
     curve = sorted(curve, key=lambda s: s.load)  # type: ignore[arg-type, return-value]
     loads = np.array([s.load for s in curve], dtype=float)
-    rates = np.array([s.request_rate_rps or 0.0 for s in curve], dtype=float)
     conc = np.array([s.concurrency or 0.0 for s in curve], dtype=float)
-    point = [stage_constraint_values(s, slos_ms, percentile, min_attainment) for s in curve]
-    names = list(point[0]) if point else []
-    limits = {_name(m, percentile): (float(v), True) for m, v in slos_ms.items()}
-    if min_attainment is not None:
-        limits[ATTAINMENT] = (float(min_attainment), False)
+    names = _constraint_names(slos_ms, percentile, min_attainment)
+    quantiles = {n: (min_attainment if m == ATTAINMENT else percentile / 100.0) for n, m in names.items()}
+    needed = {n: samples_needed(q * 100.0) for n, q in quantiles.items()}
+    samples = [_sample(s, names, slos_ms) for s in curve]
+    widen = [{n: 0 < s.sorted_values[n].size < needed[n] for n in names} for s in samples]
+    point = [_evaluate(s, np.ones((1, s.attempted), dtype=np.int64), quantiles, w, None)
+             for s, w in zip(samples, widen)]
+    rates = np.array([s.rate for s in samples])
+    shown = [stage_constraint_values(s, slos_ms, percentile, min_attainment) for s in curve]
     notes: list[str] = []
+    if min_attainment is not None and not per_request_slos(slos_ms):
+        notes.append("SLO attainment not checked: only itl_ms is set, which limits a stage's pooled gaps, not "
+                     "each request (set max_itl_ms to bound every request's worst gap)")
     constraints: list[Constraint] = []
-    point_loads = []
-    for name in names:
-        values = [p[name] for p in point]
-        if all(v is None for v in values):
+    for name, metric in names.items():
+        row = np.array([[p[0][name][0] for p in point]])
+        if np.isnan(row).all():
             notes.append(f"{name}: no samples at any stage; not checked")
             continue
-        limit, upper = limits[name]
-        arr = np.array([[np.nan if v is None else v for v in values]])
-        b, status = _boundary(arr, loads, limit, upper)
-        missed = [v is not None and (v > limit if upper else v < limit) for v in values]
-        if any(missed) and not missed[-1]:
-            first = missed.index(True)
-            notes.append(f"{name} is missed at {curve[first].name} but met again at a higher load (noise, or "
-                         f"something else running then): the boundary is taken at the first miss")
-        constraints.append(Constraint(name, limit, upper, values, None if status[0] == BELOW else float(b[0]),
-                                      status[0]))
-        point_loads.append(b)
-    method = (f"highest load meeting {', '.join(names) or 'no constraint'}, linear interpolation between "
-              f"stages; {confidence:.0%} percentile-bootstrap interval, {resamples} resamples of the requests "
-              f"of each stage, seed {seed}; percentiles: {PERCENTILE_METHOD}")
+        limit = float(min_attainment if metric == ATTAINMENT else slos_ms[metric])  # type: ignore[arg-type]
+        b, status = _boundaries(row, loads, 1.0 if metric == ATTAINMENT else limit, True)
+        values = [shown[i][name] for i in range(len(curve))]
+        n = [int(s.sorted_values[name].size) for s in samples]
+        constraints.append(Constraint(name, limit, metric != ATTAINMENT, values,
+                                      None if status[0] == BELOW else float(b[0]), str(status[0]), n, needed[name]))
+        _note_recovery(notes, name, row[0], 1.0 if metric == ATTAINMENT else limit, curve)
+        few = [f"{s.name} ({k})" for s, k, w in zip(curve, n, widen) if w[name]]
+        if few:
+            notes.append(f"{name}: too few samples for a {_q_text(quantiles[name])} at {', '.join(few)}: it wants "
+                         f"about {needed[name]:,} (10 / (1 − {quantiles[name]:g})); the interval there uses the "
+                         f"distribution-free order-statistic bound, open above where the true value may lie "
+                         f"beyond the largest sample")
+    method = (f"highest load meeting {', '.join(c.name for c in constraints) or 'no constraint'}; boundaries "
+              f"interpolated linearly between stages on each constraint's quantile (attainment: on the "
+              f"{_q_text(min_attainment or 0.95)} of each request's worst value/limit); {confidence:.0%} "
+              f"percentile-bootstrap interval, {resamples} resamples, one draw of each stage's requests feeding "
+              f"every constraint and its rate (gaps by request), seed {seed}; percentiles: {PERCENTILE_METHOD}")
     axis = curve[0].load_axis if curve else "concurrency"
     result = SloCapacity(method=method, axis=str(axis), stages=[s.name for s in curve],
                          samples=[s.attempted for s in curve], constraints=constraints, status=BELOW,
                          binding=None, load=None, rate_rps=None, concurrency=None, notes=notes)
     if not constraints:
         return result
-    lowest = min(range(len(constraints)), key=lambda i: _order(constraints[i]))
-    best = constraints[lowest]
+    best = min(constraints, key=_order)
     result.status = best.status
     if best.status == ABOVE:  # nothing missed: no constraint binds yet; name the one closest to its limit
         result.notes.append(f"no constraint was missed up to the highest load tested; closest to its limit there: "
                             f"{_closest(constraints)}")
     else:
         result.binding = best.name
+        result.why_binding = _why(best, constraints, axis)
+        result.notes.insert(0, result.why_binding)
     if best.status != BELOW:
         load = best.boundary_load
         result.load, result.rate_rps = load, float(np.interp(load, loads, rates))
         result.concurrency = float(np.interp(load, loads, conc))
-    _bootstrap(result, curve, slos_ms, percentile, limits, loads, rates, resamples, confidence, seed)
+    _bootstrap(result, samples, names, quantiles, widen, loads, resamples, confidence, seed)
     return result
+
+
+def _note_recovery(notes: list[str], name: str, row: np.ndarray, limit: float, curve: Sequence[StageData]) -> None:
+    missed = [not np.isnan(v) and v > limit for v in row]
+    if any(missed) and not missed[-1]:
+        first = missed.index(True)
+        notes.append(f"{name} is missed at {curve[first].name} but met again at a higher load (noise, or "
+                     f"something else running then): the boundary is taken at the first miss")
+
+
+def _why(best: Constraint, constraints: list[Constraint], axis: str) -> str:
+    unit = "users" if axis == "concurrency" else "req/s"
+
+    def where(c: Constraint) -> str:
+        if c.status == WITHIN:
+            return f"{c.name} at {c.boundary_load:.3g} {unit}"
+        return f"{c.name} never missed" if c.status == ABOVE else f"{c.name} missed at the lowest load"
+
+    rest = "; ".join(where(c) for c in sorted((c for c in constraints if c is not best), key=_order))
+    head = (f"{best.name} is crossed first, at {best.boundary_load:.3g} {unit}" if best.status == WITHIN else
+            f"{best.name} is missed at the lowest load tested")
+    return head + (f" (then {rest})" if rest else "")
+
+
+def _q_text(q: float) -> str:
+    return f"{percentile_label(round(q * 100, 6))}th percentile"
 
 
 def _closest(constraints: list[Constraint]) -> str:
@@ -142,100 +335,50 @@ def _closest(constraints: list[Constraint]) -> str:
 
 
 def _order(c: Constraint) -> float:
-    return -np.inf if c.status == BELOW else (c.boundary_load if c.status == WITHIN else np.inf)
+    return -np.inf if c.status == BELOW else (c.boundary_load if c.status == WITHIN else np.inf)  # type: ignore
 
 
-def _boundary(values: np.ndarray, loads: np.ndarray, limit: float, upper: bool) -> tuple[np.ndarray, list[str]]:
-    """Per row of ``values`` (resamples × stages): the interpolated load where the limit is first missed."""
-    missed = values > limit if upper else values < limit
-    missed &= ~np.isnan(values)
-    any_missed = missed.any(axis=1)
-    first = np.where(any_missed, missed.argmax(axis=1), loads.size)
-    out = np.full(values.shape[0], loads[-1])
-    status = [ABOVE] * values.shape[0]
-    for i in np.nonzero(any_missed)[0]:
-        f = first[i]
-        if f == 0:
-            out[i], status[i] = np.nan, BELOW
-            continue
-        a, b = values[i, f - 1], values[i, f]
-        t = 1.0 if np.isnan(a) or b == a else float(np.clip((limit - a) / (b - a), 0.0, 1.0))
-        out[i], status[i] = loads[f - 1] + t * (loads[f] - loads[f - 1]), WITHIN
-    return out, status
-
-
-def _bootstrap(result: SloCapacity, curve: Sequence[StageData], slos_ms: Mapping[str, float], percentile: float,
-               limits: dict[str, tuple[float, bool]], loads: np.ndarray,
-               rates: np.ndarray, resamples: int, confidence: float, seed: int) -> None:
+def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str], quantiles: dict[str, float],
+               widen: list[dict[str, bool]], loads: np.ndarray, resamples: int, confidence: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    checked = {c.name for c in result.constraints}
+    checked = [c.name for c in result.constraints]
+    values = {n: np.empty((resamples, len(samples))) for n in checked}
+    rates = np.empty((resamples, len(samples)))
+    for j, s in enumerate(samples):
+        width = max(s.attempted, max((v.size for v in s.sorted_values.values()), default=1), 1)
+        step = max(1, _CELLS_PER_CHUNK // width)
+        for start in range(0, resamples, step):
+            rows = min(step, resamples - start)
+            counts = rng.multinomial(s.attempted, np.full(s.attempted, 1.0 / s.attempted), size=rows) \
+                if s.attempted else np.zeros((rows, 0), dtype=np.int64)
+            v, r = _evaluate(s, counts, {n: quantiles[n] for n in checked}, widen[j], rng)
+            for n in checked:
+                values[n][start:start + rows, j] = v[n]
+            rates[start:start + rows, j] = r
     lowest = np.full(resamples, np.inf)
     below = np.zeros(resamples, dtype=bool)
-    for name in checked:
-        limit, upper = limits[name]
-        matrix = np.column_stack([_resample(s, name, slos_ms, percentile, resamples, rng) for s in curve])
-        load, status = _boundary(matrix, loads, limit, upper)
-        is_below = np.array([x == BELOW for x in status])
+    for c in result.constraints:
+        load, status = _boundaries(values[c.name], loads, 1.0 if names[c.name] == ATTAINMENT else c.limit, True)
+        is_below = status == BELOW
         below |= is_below
-        lowest = np.minimum(lowest, np.where(is_below, np.inf, load))
+        lowest = np.minimum(lowest, np.where(is_below | np.isnan(load), np.inf, load))
+    boot_load = np.where(below, 0.0, np.where(np.isinf(lowest), loads[-1], lowest))
+    boot_rate = np.array([0.0 if b else _interp_row(x, loads, row) for x, b, row in zip(boot_load, below, rates)])
     tail = (1.0 - confidence) / 2.0
-    boot_load = np.where(below, 0.0, lowest)
     lo, hi = np.quantile(boot_load, [tail, 1.0 - tail])
-    rate_lo, rate_hi = (float(np.interp(x, loads, rates)) if x > 0 else 0.0 for x in (lo, hi))
-    result.ci_load, result.ci_rate_rps = (float(lo), float(hi)), (rate_lo, rate_hi)
-    censored_above = np.mean(boot_load >= loads[-1]) > tail
+    rate_lo, rate_hi = np.nanquantile(boot_rate, [tail, 1.0 - tail])
+    result.ci_load, result.ci_rate_rps = (float(lo), float(hi)), (float(rate_lo), float(rate_hi))
     if below.mean() > tail:
         result.ci_censored = "lower"
         result.notes.append(f"{below.mean():.0%} of resamples miss an SLO at the lowest load tested")
-    elif censored_above:
+    elif np.mean(boot_load >= loads[-1]) > tail:
         result.ci_censored = "upper"
         result.notes.append("the upper end is the highest load tested: the SLOs may hold beyond it")
 
 
-def _resample(stage: StageData, name: str, slos_ms: Mapping[str, float], percentile: float, resamples: int,
-              rng: np.random.Generator) -> np.ndarray:
-    if name == ATTAINMENT:
-        n = stage.attempted
-        return rng.binomial(n, _good(stage, slos_ms) / n, size=resamples) / n if n else np.full(resamples, np.nan)
-    metric = next(m for m in slos_ms if _name(m, percentile) == name)
-    values = _metric_values(stage, metric)
-    if not values.size:
-        return np.full(resamples, np.nan)
-    return bootstrap_percentile(values, percentile, resamples, rng) * 1000.0
-
-
-def bootstrap_percentile(values: np.ndarray, percentile: float, resamples: int,
-                         rng: np.random.Generator) -> np.ndarray:
-    """The ``percentile`` (linear interpolation) of ``resamples`` bootstrap resamples of ``values``, drawn
-    exactly without materialising them: a resample is F⁻¹(U₁…Uₙ) with Uᵢ uniform and F⁻¹ the empirical
-    quantile function (monotone), so its r-th order statistic is F⁻¹(U₍ᵣ₎) with U₍ᵣ₎ ~ Beta(r, n−r+1), and
-    the next one is U₍ᵣ₊₁₎ = U₍ᵣ₎ + (1 − U₍ᵣ₎)·Beta(1, n−r). O(resamples) after one sort, where drawing
-    the resamples would be O(resamples × n)."""
-    x = np.sort(values)
-    n = x.size
-    h = (n - 1) * percentile / 100.0
-    r = int(np.floor(h)) + 1  # 1-based rank below the interpolation point
-    frac = h - (r - 1)
-    u_r = rng.beta(r, n - r + 1, size=resamples)
-    u_next = u_r + (1.0 - u_r) * rng.beta(1, n - r, size=resamples) if r < n else u_r
-
-    def inverse(u: np.ndarray) -> np.ndarray:
-        return x[np.clip(np.ceil(n * u).astype(np.int64) - 1, 0, n - 1)]
-
-    low = inverse(u_r)
-    return low + frac * (inverse(u_next) - low)
-
-
-def _metric_values(stage: StageData, metric: str) -> np.ndarray:
-    """Seconds, per request (pooled gaps for ITL); ntpot only where defined."""
-    values = stage.arrays.get(_ARRAY[metric]) if stage.arrays else None
-    if values is None:
-        return np.empty(0)
-    return values[np.isfinite(values)]
-
-
-def _good(stage: StageData, slos_ms: Mapping[str, float]) -> int:
-    return int(good_mask(stage.arrays, slos_ms).sum()) if stage.arrays else 0
+def _interp_row(x: float, loads: np.ndarray, rates: np.ndarray) -> float:
+    ok = np.isfinite(rates)
+    return float(np.interp(x, loads[ok], rates[ok])) if ok.any() else np.nan
 
 
 def _name(metric: str, percentile: float) -> str:

@@ -43,14 +43,14 @@ def runs_table(report: Report) -> Table:
 def capacity_table(report: Report) -> Table:
     cur = report.settings["capacity"]["currency"]
     head = ["checkpoint", "profile", "highest load within SLOs", "req/s per replica (CI)", "binding", "knee",
-            "replicas (CI)", "GPU-h/day", f"{cur}/day", f"{cur}/M in tok", f"{cur}/M out tok", "kWh/day",
-            "CO2 kg/day", "J/out tok at op. point", "accuracy"]
+            "replicas (CI)", "GPU-h/day", f"{cur}/day", f"{cur}/M tok", f"{cur}/M out tok",
+            f"{cur}/M out tok at capacity", "kWh/day", "CO2 kg/day", "J/out tok at op. point", "accuracy"]
     rows = []
     for c in report.checkpoints:
         plan, slo = c.plan, c.slo
         if slo is None or plan is None or not plan.answered:
             why = plan.reason if plan else "no usable stage"
-            rows.append([c.label, c.profile or "–", f"no answer: {why}", *["–"] * 11, _accuracy(c)])
+            rows.append([c.label, c.profile or "–", f"no answer: {why}", *["–"] * 12, _accuracy(c)])
             continue
         bound = "≥ " if slo.status == ABOVE else ""
         load = f"{bound}{num(slo.load, '{:.3g}')} {'users' if slo.axis == 'concurrency' else 'req/s'}"
@@ -61,7 +61,8 @@ def capacity_table(report: Report) -> Table:
             f"{bound}{num(plan.capacity_rps, '{:.3g}')} ({_range(*plan.capacity_rps_ci, '{:.3g}', slo.ci_censored)})",
             slo.binding or "none missed", _knee(c), f"{replicas} ({span(plan.replicas_ci)})",
             num(plan.gpu_hours_per_day, "{:.0f}"), num(plan.cost_per_day, "{:,.2f}"),
-            num(plan.cost_per_m_input_tokens, "{:.3g}"), num(plan.cost_per_m_output_tokens, "{:.3g}"),
+            num(plan.cost_per_m_tokens, "{:.3g}"), num(plan.cost_per_m_output_tokens, "{:.3g}"),
+            ("≤ " if plan.lower_bound else "") + num(plan.cost_per_m_output_tokens_at_capacity, "{:.3g}"),
             num(plan.kwh_per_day, "{:.3g}", NOT_MEASURED), num(plan.co2_kg_per_day, "{:.3g}",
                                                                 NOT_MEASURED if plan.kwh_per_day is None else "–"),
             num(energy.gross_j_per_output_token if energy else None, "{:.3g}", NOT_MEASURED), _accuracy(c)])

@@ -133,6 +133,22 @@ def test_closed_loop_steady_window_is_while_every_user_is_busy() -> None:
     assert summarize(recs)["steady_window_start_s"] is None  # a ramp (no users given) has no steady state
 
 
+@pytest.mark.parametrize("waves", [1, 2, 3, 12])
+@pytest.mark.parametrize("users", [2, 8, 24])
+def test_closed_loop_request_rate_is_exact_when_users_finish_in_lock_step_waves(users: int, waves: int) -> None:
+    # fixed lengths: every request takes 1.6 s and its user sends the next one 2 ms after the last ended;
+    # users start 5 ms apart, so they finish in waves. The truth: each user completes one request per 1.602 s.
+    life, gap, spread = 1.6, 0.002, 0.005
+    recs = [user_rec(u, u * spread + w * (life + gap), u * spread + w * (life + gap) + life)
+            for u in range(users) for w in range(waves)]
+    s = summarize(recs, users=users)
+    truth = users / (life + gap)
+    # counting whole completions in the window (it ends at user 0's last end) missed most of the last wave
+    assert s["steady_request_throughput"] == pytest.approx(truth, rel=0.01)
+    if waves == 12:  # the token rate agrees, once the window holds many chunks (4 tokens a request)
+        assert s["steady_output_throughput"] / 4 == pytest.approx(truth, rel=0.02)
+
+
 def test_open_loop_steady_window_starts_one_median_latency_after_the_schedule() -> None:
     recs = [user_rec(i, i + 0.01, i + 2.01, intended=float(i)) for i in range(6)]  # e2el 2 s each, 1 req/s
     s = summarize(recs)
