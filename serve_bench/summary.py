@@ -127,7 +127,8 @@ def collect(run: RunDir) -> list[dict[str, Any]]:
 def recompute(run: RunDir) -> list[dict[str, Any]]:
     """The same rows as :func:`collect`, with every summary derived from records.jsonl."""
     manifest = read_json(run.path / "manifest.json")
-    slos = (run_slos(manifest) or (None,))[0]
+    kept = run_slos(manifest)
+    slos = kept.slo_ms if kept else None
     rows = []
     for name in run.checkpoints():
         path = run.records_path(name)

@@ -47,7 +47,7 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from serve_bench.cli import dashboards_cmd, eval_cmd, model_cmd, prune_cmd, report_cmd, run_cmd
+    from serve_bench.cli import dashboards_cmd, eval_cmd, model_cmd, prune_cmd, report_cmd, run_cmd, selfcheck_cmd
 
     cli.add_command(run_cmd.run)
     cli.add_command(run_cmd.summarize)
@@ -57,6 +57,7 @@ def _register() -> None:
     cli.add_command(dashboards_cmd.dashboards)
     cli.add_command(eval_cmd.eval_)
     cli.add_command(report_cmd.report)
+    cli.add_command(selfcheck_cmd.selfcheck)
 
 
 _register()

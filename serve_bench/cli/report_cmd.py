@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from serve_bench.load.metrics import SLO_METRICS
+
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...", type=click.Path(path_type=Path))
@@ -17,7 +19,7 @@ import click
 @click.option("--output-tokens", type=float, default=None,
               help="Mean output tokens per request (default: as measured).")
 @click.option("--slo", "slo", multiple=True, metavar="NAME=MS",
-              help="SLO limit, repeatable (ttft_ms, tpot_ms, itl_ms, e2el_ms, ntpot_ms); replaces the study's.")
+              help=f"SLO limit, repeatable ({', '.join(SLO_METRICS)}); replaces the run's.")
 @click.option("--slo-percentile", type=float, default=None, help="Percentile each SLO limit holds at (default 99).")
 @click.option("--headroom", type=float, default=None, help="Share of a replica's capacity kept free (default 0.2).")
 @click.option("--gpu-hour-price", type=float, default=None, help="Price of one GPU-hour (default 2.0).")

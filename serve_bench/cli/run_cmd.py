@@ -13,6 +13,7 @@ from rich.table import Table
 
 from serve_bench.cli.options import count_or_all, engine_args, parse_slos, split_list
 from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
+from serve_bench.load.metrics import SLO_METRICS
 
 # a pipe gets 80 columns by default, too narrow for the comparison table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -82,7 +83,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
               help="Port of the live Prometheus exporter (default 9464, or a free one if busy; 0: any free port).")
 @click.option("--metrics-host", default=None,
               help="Address the exporter listens on (default 127.0.0.1; another address exposes it to the network).")
-@click.option("--slo", multiple=True, help="SLO as NAME=MS (ttft_ms, tpot_ms, itl_ms, e2el_ms, ntpot_ms).")
+@click.option("--slo", multiple=True, help=f"SLO as NAME=MS ({', '.join(SLO_METRICS)}).")
 @click.option("--on-server-death", type=click.Choice(["continue", "stop"]), default=None,
               help="After a server dies: go on to the next checkpoint, or stop.")
 @click.option("--eval/--no-eval", "evaluate", default=None,
@@ -112,7 +113,7 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
 
     import serve_bench.load.runner  # noqa: F401
 
-    _deliver_ctrl_c_to_the_run(gevent.get_hub())
+    deliver_ctrl_c_to_the_run(gevent.get_hub())
     from serve_bench.pipeline import run_study
     from serve_bench.study import StudySpec, is_loopback
     from serve_bench.validation import read_yaml, validate
@@ -169,7 +170,7 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
                                     else ServerError.exit_code)
 
 
-def _deliver_ctrl_c_to_the_run(hub: Any) -> None:
+def deliver_ctrl_c_to_the_run(hub: Any) -> None:
     """Ctrl-C ends the run, whichever greenlet is running when it comes. Python raises KeyboardInterrupt in
     the code running at that moment; in a load user's or a scraper's greenlet it would have to travel
     through Locust's and gevent's handling to reach the run, and a CI run saw an interrupt lost while a

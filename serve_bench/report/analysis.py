@@ -57,16 +57,22 @@ class Report:
         return [c.verdict for c in self.checkpoints if c.verdict]
 
 
-def resolve_slos(settings: ReportSettings, runs: list[RunData]) -> tuple[dict[str, float], str]:
-    """The run's own SLO set (kept in its manifest), unless the report was asked for another."""
-    run_slo = run_slos(runs[0].manifest) if runs else None
-    if settings.slo_ms and (run_slo is None or dict(settings.slo_ms) != run_slo[0]):
-        differs = (f"; the run itself judged goodput by {_slo_text(run_slo[0])} ({run_slo[1]})"
-                   if run_slo is not None else "")
-        return dict(settings.slo_ms), "report settings" + differs
-    if run_slo is not None:
-        return run_slo
-    return dict(DEFAULT_SLO_MS), DEFAULT_SLO_SOURCE
+def resolve_slos(settings: ReportSettings, runs: list[RunData]) -> tuple[ReportSettings, str]:
+    """The settings with the run's own SLO (limits, percentile, attainment: its manifest keeps them), except
+    where the report was asked for another (a field set on ``settings``); and where the SLO came from."""
+    kept = run_slos(runs[0].manifest) if runs else None
+    if kept is None:  # no SLO named, in a run made before the manifest kept the resolved set
+        if settings.slo_ms:
+            return settings, "report settings"
+        return settings.model_copy(update={"slo_ms": dict(DEFAULT_SLO_MS)}), DEFAULT_SLO_SOURCE
+    own = {"slo_ms": kept.slo_ms, "slo_percentile": kept.percentile, "min_attainment": kept.min_attainment}
+    changed = {k: getattr(settings, k) for k in own
+               if k in settings.model_fields_set and getattr(settings, k) != own[k] and getattr(settings, k) != {}}
+    resolved = settings.model_copy(update={**own, **changed})
+    if not changed:
+        return resolved, kept.source
+    return resolved, (f"report settings; the run itself judged goodput by p{kept.percentile:g} of "
+                      f"{_slo_text(kept.slo_ms)} ({kept.source})")
 
 
 def _slo_text(slos: dict[str, float]) -> str:
@@ -74,7 +80,8 @@ def _slo_text(slos: dict[str, float]) -> str:
 
 
 def analyse(runs: list[RunData], settings: ReportSettings) -> Report:
-    slos, source = resolve_slos(settings, runs)
+    settings, source = resolve_slos(settings, runs)
+    slos = dict(settings.slo_ms)
     many = len(runs) > 1
     checkpoints = [_checkpoint(run, ck, settings, slos, many) for run in runs for ck in run.checkpoints]
     by_key = {(c.run, c.name): c for c in checkpoints}

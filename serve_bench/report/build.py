@@ -44,10 +44,14 @@ def settings_for(run_dirs: list[Path], overrides: dict[str, Any] | None = None) 
     manifest = Path(run_dirs[0]) / "manifest.json" if run_dirs else None
     if manifest is not None and manifest.is_file():
         try:
-            study = read_json(manifest).get("study") or {}
+            kept = read_json(manifest)
+            study = kept.get("study") or {}
         except (ValueError, AttributeError):
             raise ConfigError(f"{manifest} is not a serve-bench manifest (not a JSON object)") from None
         data = dict(study.get("report") or {})  # the run validated it against ReportSettings
+        if kept.get("slo"):  # the run's resolved SLO stands unless an override names another
+            for key in ("slo_ms", "slo_percentile", "min_attainment"):
+                data.pop(key, None)
     for key, value in (overrides or {}).items():
         if key == "capacity" and isinstance(value, dict):  # a nested model: flags replace field by field
             data[key] = {**(data.get(key) or {}), **value}

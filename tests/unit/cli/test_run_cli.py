@@ -83,9 +83,9 @@ CTRL_C_SCRIPT = """
 import os, signal, time
 from gevent import monkey; monkey.patch_all()
 import gevent
-from serve_bench.cli.run_cmd import _deliver_ctrl_c_to_the_run
+from serve_bench.cli.run_cmd import deliver_ctrl_c_to_the_run
 
-_deliver_ctrl_c_to_the_run(gevent.get_hub())
+deliver_ctrl_c_to_the_run(gevent.get_hub())
 finished = []
 
 def busy():  # a load user's greenlet in the middle of its Python work when Ctrl-C comes

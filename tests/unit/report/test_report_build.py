@@ -157,3 +157,26 @@ def test_cli_with_several_runs_writes_the_dichotomy_table_across_them(tmp_path):
     assert f"{tmp_path / 'o' / 'dichotomy.md'} (accuracy across the runs' checkpoints)" in ok.output
     md = (tmp_path / "o" / "dichotomy.md").read_text()
     assert "| run-a:base |" in md and "| run-b:p40 |" in md and "0.300 ± 0.010 (-0.120)" in md
+
+
+def test_the_run_keeps_one_resolved_slo_and_the_report_judges_by_it(tmp_path):
+    from serve_bench.study import DEFAULT_SLO_MS, StudySpec
+
+    default = StudySpec().resolved_slo()  # the default SLO is whole: limits, p90, 90% attainment
+    assert (default.slo_ms, default.percentile, default.min_attainment) == (DEFAULT_SLO_MS, 90.0, 0.9)
+    assert StudySpec(slo={"tpot_ms": 50}).resolved_slo().percentile == 99.0  # your limits: the report's p99
+    assert StudySpec(report={"slo_percentile": 95}).resolved_slo().percentile == 95.0
+    with pytest.raises(ValueError, match="one set"):
+        StudySpec(slo={"tpot_ms": 50}, report={"slo_ms": {"tpot_ms": 60}})
+    run = write_run(tmp_path / "run", {"base": {"stages": ladder(0.1)}},
+                    study={"report": {"bootstrap_resamples": 100}})
+    manifest = json.loads((run / "manifest.json").read_text())
+    kept = StudySpec(slo={"ttft_ms": 300}, report={"slo_percentile": 95, "min_attainment": None}).resolved_slo()
+    (run / "manifest.json").write_text(json.dumps({**manifest, "slo": kept.model_dump()}))
+    data = json.loads(build_report([run], tmp_path / "a").json.read_text())
+    assert data["slos_ms"] == {"ttft_ms": 300} and data["slo_source"] == "the study's slo"
+    assert data["settings"]["slo_percentile"] == 95 and data["checkpoints"][0]["slo"]["binding"] == "p95 ttft_ms"
+    asked = build_report([run], tmp_path / "b", settings_for([run], {"slo_percentile": 50}))
+    data = json.loads(asked.json.read_text())
+    assert data["settings"]["slo_percentile"] == 50 and data["checkpoints"][0]["slo"]["binding"] == "p50 ttft_ms"
+    assert data["slo_source"].startswith("report settings; the run itself judged goodput by p95 of ttft_ms ≤ 300")
