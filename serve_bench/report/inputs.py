@@ -172,6 +172,8 @@ def stage_data(result: dict[str, Any], records: list[RequestRecord]) -> StageDat
             window = (summary["first_send_s"], summary["last_response_s"])
         arrays["share"] = window_shares(done, *window)
         arrays["life"] = np.array([life_s(r) for r in done])
+        # when each request was sent, completed ones then failed ones (the bootstrap's time blocks)
+        arrays["send"] = np.array([r.send_s for r in done] + [r.send_s for r in measured if not completed(r)])
     return StageData(index=int(result.get("index", 0)), name=result["stage"], profile=result.get("profile"),
                      load_axis=axis, load=load, load_text=load_label(target),
                      flags=[words for key, words in FLAGS.items() if result.get(key)],

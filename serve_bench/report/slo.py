@@ -15,18 +15,25 @@ Along the stages of one load curve (sorted by load), a constraint's boundary is 
 misses it, linearly interpolated against the last stage before it that met it; stages where a constraint
 has no samples are skipped, never taken as a miss or a pass. The checkpoint's answer is the lowest
 boundary, and that constraint *binds*. Request rate and concurrency at the boundary are interpolated
-between the same stages. When every stage meets every constraint the answer is a lower bound (the highest
-load tested); when the lowest stage misses one there is no answer.
+between the same stages (a closed loop's rate through Little's law: :func:`rate_at`). When every
+stage meets every constraint the answer is a lower bound (the highest load tested); when the lowest stage
+misses one there is no answer.
 
-Confidence interval: percentile bootstrap over requests. Each resample draws every stage's attempted
-requests with replacement, once, and that one draw feeds every constraint and the stage's request rate:
+Confidence interval: percentile bootstrap over blocks of requests. Requests in flight together share the
+server's steps (their latencies move together: in a closed loop of equal requests, a whole wave has the
+same TPOT), so they are not resampled one by one, which would count a wave of N as N independent draws and
+shrink the interval to nothing; each stage's requests are cut into blocks by send time, one median
+request life long, and the blocks are drawn with replacement. Each resample draws every stage's blocks once,
+and that one draw feeds every constraint and the stage's request rate:
 the metric percentiles over the drawn completed requests, the pooled inter-token gaps of the drawn
 requests (gaps are resampled by request, since they cluster within one), the scores' quantile, and the
 rate (closed loop: by Little's law, requests in flight over the drawn requests' mean life; open loop: the
 drawn requests' shares of the steady window over its length). A percentile from fewer samples than
 10 / (1 − q) (p99: 1,000) is too extreme for the bootstrap, which never looks past the largest sample:
-there each resample takes the distribution-free order statistic instead (rank K + 1 with K ~ Binomial(n, q),
-unbounded when K = n), which widens the interval, and the report says so. The interval covers the
+there each resample draws the quantile between the distribution-free order statistics instead (ranks K and
+K + 1, K ~ Binomial(n, q) the count below the true quantile, n counting blocks; unbounded when K = n, and
+then bounded by the next higher load's draw, since latency does not fall as load rises), which widens the
+interval, and the report says so. The interval covers the
 sampling noise of the requests within each stage only. Fixed seed: the same run gives the same interval.
 """
 
@@ -95,12 +102,17 @@ class _Sample:
     done: int
     sorted_values: dict[str, np.ndarray]  # constraint -> values in ascending order
     owners: dict[str, np.ndarray]  # constraint -> request index of each sorted value
+    block: np.ndarray  # per attempted request: its time block (the bootstrap draws blocks)
     share: np.ndarray  # completed requests: share of life inside the steady window
     life: np.ndarray  # completed requests: send to end, seconds
     in_flight: float  # requests in flight on average over the window
     window_s: float  # the window's length (the whole stage when it has none)
     open_loop: bool
     rate: float
+
+    @property
+    def blocks(self) -> int:
+        return int(self.block.max()) + 1 if self.block.size else 0
 
 
 def _sample(stage: StageData, names: dict[str, str], slos_ms: Mapping[str, float]) -> _Sample:
@@ -128,23 +140,42 @@ def _sample(stage: StageData, names: dict[str, str], slos_ms: Mapping[str, float
     sm = stage.summary
     window = sm.get("steady_duration") or sm.get("duration") or 0.0
     return _Sample(attempted=stage.attempted, done=done, sorted_values=sorted_values, owners=owners,
+                   block=_blocks(a, stage.attempted),
                    share=a["share"] if a else np.empty(0), life=a["life"] if a else np.empty(0),
                    in_flight=float(stage.concurrency or 0.0), window_s=float(window),
                    open_loop=bool(sm.get("open_loop")), rate=float(stage.request_rate_rps or 0.0))
 
 
+def _blocks(arrays: dict[str, np.ndarray], attempted: int) -> np.ndarray:
+    """Each attempted request's block: send time from the first send, in units of the median request life."""
+    send = arrays.get("send") if arrays else None
+    if send is None or send.size != attempted or not arrays["life"].size:
+        return np.arange(attempted)  # no send times (hand-made arrays): every request its own block
+    length = float(np.median(arrays["life"]))
+    if not length > 0:
+        return np.arange(attempted)
+    raw = np.floor((send - send.min()) / length).astype(np.int64)
+    return np.unique(raw, return_inverse=True)[1]
+
+
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float, widen: bool,
-                       rng: np.random.Generator | None) -> np.ndarray:
+                       rng: np.random.Generator | None, blocks: int = 0) -> np.ndarray:
     """Per row of ``weights`` (counts of each sorted value in one resample): the q-quantile by linear
-    interpolation of the values repeated by their counts, or (``widen``) the order statistic of rank
-    K + 1 with K ~ Binomial(count, q), unbounded when K = count. NaN where a row holds no value."""
+    interpolation of the values repeated by their counts, or (``widen``) a draw between the K-th and
+    (K + 1)-th order statistics with K ~ Binomial(count, q) (the number of values below the true quantile),
+    unbounded when K = count. NaN where a row holds no value."""
     n = values.size
     cum = np.cumsum(weights, axis=1)
     total = cum[:, -1]
-    if widen and rng is not None:
-        k = rng.binomial(total, q)
-        j = (cum <= k[:, None]).sum(axis=1)
-        out = np.where(k >= total, _UNBOUNDED, values[np.minimum(j, n - 1)])
+    if widen and rng is not None:  # the true quantile lies between the K-th and (K+1)-th of the drawn values
+        if blocks:  # K counts blocks below the quantile (their requests move together), in requests
+            kb = rng.binomial(blocks, q, size=total.size)
+            k = np.where(kb >= blocks, total, np.floor(kb * total / blocks + rng.random(total.size))).astype(np.int64)
+        else:
+            k = rng.binomial(total, q)
+        lo = values[np.minimum((cum <= np.maximum(k - 1, 0)[:, None]).sum(axis=1), n - 1)]
+        hi = values[np.minimum((cum <= k[:, None]).sum(axis=1), n - 1)]
+        out = np.where(k >= total, _UNBOUNDED, lo + rng.random(k.size) * (hi - lo))
     else:
         h = (total - 1) * q
         k = np.floor(h)
@@ -164,7 +195,8 @@ def _evaluate(sample: _Sample, counts: np.ndarray, quantiles: dict[str, float], 
         if not v.size:
             values[name] = np.full(counts.shape[0], np.nan)
             continue
-        values[name] = _weighted_quantile(v, counts[:, sample.owners[name]], q, widen[name], rng)
+        values[name] = _weighted_quantile(v, counts[:, sample.owners[name]], q, widen[name], rng,
+                                          sample.blocks)
     c = counts[:, :sample.done].astype(float)
     served = c @ sample.share
     if sample.open_loop or not sample.done:
@@ -242,7 +274,8 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
     quantiles = {n: (min_attainment if m == ATTAINMENT else percentile / 100.0) for n, m in names.items()}
     needed = {n: samples_needed(q * 100.0) for n, q in quantiles.items()}
     samples = [_sample(s, names, slos_ms) for s in curve]
-    widen = [{n: 0 < s.sorted_values[n].size < needed[n] for n in names} for s in samples]
+    # a percentile wants its samples independent: what counts is the blocks (requests in flight together)
+    widen = [{n: 0 < min(s.sorted_values[n].size, s.blocks) < needed[n] for n in names} for s in samples]
     point = [_evaluate(s, np.ones((1, s.attempted), dtype=np.int64), quantiles, w, None)
              for s, w in zip(samples, widen)]
     rates = np.array([s.rate for s in samples])
@@ -261,20 +294,24 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
         b, status = _boundaries(row, loads, 1.0 if metric == ATTAINMENT else limit, True)
         values = [shown[i][name] for i in range(len(curve))]
         n = [int(s.sorted_values[name].size) for s in samples]
+        independent = [min(k, s.blocks) for k, s in zip(n, samples)]
         constraints.append(Constraint(name, limit, metric != ATTAINMENT, values,
                                       None if status[0] == BELOW else float(b[0]), str(status[0]), n, needed[name]))
         _note_recovery(notes, name, row[0], 1.0 if metric == ATTAINMENT else limit, curve)
-        few = [f"{s.name} ({k})" for s, k, w in zip(curve, n, widen) if w[name]]
+        few = [f"{s.name} ({k:,} samples in {b:,} blocks)" for s, k, b, w in zip(curve, n, independent, widen)
+               if w[name]]
         if few:
-            notes.append(f"{name}: too few samples for a {_q_text(quantiles[name])} at {', '.join(few)}: it wants "
-                         f"about {needed[name]:,} (10 / (1 − {quantiles[name]:g})); the interval there uses the "
-                         f"distribution-free order-statistic bound, open above where the true value may lie "
-                         f"beyond the largest sample")
+            notes.append(f"{name}: too few independent samples for a {_q_text(quantiles[name])} at {', '.join(few)}: "
+                         f"it wants about {needed[name]:,} (10 / (1 − {quantiles[name]:g})); requests in flight "
+                         f"together count as one block; the interval there uses the distribution-free "
+                         f"order-statistic bound over blocks, open above where the true value may lie beyond the "
+                         f"largest sample")
     method = (f"highest load meeting {', '.join(c.name for c in constraints) or 'no constraint'}; boundaries "
               f"interpolated linearly between stages on each constraint's quantile (attainment: on the "
               f"{_q_text(min_attainment or 0.95)} of each request's worst value/limit); {confidence:.0%} "
-              f"percentile-bootstrap interval, {resamples} resamples, one draw of each stage's requests feeding "
-              f"every constraint and its rate (gaps by request), seed {seed}; percentiles: {PERCENTILE_METHOD}")
+              f"percentile-bootstrap interval, {resamples} resamples of each stage's requests in blocks of one "
+              f"median request life, one draw feeding every constraint and the rate, seed {seed}; percentiles: "
+              f"{PERCENTILE_METHOD}")
     axis = curve[0].load_axis if curve else "concurrency"
     result = SloCapacity(method=method, axis=str(axis), stages=[s.name for s in curve],
                          samples=[s.attempted for s in curve], constraints=constraints, status=BELOW,
@@ -292,7 +329,7 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
         result.notes.insert(0, result.why_binding)
     if best.status != BELOW:
         load = best.boundary_load
-        result.load, result.rate_rps = load, float(np.interp(load, loads, rates))
+        result.load, result.rate_rps = load, rate_at(load, loads, rates, conc, axis == "concurrency")
         result.concurrency = float(np.interp(load, loads, conc))
     _bootstrap(result, samples, names, quantiles, widen, loads, resamples, confidence, seed)
     return result
@@ -349,7 +386,8 @@ def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str
         step = max(1, _CELLS_PER_CHUNK // width)
         for start in range(0, resamples, step):
             rows = min(step, resamples - start)
-            counts = rng.multinomial(s.attempted, np.full(s.attempted, 1.0 / s.attempted), size=rows) \
+            blocks = s.blocks
+            counts = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=rows)[:, s.block] \
                 if s.attempted else np.zeros((rows, 0), dtype=np.int64)
             v, r = _evaluate(s, counts, {n: quantiles[n] for n in checked}, widen[j], rng)
             for n in checked:
@@ -358,12 +396,20 @@ def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str
     lowest = np.full(resamples, np.inf)
     below = np.zeros(resamples, dtype=bool)
     for c in result.constraints:
-        load, status = _boundaries(values[c.name], loads, 1.0 if names[c.name] == ATTAINMENT else c.limit, True)
+        v = values[c.name]
+        # an unbounded draw (too few samples to bound the quantile) is bounded by the stage above it: latency
+        # does not fall as load rises, so a miss is never made up where a higher load is known to pass
+        for j in range(v.shape[1] - 2, -1, -1):
+            v[:, j] = np.where(v[:, j] >= _UNBOUNDED, v[:, j + 1], v[:, j])
+        load, status = _boundaries(v, loads, 1.0 if names[c.name] == ATTAINMENT else c.limit, True)
         is_below = status == BELOW
         below |= is_below
         lowest = np.minimum(lowest, np.where(is_below | np.isnan(load), np.inf, load))
     boot_load = np.where(below, 0.0, np.where(np.isinf(lowest), loads[-1], lowest))
-    boot_rate = np.array([0.0 if b else _interp_row(x, loads, row) for x, b, row in zip(boot_load, below, rates)])
+    conc = np.array([s.in_flight for s in samples])
+    closed = result.axis == "concurrency"
+    boot_rate = np.array([0.0 if b else rate_at(x, loads, row, conc, closed)
+                          for x, b, row in zip(boot_load, below, rates)])
     tail = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(boot_load, [tail, 1.0 - tail])
     rate_lo, rate_hi = np.nanquantile(boot_rate, [tail, 1.0 - tail])
@@ -376,9 +422,18 @@ def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str
         result.notes.append("the upper end is the highest load tested: the SLOs may hold beyond it")
 
 
-def _interp_row(x: float, loads: np.ndarray, rates: np.ndarray) -> float:
-    ok = np.isfinite(rates)
-    return float(np.interp(x, loads[ok], rates[ok])) if ok.any() else np.nan
+def rate_at(load: float, loads: np.ndarray, rates: np.ndarray, in_flight: np.ndarray, closed: bool) -> float:
+    """The request rate at ``load`` between stages. Closed loop: by Little's law, requests in flight over a
+    request's life, each interpolated linearly: a request's life grows about linearly with users where the
+    rate bends (it saturates), so a straight line through two rates would fall short of it. Open loop: the
+    rates, linearly."""
+    ok = np.isfinite(rates) & (rates > 0)
+    if not ok.any():
+        return np.nan
+    if not closed or not (in_flight[ok] > 0).all():
+        return float(np.interp(load, loads[ok], rates[ok]))
+    life = in_flight[ok] / rates[ok]
+    return float(np.interp(load, loads[ok], in_flight[ok]) / np.interp(load, loads[ok], life))
 
 
 def _name(metric: str, percentile: float) -> str:

@@ -1,0 +1,3 @@
+from serve_bench.simengine.server import main
+
+main()
