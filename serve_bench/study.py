@@ -135,11 +135,12 @@ class StudySpec(_Strict):
 # -- the report (serve_bench.report) ------------------------------------------------------------------------------
 
 # The SLO of a run whose study names none (goodput, the exporter, the live view and the report all use the
-# resolved set, kept in the manifest): p90 TTFT ≤ 1 s and TPOT ≤ 60 ms, 90% of requests meeting both. Sized for
-# the default study (the bundled 135M model on a 2-core CPU host, 1/4/16 users): its TPOT is 30-48 ms at one
-# user and 70-100 ms at 16, so the ladder crosses it; p90, not p99, because a stage of 40-48 requests bounds a
-# p90 (a distribution-free 97.5% bound needs 35 samples) but never a p99 (367). README, "The default SLO".
-DEFAULT_SLO_MS: dict[str, float] = {"ttft_ms": 1000.0, "tpot_ms": 60.0}
+# resolved set, kept in the manifest): p90 TTFT ≤ 500 ms and TPOT ≤ 100 ms, 90% of requests meeting both. Sized
+# for the default study (the bundled 135M model on a 2-core CPU host, 1/4/16 users): there TPOT is 30-90 ms
+# and TTFT 100-400 ms up to 4 users, and TTFT passes 700 ms at 16, so every checkpoint's ladder crosses it; p90,
+# not p99, because a stage of a few dozen requests can bound a p90 (a distribution-free 97.5% bound needs 35
+# independent samples) but never a p99 (367). README, "The default SLO".
+DEFAULT_SLO_MS: dict[str, float] = {"ttft_ms": 500.0, "tpot_ms": 100.0}
 DEFAULT_SLO_PERCENTILE = 90.0
 DEFAULT_SLO_ATTAINMENT = 0.9
 DEFAULT_SLO_SOURCE = "serve-bench's default for the default study (CPU host); set yours"

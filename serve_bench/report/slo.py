@@ -23,7 +23,9 @@ Confidence interval: percentile bootstrap over blocks of requests. Requests in f
 server's steps (their latencies move together: in a closed loop of equal requests, a whole wave has the
 same TPOT), so they are not resampled one by one, which would count a wave of N as N independent draws and
 shrink the interval to nothing; each stage's requests are cut into blocks by send time, one median
-request life long, and the blocks are drawn with replacement. Each resample draws every stage's blocks once,
+request life long, and the blocks are drawn with replacement. What a stage's values are worth as
+independent samples is their count over the design effect, 1 + (block size − 1)·ρ, with ρ the intraclass
+correlation of their ranks within blocks. Each resample draws every stage's blocks once,
 and that one draw feeds every constraint and the stage's request rate:
 the metric percentiles over the drawn completed requests, the pooled inter-token gaps of the drawn
 requests (gaps are resampled by request, since they cluster within one), the scores' quantile, and the
@@ -31,9 +33,10 @@ rate (closed loop: by Little's law, requests in flight over the drawn requests' 
 drawn requests' shares of the steady window over its length). A percentile from fewer samples than
 10 / (1 − q) (p99: 1,000) is too extreme for the bootstrap, which never looks past the largest sample:
 there each resample draws the quantile between the distribution-free order statistics instead (ranks K and
-K + 1, K ~ Binomial(n, q) the count below the true quantile, n counting blocks; unbounded when K = n, and
-then bounded by the next higher load's draw, since latency does not fall as load rises), which widens the
-interval, and the report says so. The interval covers the
+K + 1, K ~ Binomial(n, q) the count below the true quantile, n the independent samples; unbounded when K = n: then
+bounded by the next higher load's draw, since latency does not fall as load rises, and where none bounds
+it, a miss by at least the stage's largest sample, the crossing interpolated against that), which widens
+the interval, and the report says so. The interval covers the
 sampling noise of the requests within each stage only. Fixed seed: the same run gives the same interval.
 """
 
@@ -103,6 +106,7 @@ class _Sample:
     sorted_values: dict[str, np.ndarray]  # constraint -> values in ascending order
     owners: dict[str, np.ndarray]  # constraint -> request index of each sorted value
     block: np.ndarray  # per attempted request: its time block (the bootstrap draws blocks)
+    effective: dict[str, int]  # constraint -> independent samples its values are worth (design effect)
     share: np.ndarray  # completed requests: share of life inside the steady window
     life: np.ndarray  # completed requests: send to end, seconds
     in_flight: float  # requests in flight on average over the window
@@ -139,8 +143,10 @@ def _sample(stage: StageData, names: dict[str, str], slos_ms: Mapping[str, float
         owners[name] = owner[order]
     sm = stage.summary
     window = sm.get("steady_duration") or sm.get("duration") or 0.0
+    block = _blocks(a, stage.attempted)
+    effective = {name: _effective(np.arange(v.size), block[owners[name]]) for name, v in sorted_values.items()}
     return _Sample(attempted=stage.attempted, done=done, sorted_values=sorted_values, owners=owners,
-                   block=_blocks(a, stage.attempted),
+                   block=block, effective=effective,
                    share=a["share"] if a else np.empty(0), life=a["life"] if a else np.empty(0),
                    in_flight=float(stage.concurrency or 0.0), window_s=float(window),
                    open_loop=bool(sm.get("open_loop")), rate=float(stage.request_rate_rps or 0.0))
@@ -158,19 +164,45 @@ def _blocks(arrays: dict[str, np.ndarray], attempted: int) -> np.ndarray:
     return np.unique(raw, return_inverse=True)[1]
 
 
+def _effective(ranks: np.ndarray, groups: np.ndarray) -> int:
+    """How many independent samples ``ranks`` (of values in ascending order) grouped by block are worth:
+    n / (1 + (m − 1)·ρ), ρ the intraclass correlation of the ranks within blocks (one-way ANOVA; m the
+    blocks' mean size, adjusted for unequal sizes). A closed-loop wave of equal requests (ρ = 1) is worth
+    one sample; requests queued behind each other in one block (ρ near 0) are worth each their own."""
+    n = ranks.size
+    if n < 2:
+        return n
+    sizes = np.bincount(groups)
+    sizes = sizes[sizes > 0]
+    k = sizes.size
+    if k < 2 or n == k:
+        return 1 if k < 2 else n
+    _, inverse = np.unique(groups, return_inverse=True)
+    x = ranks.astype(float)
+    means = np.bincount(inverse, weights=x) / sizes
+    grand = x.mean()
+    msb = float(np.sum(sizes * (means - grand) ** 2) / (k - 1))
+    msw = float(np.sum((x - means[inverse]) ** 2) / (n - k))
+    m0 = (n - float(np.sum(sizes ** 2)) / n) / (k - 1)
+    rho = 1.0 if msb + (m0 - 1) * msw <= 0 else float(np.clip((msb - msw) / (msb + (m0 - 1) * msw), 0.0, 1.0))
+    return max(1, int(n / (1.0 + (float(np.mean(sizes)) - 1.0) * rho)))
+
+
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float, widen: bool,
-                       rng: np.random.Generator | None, blocks: int = 0) -> np.ndarray:
+                       rng: np.random.Generator | None, effective: int = 0) -> np.ndarray:
     """Per row of ``weights`` (counts of each sorted value in one resample): the q-quantile by linear
     interpolation of the values repeated by their counts, or (``widen``) a draw between the K-th and
-    (K + 1)-th order statistics with K ~ Binomial(count, q) (the number of values below the true quantile),
-    unbounded when K = count. NaN where a row holds no value."""
+    (K + 1)-th order statistics with K ~ Binomial(count, q) (the number of values below the true quantile;
+    counted over ``effective`` independent samples, then scaled to the row's count), unbounded when K = count.
+    NaN where a row holds no value."""
     n = values.size
     cum = np.cumsum(weights, axis=1)
     total = cum[:, -1]
     if widen and rng is not None:  # the true quantile lies between the K-th and (K+1)-th of the drawn values
-        if blocks:  # K counts blocks below the quantile (their requests move together), in requests
-            kb = rng.binomial(blocks, q, size=total.size)
-            k = np.where(kb >= blocks, total, np.floor(kb * total / blocks + rng.random(total.size))).astype(np.int64)
+        if effective:  # K counts independent samples below the quantile, scaled to the drawn requests
+            kb = rng.binomial(effective, q, size=total.size)
+            k = np.where(kb >= effective, total,
+                         np.floor(kb * total / effective + rng.random(total.size))).astype(np.int64)
         else:
             k = rng.binomial(total, q)
         lo = values[np.minimum((cum <= np.maximum(k - 1, 0)[:, None]).sum(axis=1), n - 1)]
@@ -196,7 +228,7 @@ def _evaluate(sample: _Sample, counts: np.ndarray, quantiles: dict[str, float], 
             values[name] = np.full(counts.shape[0], np.nan)
             continue
         values[name] = _weighted_quantile(v, counts[:, sample.owners[name]], q, widen[name], rng,
-                                          sample.blocks)
+                                          sample.effective[name])
     c = counts[:, :sample.done].astype(float)
     served = c @ sample.share
     if sample.open_loop or not sample.done:
@@ -274,8 +306,9 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
     quantiles = {n: (min_attainment if m == ATTAINMENT else percentile / 100.0) for n, m in names.items()}
     needed = {n: samples_needed(q * 100.0) for n, q in quantiles.items()}
     samples = [_sample(s, names, slos_ms) for s in curve]
-    # a percentile wants its samples independent: what counts is the blocks (requests in flight together)
-    widen = [{n: 0 < min(s.sorted_values[n].size, s.blocks) < needed[n] for n in names} for s in samples]
+    # a percentile wants its samples independent: what counts is what they are worth (requests in flight
+    # together move together)
+    widen = [{n: 0 < s.effective[n] < needed[n] for n in names} for s in samples]
     point = [_evaluate(s, np.ones((1, s.attempted), dtype=np.int64), quantiles, w, None)
              for s, w in zip(samples, widen)]
     rates = np.array([s.rate for s in samples])
@@ -294,18 +327,18 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
         b, status = _boundaries(row, loads, 1.0 if metric == ATTAINMENT else limit, True)
         values = [shown[i][name] for i in range(len(curve))]
         n = [int(s.sorted_values[name].size) for s in samples]
-        independent = [min(k, s.blocks) for k, s in zip(n, samples)]
+        independent = [s.effective[name] for s in samples]
         constraints.append(Constraint(name, limit, metric != ATTAINMENT, values,
                                       None if status[0] == BELOW else float(b[0]), str(status[0]), n, needed[name]))
         _note_recovery(notes, name, row[0], 1.0 if metric == ATTAINMENT else limit, curve)
-        few = [f"{s.name} ({k:,} samples in {b:,} blocks)" for s, k, b, w in zip(curve, n, independent, widen)
-               if w[name]]
+        few = [f"{s.name} ({k:,} samples, worth {b:,} independent ones)"
+               for s, k, b, w in zip(curve, n, independent, widen) if w[name]]
         if few:
             notes.append(f"{name}: too few independent samples for a {_q_text(quantiles[name])} at {', '.join(few)}: "
                          f"it wants about {needed[name]:,} (10 / (1 − {quantiles[name]:g})); requests in flight "
-                         f"together count as one block; the interval there uses the distribution-free "
-                         f"order-statistic bound over blocks, open above where the true value may lie beyond the "
-                         f"largest sample")
+                         f"together move together, so they count by their design effect; the interval there uses "
+                         f"the distribution-free order-statistic bound, open above where the true value may lie "
+                         f"beyond the largest sample")
     method = (f"highest load meeting {', '.join(c.name for c in constraints) or 'no constraint'}; boundaries "
               f"interpolated linearly between stages on each constraint's quantile (attainment: on the "
               f"{_q_text(min_attainment or 0.95)} of each request's worst value/limit); {confidence:.0%} "
@@ -397,11 +430,19 @@ def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str
     below = np.zeros(resamples, dtype=bool)
     for c in result.constraints:
         v = values[c.name]
+        limit = 1.0 if names[c.name] == ATTAINMENT else c.limit
         # an unbounded draw (too few samples to bound the quantile) is bounded by the stage above it: latency
         # does not fall as load rises, so a miss is never made up where a higher load is known to pass
         for j in range(v.shape[1] - 2, -1, -1):
             v[:, j] = np.where(v[:, j] >= _UNBOUNDED, v[:, j + 1], v[:, j])
-        load, status = _boundaries(v, loads, 1.0 if names[c.name] == ATTAINMENT else c.limit, True)
+        # still unbounded: a miss by an unknown amount, at least the stage's largest sample; the crossing is
+        # interpolated against that least value (any larger one would put it at a lower load)
+        for j, sample in enumerate(samples):
+            known = sample.sorted_values[c.name]
+            known = known[known < _UNBOUNDED]
+            least = max(float(known[-1]) if known.size else limit, limit) * (1 + 1e-9) + 1e-12
+            v[:, j] = np.where(v[:, j] >= _UNBOUNDED, least, v[:, j])
+        load, status = _boundaries(v, loads, limit, True)
         is_below = status == BELOW
         below |= is_below
         lowest = np.minimum(lowest, np.where(is_below | np.isnan(load), np.inf, load))
