@@ -40,6 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
+from serve_bench.errors import ServerStartError
 from serve_bench.load.clock import now_s
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.scheduler import Scheduler, Sequence
@@ -244,7 +245,8 @@ def running(params: EngineParams, *, log_path: Path, cpus: str | None = None,
         try:
             for _ in range(300):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the engine exited at start ({proc.returncode}); see {out}")
+                    raise ServerStartError(f"the known-capacity engine exited at start ({proc.returncode})",
+                                           hint=f"its output is in {out}")
                 try:
                     if urllib.request.urlopen(f"{url}/health", timeout=1).status == 200:
                         break
