@@ -243,7 +243,7 @@ def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
           served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None,
           observer: Any) -> None:
-    from serve_bench.load.distributed import RemoteMaster
+    from serve_bench.load.process import RemoteMaster
     from serve_bench.summary import load_label
 
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
@@ -262,37 +262,36 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
 
 def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
                   served_name: str, server: Any, ev: Events, key: str | None, observer: Any, remote: Any) -> None:
-    from serve_bench.load.records import RecordWriter
-    from serve_bench.load.runner import run_profile
+    from serve_bench.load.process import run_profile
     from serve_bench.summary import load_label
 
     index = 0
-    with RecordWriter(run.records_path(ck.name)) as writer:
-        def sink(record: Any) -> None:
-            writer.write(record)
-            observer.record(record)
-            ev.request_done(record.ok)
 
-        for profile in profiles:
-            def on_stage(result: Any, profile: LoadProfile = profile) -> None:
-                nonlocal index
-                index += 1
-                data = {"checkpoint": ck.name, "profile": profile.name, "index": index,
-                        **result.model_dump(mode="json"),
-                        **observer.stage_done(index, profile.name, result, load_label(result.target))}
-                write_json(run.stage_path(ck.name, index, result.stage), data)
-                ev.stage_done(ck.label or ck.name, data)
+    def on_record(record: Any) -> None:
+        observer.record(record)
+        ev.request_done(record.ok)
 
-            ev.stage_started(ck.label or ck.name, profile.name)
-            results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
-                                  sink=sink, slos_ms=study.resolved_slo().slo_ms, on_stage=on_stage,
-                                  workers=study.remote_workers or study.workers, remote=remote, api_key=key,
-                                  worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live)
-            died = any(r.server_died for r in results) or (server is not None and not server.alive())
-            if died:
-                tail = server.log_tail() if server is not None else ""
-                raise ServerDiedError(f"the server died during profile {profile.name}; finished stages are kept"
-                                      + (f"; last lines of its log:\n{tail}" if tail else ""))
+    for profile in profiles:
+        def on_stage(result: Any, profile: LoadProfile = profile) -> None:
+            nonlocal index
+            index += 1
+            data = {"checkpoint": ck.name, "profile": profile.name, "index": index,
+                    **result.model_dump(mode="json"),
+                    **observer.stage_done(index, profile.name, result, load_label(result.target))}
+            write_json(run.stage_path(ck.name, index, result.stage), data)
+            ev.stage_done(ck.label or ck.name, data)
+
+        ev.stage_started(ck.label or ck.name, profile.name)
+        results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
+                              records_path=run.records_path(ck.name), log_path=run.loadgen_log_path(ck.name),
+                              on_record=on_record, slos_ms=study.resolved_slo().slo_ms, on_stage=on_stage,
+                              workers=study.remote_workers or study.workers, remote=remote, api_key=key,
+                              worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live)
+        died = any(r.server_died for r in results) or (server is not None and not server.alive())
+        if died:
+            tail = server.log_tail() if server is not None else ""
+            raise ServerDiedError(f"the server died during profile {profile.name}; finished stages are kept"
+                                  + (f"; last lines of its log:\n{tail}" if tail else ""))
 
 
 def _served_model(url: str, wanted: str | None, key: str | None) -> tuple[str, str | None]:

@@ -28,6 +28,7 @@ MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 RESULTS = "results.md"
 RECORDS = "records.jsonl"
+LOADGEN_LOG = "loadgen.log"  # the load process's own output (its workers' logs lie beside it)
 EVAL_DIR = "eval"
 
 
@@ -73,6 +74,9 @@ class RunDir:
 
     def records_path(self, checkpoint: str) -> Path:
         return self.checkpoint_dir(checkpoint) / RECORDS
+
+    def loadgen_log_path(self, checkpoint: str) -> Path:
+        return self.checkpoint_dir(checkpoint) / LOADGEN_LOG
 
     def stage_path(self, checkpoint: str, index: int, stage: str) -> Path:
         return self.checkpoint_dir(checkpoint) / "stages" / f"{index:02d}-{_slug(stage)}.json"

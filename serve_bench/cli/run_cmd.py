@@ -103,17 +103,10 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
     """Serve each checkpoint of STUDY (a YAML file; default: the bundled model
     and 20%/40% pruned copies of it) with vLLM, run the load profiles against it,
     and print a comparison. Results go to a new run directory."""
-    # Locust monkey-patches the process with gevent: import it before anything
-    # else opens sockets or imports ssl. Patching torch's modules warns about
-    # a deprecated alias it touches; that is noise to a user.
+    # torch's modules warn about a deprecated alias they touch: noise to a user
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*reduce_op.*")
-    import gevent
-
-    import serve_bench.load.runner  # noqa: F401
-
-    deliver_ctrl_c_to_the_run(gevent.get_hub())
     from serve_bench.pipeline import run_study
     from serve_bench.study import StudySpec, is_loopback
     from serve_bench.validation import read_yaml, validate
@@ -168,28 +161,6 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
         # a server that failed outranks an evaluation that failed (the error classes' exit codes)
         raise click.exceptions.Exit(EvalError.exit_code if outcome.eval_problems == len(outcome.problems)
                                     else ServerError.exit_code)
-
-
-def deliver_ctrl_c_to_the_run(hub: Any) -> None:
-    """Ctrl-C ends the run, whichever greenlet is running when it comes. Python raises KeyboardInterrupt in
-    the code running at that moment; in a load user's or a scraper's greenlet it would have to travel
-    through Locust's and gevent's handling to reach the run, and a CI run saw an interrupt lost while a
-    stage ran (the stage ran on to its end). So only the main greenlet (the run itself: pruning, setting
-    up) is interrupted where it stands; any other greenlet goes on, and the hub throws the interrupt into
-    the main greenlet at its next turn (milliseconds, while a stage runs)."""
-    import signal
-
-    import gevent
-
-    # serve-bench reports the interrupt itself, in one line: gevent would print it as a greenlet failure
-    hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)
-
-    def interrupt(signum: int, frame: Any) -> None:
-        if gevent.getcurrent() is hub.parent:
-            raise KeyboardInterrupt
-        hub.loop.run_callback(hub.parent.throw, KeyboardInterrupt)
-
-    signal.signal(signal.SIGINT, interrupt)
 
 
 def _open_events(path: Path) -> Any:

@@ -29,13 +29,7 @@ def selfcheck(settings: tuple[str, ...], duration_s: float, out: Path) -> None:
         from serve_bench.errors import ConfigError
 
         raise ConfigError(f"--duration-s must be positive, not {duration_s:g}")
-    # Locust patches the process with gevent when imported: first, as `run` does (see run_cmd)
-    import gevent
-
-    import serve_bench.load.runner  # noqa: F401
-    from serve_bench.cli.run_cmd import deliver_ctrl_c_to_the_run
     from serve_bench.cli.views import PlainView
 
-    deliver_ctrl_c_to_the_run(gevent.get_hub())
     checks = run_selfcheck(names, out, duration_s=duration_s, events=PlainView(sys.stdout), say=click.echo)
     click.echo(f"selfcheck: {out / RESULT_MD} ({len(checks)} setting(s))")

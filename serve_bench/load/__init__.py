@@ -14,11 +14,15 @@
     liveness   is the server refusing connections; the load generator's CPU share
     user       the streaming Locust user (imports Locust, hence gevent: imported lazily)
     runner     run_stage / run_profile: Locust as a library, headless
+    stage_result  what a stage hands back (StageResult), free of Locust's imports
+    process    the orchestrator's side of the load process: start it, follow its events and records
+    driver     the load process itself (python -m serve_bench.load.driver): gevent and Locust live here
     distributed  Locust's master/worker mode: dealing, clock offsets, lost workers
     worker     a worker process (local, or `serve-bench worker` on another host)
 
 Importing this package does not import Locust (which monkey-patches the process
-with gevent); ``serve_bench.load.runner`` and ``serve_bench.load.user`` do.
+with gevent); ``runner``, ``user``, ``distributed``, ``worker`` and ``driver`` do, and only the load
+process and its workers import them: ``serve-bench run`` goes through ``process``.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,12 @@ from serve_bench.load.barrier import await_barrier
 from serve_bench.load.clock import now_s
 from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import CpuShare, refused
+from serve_bench.load.process import API_KEY_ENV, RemoteMaster
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import StagePlan
 from serve_bench.load.stage_state import RecordSink, deal
 from serve_bench.load.user import make_user_class
-from serve_bench.load.worker import API_KEY_ENV, DEFAULT_MASTER_PORT
 from serve_bench.processes import die_with_parent
 from serve_bench.serve.server import free_port
 
@@ -55,15 +54,6 @@ CONNECT_TIMEOUT_S = 180.0
 GO_LEAD_S = 1.0
 STATS_WAIT_S = 4.0  # Locust's worker report interval is 3 s
 _TICK_S = 0.05
-
-
-@dataclass(frozen=True)
-class RemoteMaster:
-    """Where this process listens for workers started by hand on other hosts."""
-
-    bind_host: str = "127.0.0.1"
-    port: int = DEFAULT_MASTER_PORT
-    connect_timeout_s: float = 600.0
 
 
 def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampStage | ReplayStage,

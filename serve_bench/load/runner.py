@@ -22,19 +22,18 @@ from typing import Any
 
 import gevent
 import gevent.event
-import numpy as np
 from locust.env import Environment
-from pydantic import BaseModel, ConfigDict, Field
 
 from serve_bench import auth
 from serve_bench.errors import ConfigError
 from serve_bench.load.barrier import await_barrier
 from serve_bench.load.clock import now_s
-from serve_bench.load.distributed import RemoteMaster, run_distributed
+from serve_bench.load.distributed import run_distributed
 from serve_bench.load.gc_quiet import gc_quiet
 from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, max_model_len, refused
 from serve_bench.load.metrics import summarize
+from serve_bench.load.process import RemoteMaster
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, SweepStage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
 from serve_bench.load.prompts import PromptSet, profile_prompt_set
@@ -48,43 +47,13 @@ from serve_bench.load.stage_plan import (
     plan_stage,
     start_clock,
 )
+from serve_bench.load.stage_result import SATURATION_LAG_MS, StageResult, sweep_rates
 from serve_bench.load.stage_state import RecordSink, StageState
 from serve_bench.load.user import make_user_class
 
 logging.getLogger("locust").addHandler(logging.NullHandler())  # a library does not print Locust's logs
 
-SATURATION_LAG_MS = 100.0
 _TICK_S = 0.05
-
-
-class StageResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    stage: str
-    kind: str
-    target: dict[str, Any] = Field(description="users, rate_rps, arrivals… as run")
-    started_s: float
-    ended_s: float
-    warmup_end_s: float | None
-    records: int
-    summary: dict[str, Any]
-    server_died: bool = False
-    rejected: bool = Field(False, description="stopped early: every request so far got an HTTP 4xx (model name, key…)")
-    generator_saturated: bool = False
-    stopped_early: bool = False
-    warnings: list[str] = Field(default_factory=list)
-    locust_requests: int = 0
-    locust_failures: int = 0
-    workers: int = Field(0, description="load-generator worker processes; 0: this process")
-    loadgen_cpu: dict[str, float | None] = Field(
-        default_factory=dict, description="each load-generator process's CPU time / wall time over the stage "
-                                          "(1.0: one core busy); 'master' is this process")
-    worker_clocks: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="distributed: each worker's clock offset to the master and the "
-                                          "round trip it was measured with (ms); records are on the master's clock")
-    lost_workers: list[str] = Field(default_factory=list, description="workers that disconnected mid-stage")
-    prompts: dict[str, Any] | None = Field(None, description="the prompt set: kind, distinct prompts, exhaust "
-                                                              "(cycle | stop) and whether this stage cycled")
 
 
 def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, url: str, model: str,
@@ -270,11 +239,6 @@ def _judge(result: StageResult, saturation_lag_ms: float) -> None:
     if s["attempted"] and s["completed"] == 0:
         result.warnings.append(f"stage {result.stage}: every request failed; first error: "
                                f"{next(iter(s['errors']), '?')}")
-
-
-def sweep_rates(sync_rps: float, max_rps: float, count: int) -> list[float]:
-    """``count`` rates strictly between the synchronous and the max-throughput rate, evenly spaced."""
-    return [float(r) for r in np.linspace(sync_rps, max_rps, count + 2)[1:-1]]
 
 
 def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str | None = None,

@@ -31,6 +31,7 @@ from serve_bench.errors import ServeBenchError
 from serve_bench.load.clock import now_s
 from serve_bench.load.gc_quiet import pause_collector, resume_collector
 from serve_bench.load.liveness import CpuShare
+from serve_bench.load.process import API_KEY_ENV, DEFAULT_MASTER_PORT
 from serve_bench.load.profiles import LoadProfile, Stage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
 from serve_bench.load.prompts import profile_prompt_set
@@ -39,8 +40,6 @@ from serve_bench.load.stage_plan import PREBUILT_ROUNDS, known_requests, new_sta
 from serve_bench.load.stage_state import StageState
 from serve_bench.load.user import make_user_class
 
-DEFAULT_MASTER_PORT = 5557
-API_KEY_ENV = "SERVE_BENCH_WORKER_API_KEY"  # set by a local master for its workers
 CLOCK_SAMPLES = 8
 _TICK_S = 0.1
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import threading
 from typing import Any
 
 from serve_bench.load.clock import now_s
@@ -35,16 +36,18 @@ class EnergyTrack:
         self._keys = (f"serve-bench-tick-{i}" for i in itertools.count())
         self._key: str | None = None
         self._opened_s = 0.0
-        self._greenlet: Any = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the ticking thread appends while the run's thread reads windows
 
     def start(self) -> None:
         if not self.meter.available:
             return
-        import gevent  # the run's event loop
-
         self.times.append(self._open())
         self.totals.append({d: 0.0 for d in self.meter.devices})
-        self._greenlet = gevent.spawn(self._run)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="energy-track", daemon=True)
+        self._thread.start()
 
     def _open(self) -> float:
         self._key = next(self._keys)
@@ -53,10 +56,7 @@ class EnergyTrack:
         return self._opened_s
 
     def _run(self) -> None:
-        import gevent
-
-        while True:
-            gevent.sleep(self.tick_s)
+        while not self._stop.wait(self.tick_s):
             self.tick()
 
     def tick(self) -> None:
@@ -66,27 +66,29 @@ class EnergyTrack:
         self._open()
         window = self.meter.end_window(closing)
         t = opened_s + window.duration_s if window is not None and window.duration_s > 0 else now_s()
-        last = self.totals[-1]
-        if window is None or window.total_joules is None:
-            # the energy of this tick is unknown: the series carries on, windows across it are refused
-            self.gaps.append((self.times[-1], t, (window.reason if window else None) or "not measured"))
+        with self._lock:
+            last = self.totals[-1]
+            if window is None or window.total_joules is None:
+                # the energy of this tick is unknown: the series carries on, windows across it are refused
+                self.gaps.append((self.times[-1], t, (window.reason if window else None) or "not measured"))
+                self.times.append(t)
+                self.totals.append(dict(last))
+                return
+            # this window began just before the previous one ended: count only its part after that end
+            share = (t - self.times[-1]) / (t - opened_s) if opened_s < self.times[-1] < t else 1.0
             self.times.append(t)
-            self.totals.append(dict(last))
-            return
-        # this window began just before the previous one ended: count only its part after that end
-        share = (t - self.times[-1]) / (t - opened_s) if opened_s < self.times[-1] < t else 1.0
-        self.times.append(t)
-        self.totals.append({d: last.get(d, 0.0) + share * window.joules.get(d, 0.0)
-                            for d in set(last) | set(window.joules)})
+            self.totals.append({d: last.get(d, 0.0) + share * window.joules.get(d, 0.0)
+                                for d in set(last) | set(window.joules)})
         if self.exporter is not None:
             for device, joules in self.totals[-1].items():
                 power = window.joules.get(device, 0.0) / window.duration_s if window.duration_s > 0 else None
                 self.exporter.set_energy(device, joules, power)
 
     def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
             self.tick()
             if self._key is not None:
                 self.meter.end_window(self._key)
@@ -96,6 +98,10 @@ class EnergyTrack:
         """Energy per device between two moments of the run; None when the series does not cover them
         (the meter measures nothing, or the window reaches past the last tick), with unusable ticks inside
         reported as invalid."""
+        with self._lock:
+            return self._window(start_s, end_s)
+
+    def _window(self, start_s: float, end_s: float) -> EnergyWindow | None:
         if len(self.times) < 2 or start_s < self.times[0] or end_s > self.times[-1] or end_s <= start_s:
             return None
         a, b = self._at(start_s), self._at(end_s)

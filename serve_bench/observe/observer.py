@@ -79,9 +79,8 @@ class Observer:
         self._scraper = server_metrics.ServerScraper(url, key, timeseries_path)
         self._scraper.start()
         if self.meter.available and self.idle_s > 0:
-            import gevent  # the run's event loop: the scraper and the exporter go on meanwhile
-
-            self.idle = idle_baseline(self.meter, self.idle_s, key=f"serve-bench-idle-{name}", sleep=gevent.sleep)
+            # the scraper's and the exporter's threads go on meanwhile
+            self.idle = idle_baseline(self.meter, self.idle_s, key=f"serve-bench-idle-{name}")
             for device, watts in (self.idle.watts_by_device or {}).items():
                 self.exporter.set_idle_power(name, device, watts)
         elif self.meter.available:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,24 +140,24 @@ def prefix_cache(before: Samples, after: Samples) -> dict[str, Any]:
 
 
 class ServerScraper:
-    """Scrapes the server every ``interval_s`` while a stage runs, appending to a JSONL file (a greenlet)."""
+    """Scrapes the server every ``interval_s`` while a stage runs, appending to a JSONL file (a thread of the
+    orchestrating process: the load generator's sending loop is in another process)."""
 
     def __init__(self, url: str, key: str | None, path: Path, interval_s: float = SCRAPE_INTERVAL_S) -> None:
         self.url, self.key, self.path, self.interval_s = url, key, path, interval_s
-        self._greenlet: Any = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self.scrapes = 0
 
     def start(self) -> None:
-        import gevent  # the load generator's event loop
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._greenlet = gevent.spawn(self._run)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="server-metrics-scraper", daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
-        import gevent
-
         with open(self.path, "a", encoding="utf-8") as out:
-            while True:
+            while not self._stop.is_set():
                 t = now_s()
                 samples = parse(fetch(self.url, self.key, timeout_s=self.interval_s))
                 if samples:
@@ -165,12 +166,13 @@ class ServerScraper:
                     out.write(json.dumps({"t": t, "samples": flat}) + "\n")
                     out.flush()
                     self.scrapes += 1
-                gevent.sleep(max(0.0, self.interval_s - (now_s() - t)))
+                self._stop.wait(max(0.0, self.interval_s - (now_s() - t)))
 
     def stop(self) -> None:
-        if self._greenlet is not None:
-            self._greenlet.kill()
-            self._greenlet = None
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=self.interval_s + 5.0)  # at most one fetch's timeout
+            self._thread = None
 
 
 def _labels(labels: tuple[tuple[str, str], ...]) -> str:

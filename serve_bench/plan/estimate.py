@@ -17,6 +17,7 @@ from serve_bench.load.profiles import (
     Warmup,
 )
 from serve_bench.load.stage_plan import OPEN_LOOP_LEAD_S, plan_stage
+from serve_bench.load.stage_result import sweep_rates
 from serve_bench.plan.cost import CPU_HOST, CostModel
 from serve_bench.plan.history import History, profile_fingerprint
 from serve_bench.plan.model import (
@@ -83,11 +84,6 @@ def plan_profile(profile: LoadProfile, checkpoints: list[CheckpointPlan], model:
                                                                  f"in {measured.source}")
     return ProfilePlan(profile.name, profile.description, profile.api, prompt, out, _warmup_text(profile.warmup),
                        stages)
-
-
-def sweep_rates(sync_rps: float, max_rps: float, count: int) -> list[float]:
-    """As the runner's sweep: ``count`` rates strictly between the two, evenly spaced."""
-    return [sync_rps + (max_rps - sync_rps) * (i + 1) / (count + 1) for i in range(count)]
 
 
 def _describe(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, index: int) -> StageInfo:

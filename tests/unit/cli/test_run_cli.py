@@ -83,7 +83,7 @@ CTRL_C_SCRIPT = """
 import os, signal, time
 from gevent import monkey; monkey.patch_all()
 import gevent
-from serve_bench.cli.run_cmd import deliver_ctrl_c_to_the_run
+from serve_bench.load.driver import deliver_ctrl_c_to_the_run
 
 deliver_ctrl_c_to_the_run(gevent.get_hub())
 finished = []

@@ -92,7 +92,7 @@ def test_importing_the_package_does_not_import_locust() -> None:
 
 @pytest.mark.unit
 def test_sweep_rates_lie_strictly_between() -> None:
-    from serve_bench.load.runner import sweep_rates  # imports Locust: fine here, tests/conftest.py patched gevent
+    from serve_bench.load.stage_result import sweep_rates
 
     assert sweep_rates(1.0, 4.0, 2) == [2.0, 3.0]
 

@@ -1,0 +1,48 @@
+"""What one load stage hands back (the load process sends it to the orchestrator as JSON).
+
+No Locust or gevent here: the orchestrating process reads these without the load generator's imports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+SATURATION_LAG_MS = 100.0
+
+
+class StageResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    kind: str
+    target: dict[str, Any] = Field(description="users, rate_rps, arrivals… as run")
+    started_s: float
+    ended_s: float
+    warmup_end_s: float | None
+    records: int
+    summary: dict[str, Any]
+    server_died: bool = False
+    rejected: bool = Field(False, description="stopped early: every request so far got an HTTP 4xx (model name, key…)")
+    generator_saturated: bool = False
+    stopped_early: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    locust_requests: int = 0
+    locust_failures: int = 0
+    workers: int = Field(0, description="load-generator worker processes; 0: this process")
+    loadgen_cpu: dict[str, float | None] = Field(
+        default_factory=dict, description="each load-generator process's CPU time / wall time over the stage "
+                                          "(1.0: one core busy); 'master' is this process")
+    worker_clocks: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="distributed: each worker's clock offset to the master and the "
+                                          "round trip it was measured with (ms); records are on the master's clock")
+    lost_workers: list[str] = Field(default_factory=list, description="workers that disconnected mid-stage")
+    prompts: dict[str, Any] | None = Field(None, description="the prompt set: kind, distinct prompts, exhaust "
+                                                              "(cycle | stop) and whether this stage cycled")
+
+
+def sweep_rates(sync_rps: float, max_rps: float, count: int) -> list[float]:
+    """``count`` rates strictly between the synchronous and the max-throughput rate, evenly spaced."""
+    return [float(r) for r in np.linspace(sync_rps, max_rps, count + 2)[1:-1]]
