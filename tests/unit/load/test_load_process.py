@@ -124,3 +124,14 @@ def test_the_tail_reads_whole_lines_only(tmp_path):
         f.write(prof_line[20:] + "\n")
     (record,) = tail.read()
     assert record.request_id == "a" and tail.read() == []
+
+
+def test_the_orchestrating_modules_import_neither_gevent_nor_locust():
+    code = ("import sys\n"
+            "import serve_bench.cli.main, serve_bench.cli.run_cmd, serve_bench.cli.selfcheck_cmd, serve_bench.cli.views\n"
+            "import serve_bench.pipeline, serve_bench.selfcheck, serve_bench.observe.observer, serve_bench.report.build\n"
+            "import serve_bench.load.process, serve_bench.evaluate\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'locust')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
