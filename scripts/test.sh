@@ -36,4 +36,25 @@ if [ -z "${SERVE_BENCH_DATA_DIR:-}" ]; then
 fi
 venv=${SERVE_BENCH_VENV:-$root/.venv}
 cd "$root"
-exec "$venv/bin/python" -m pytest "$@"
+# Two sessions: everything but the load generator's own tests, unpatched (as serve-bench's orchestrator
+# runs); then those, gevent-patched first (tests/conftest.py says why). One closing line counts both.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+codes=()
+for loadgen in 0 1; do
+  set +e
+  SERVE_BENCH_TEST_LOADGEN=$loadgen "$venv/bin/python" -m pytest "$@" 2>&1 | tee "$logs/$loadgen.log"
+  codes+=("${PIPESTATUS[0]}")
+  set -e
+done
+count() {  # WORD: the sum over both sessions' closing lines
+  cat "$logs"/*.log | grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?)\b.* in [0-9.]+s' | grep -oE "[0-9]+ $1" | awk '{n += $1} END {print n + 0}'
+}
+echo "tests: $(count passed) passed, $(( $(count failed) + $(count error) )) failed, $(count skipped) skipped"
+status=0
+for code in "${codes[@]}"; do
+  # 5: a session that selected no test (-m unit selects none of one side, say); the other one counts
+  if [ "$code" != 0 ] && [ "$code" != 5 ]; then status=$code; fi
+done
+if [ "${codes[0]}" = 5 ] && [ "${codes[1]}" = 5 ]; then status=5; fi
+exit "$status"

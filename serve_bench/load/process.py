@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict
 
 from serve_bench import errors
 from serve_bench.errors import LoadError, ServeBenchError
-from serve_bench.load.clock import now_s
+from serve_bench.load.clock import anchor_env, now_s
 from serve_bench.load.live import LiveStage
 from serve_bench.load.profiles import LoadProfile, Warmup
 from serve_bench.load.records import RequestRecord
@@ -138,7 +138,7 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, records_path: Pat
         elif kind == "error":
             failure.update(event)
 
-    env = dict(os.environ)
+    env = {**os.environ, **anchor_env()}  # one clock for the records and this process's observers
     if api_key:
         env[API_KEY_ENV] = api_key
     with open(log_path, "ab") as log:

@@ -128,10 +128,26 @@ def test_the_tail_reads_whole_lines_only(tmp_path):
 
 def test_the_orchestrating_modules_import_neither_gevent_nor_locust():
     code = ("import sys\n"
-            "import serve_bench.cli.main, serve_bench.cli.run_cmd, serve_bench.cli.selfcheck_cmd, serve_bench.cli.views\n"
-            "import serve_bench.pipeline, serve_bench.selfcheck, serve_bench.observe.observer, serve_bench.report.build\n"
+            "import serve_bench.cli.main, serve_bench.cli.run_cmd, serve_bench.cli.selfcheck_cmd\n"
+            "import serve_bench.cli.views, serve_bench.pipeline, serve_bench.selfcheck\n"
+            "import serve_bench.observe.observer, serve_bench.report.build\n"
             "import serve_bench.load.process, serve_bench.evaluate\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gevent', 'locust')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_clock_is_wall_clock_and_monotonic_and_a_child_can_share_it() -> None:
+    # fresh interpreters: this one's wall clock may have stepped since its anchor was taken
+    code = ("import time; from serve_bench.load.clock import now_s, anchor_env; a, b = now_s(), now_s(); "
+            "print(b >= a, abs(a - time.time()) < 1.0, anchor_env()['SERVE_BENCH_CLOCK_ANCHOR'])")
+    ordered, close, anchor = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                            check=True).stdout.split()
+    assert (ordered, close) == ("True", "True")
+    wall, perf = (float(x) for x in anchor.split(","))
+    stepped = f"{wall - 1000.0!r},{perf!r}"  # a parent whose wall clock read 1000 s less
+    code = "import time; from serve_bench.load.clock import now_s; print(now_s() - time.time())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SERVE_BENCH_CLOCK_ANCHOR": stepped}).stdout
+    assert float(out) == pytest.approx(-1000.0, abs=1.0)
