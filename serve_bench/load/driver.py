@@ -24,14 +24,13 @@ from typing import IO, Any  # noqa: E402
 
 import gevent  # noqa: E402
 
-from serve_bench.errors import ServeBenchError  # noqa: E402
+from serve_bench.errors import EXIT_INTERRUPTED, ServeBenchError  # noqa: E402
 from serve_bench.load.live import LiveStage  # noqa: E402
 from serve_bench.load.process import API_KEY_ENV, LIVE_PERIOD_S, LoadSpec, RemoteMaster  # noqa: E402
 from serve_bench.load.profiles import LoadProfile  # noqa: E402
 from serve_bench.load.records import RecordWriter  # noqa: E402
+from serve_bench.load.runner import run_profile  # noqa: E402
 from serve_bench.load.stage_result import StageResult  # noqa: E402
-
-EXIT_INTERRUPTED = 130
 
 
 def deliver_ctrl_c_to_the_run(hub: Any) -> None:
@@ -67,8 +66,6 @@ def _report_live(live: LiveStage, events: Events) -> None:
 
 
 def run(spec: LoadSpec, events: Events) -> None:
-    from serve_bench.load.runner import run_profile
-
     live = LiveStage()
     live.on_begin = lambda s: events.send("begin", profile=s.profile, stage=s.stage, kind=s.kind, target=s.target,
                                           warmup={"requests": s.warmup_requests, "duration_s": s.warmup_s})

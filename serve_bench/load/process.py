@@ -20,6 +20,7 @@ process (no stray load generator).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -27,7 +28,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,7 +49,7 @@ INTERRUPT_GRACE_S = 20.0  # a Ctrl-C'd stage quits its users and flushes; then t
 _POLL_S = 0.1
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class RemoteMaster:
     """Where the load process listens for workers started by hand on other hosts."""
 
@@ -105,7 +105,7 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, records_path: Pat
     load process raised (a bad profile, prompts too long for the server…) as the same error class."""
     spec = LoadSpec(profile=profile.model_dump(mode="json"), url=url, model=model, model_path=model_path,
                     records_path=str(records_path), slos_ms=dict(slos_ms) if slos_ms else None, workers=workers,
-                    remote=None if remote is None else vars(remote).copy(),
+                    remote=None if remote is None else dataclasses.asdict(remote),
                     worker_log_dir=None if worker_log_dir is None else str(worker_log_dir))
     records_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
