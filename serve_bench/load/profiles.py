@@ -1,7 +1,7 @@
 """Load profiles: YAML stage tables, validated strictly.
 
-The shipped profiles are package data (``serve_bench/load_profiles/*.yaml``),
-found through :mod:`importlib.resources`, so a plain ``pip install`` has them;
+The shipped profiles are the repository's ``load_profiles/*.yaml``, carried in
+the wheel as package data (:mod:`serve_bench.assets`), so a plain ``pip install`` has them;
 any other YAML path works as a profile too.
 
 A profile fixes the work (API, input and output token counts, ``ignore_eos``,
@@ -30,18 +30,18 @@ the field path (``load_profiles/x.yaml: stages[1].rate_rps: ...``).
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
+from serve_bench.assets import LOAD_PROFILES, asset_dir
 from serve_bench.errors import ConfigError
 from serve_bench.load.lengths import LENGTH_KINDS, LengthDist
 from serve_bench.load.prefixes import SharedPrefix
 from serve_bench.validation import read_yaml, validation_messages
 
-PROFILES_DIR = Path(str(resources.files("serve_bench") / "load_profiles"))
+PROFILES_DIR = asset_dir(LOAD_PROFILES)
 DEFAULT_PROFILE = "quick"
 
 

@@ -1,7 +1,7 @@
 """The Grafana dashboards and what runs them: a tree ready for ``docker compose up``, and their queries.
 
-The assets are package data in ``serve_bench/dashboards/`` (so a plain
-``pip install`` has them); :func:`write_tree` lays them out with the scrape
+The assets are the repository's ``dashboards/``, carried in the wheel as package
+data (so a plain ``pip install`` has them); :func:`write_tree` lays them out with the scrape
 targets filled in. :func:`panel_queries` gives every query a dashboard runs,
 with its template variables replaced the way Grafana replaces them, so a test
 can run each against a real Prometheus; :func:`unknown_metrics` finds metric
@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from serve_bench import assets
 from serve_bench.errors import ConfigError
 
-ASSETS = Path(str(resources.files("serve_bench") / "dashboards"))
+ASSETS = assets.asset_dir(assets.DASHBOARDS)
 DASHBOARDS = (ASSETS / "serve-bench.json", ASSETS / "vllm.json")
 DEFAULT_EXPORTER = "127.0.0.1:9464"  # serve_bench.observe.exporter.DEFAULT_PORT
 DEFAULT_VLLM = "127.0.0.1:8000"  # vLLM's own default port; serve-bench uses server.port when the study sets it
