@@ -6,7 +6,11 @@ usage, [DONE]) pinned to core 1, then drives it from core 0 with
 
     serve-bench   one process (workers=0: Locust in-process, FastHttpUser/gevent), closed loop,
                   ``--concurrency`` users, ``--requests`` requests (+1 warm-up request first), via run_stage,
-                  every record written to a JSONL file as it finishes (as ``serve-bench run`` does)
+                  every record written to a JSONL file as it finishes (as ``serve-bench run`` did before issue 17)
+    serve-bench-process
+                  as ``serve-bench run`` sends since issue 17: an orchestrating process that reads every record
+                  back from the file, and its load process (python -m serve_bench.load.driver) that sends, both
+                  on the client's cores; ``--workers N`` adds N local worker processes under the load process
     vllm bench    vllm.benchmarks.serve (aiohttp/asyncio), --max-concurrency C, --num-prompts N,
                   --request-rate inf, --dataset-name random, --ignore-eos
 
@@ -23,6 +27,8 @@ around the load phase only (imports, tokenizer and prompt generation excluded):
     .venv/bin/python scripts/bench_loadgen.py --concurrency 64 --requests 4000 --repeats 2
     .venv/bin/python scripts/bench_loadgen.py --tools serve-bench --workers 2 --client-core 0,1 --server-core 0,1
     .venv/bin/python scripts/bench_loadgen.py --tools serve-bench --exporter     # the exporter's cost
+    .venv/bin/python scripts/bench_loadgen.py --tools vllm,serve-bench,serve-bench-process   # after the split
+    .venv/bin/python scripts/bench_loadgen.py --tools serve-bench,serve-bench-process:1      # one local worker
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -40,6 +47,9 @@ from fake_openai_server import running  # noqa: E402 - this directory is on sys.
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 MODEL = "fake"
+# serve-bench: run_stage in this process (the load loop alone, as before issue 17); serve-bench-process: as
+# `serve-bench run` sends since issue 17 (an orchestrator and its load process, both on the client's cores)
+TOOLS = ("vllm", "serve-bench", "serve-bench-process")
 
 
 def loadavg() -> str:
@@ -123,6 +133,44 @@ def inner_serve_bench(a: argparse.Namespace) -> dict:
             "total_input_tokens": s["total_input_tokens"], "errors": s["errors"], "median_ttft_ms": s["median_ttft_ms"]}
 
 
+def inner_serve_bench_process(a: argparse.Namespace) -> dict:
+    """As `serve-bench run` sends since issue 17: this process orchestrates (never imports gevent or Locust) and
+    reads every record back from the file; the load process (python -m serve_bench.load.driver, a child, pinned
+    with it) sends. One profile: the warm-up request alone, then the measured stage."""
+    from serve_bench.load.process import run_profile
+    from serve_bench.load.profiles import profile_from_data
+
+    profile = profile_from_data({
+        "name": "loadgen", "api": "chat", "input_tokens": a.input_len, "output_tokens": a.output_len,
+        "ignore_eos": True, "warmup": {"requests": 0}, "timeout_s": 300,
+        "stages": [{"kind": "concurrency", "name": "warm", "users": 1, "requests": 1},
+                   {"kind": "concurrency", "users": a.concurrency, "requests": a.requests}]})
+    chunks = [0]
+    cpu_at: list[float] = []
+
+    def on_record(r) -> None:
+        chunks[0] += len(r.chunk_times_s)
+
+    def on_stage(result) -> None:
+        cpu_at.append(time.process_time())
+
+    tmp = Path(a.tmp)
+    warm, res = run_profile(profile, url=a.url, model=MODEL, records_path=tmp / "records.jsonl",
+                            log_path=tmp / "loadgen.log", model_path=a.model_path, workers=a.workers,
+                            worker_log_dir=tmp, on_record=on_record, on_stage=on_stage)
+    wall = res.ended_s - res.started_s
+    # the measured stage's CPU: every load-generator process's (the load process, and its workers with
+    # --workers; their own measure over the stage) and this orchestrating process's between the two stage ends
+    loadgen_cpu_s = sum(c for c in res.loadgen_cpu.values() if c is not None) * wall
+    cpu = loadgen_cpu_s + cpu_at[1] - cpu_at[0]
+    s = res.summary
+    chunks[0] -= 1 * a.output_len  # the warm-up request's
+    return {"completed": s["completed"], "failed": s["failed"], "duration": s["duration"], "wall_s": wall,
+            "cpu_s": cpu, "chunks": chunks[0], "total_output_tokens": s["total_output_tokens"],
+            "total_input_tokens": s["total_input_tokens"], "errors": s["errors"], "median_ttft_ms": s["median_ttft_ms"],
+            "loadgen_cpu": res.loadgen_cpu}
+
+
 def inner_vllm(a: argparse.Namespace) -> dict:
     from vllm.benchmarks import serve as vserve
     from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -162,14 +210,17 @@ def inner_vllm(a: argparse.Namespace) -> dict:
 # -- outer --------------------------------------------------------------------------------------------------------
 
 def measure(tool: str, a: argparse.Namespace, url: str, server_pid: int, tmp: Path) -> dict:
-    out = tmp / f"{tool}.json"
-    cmd = ["taskset", "-c", a.client_core, PY, __file__, "--inner", tool, "--url", url, "--model-path", a.model_path,
+    """One run of ``tool``: a name of TOOLS, or ``name:N`` for N worker processes instead of ``--workers``."""
+    name, _, workers = tool.partition(":")
+    out = tmp / f"{name}.json"
+    cmd = ["taskset", "-c", a.client_core, PY, __file__, "--inner", name, "--url", url, "--model-path", a.model_path,
            "--concurrency", str(a.concurrency), "--requests", str(a.requests), "--input-len", str(a.input_len),
-           "--workers", str(a.workers), "--server-core", a.server_core, *(["--exporter"] if a.exporter else []),
-           "--output-len", str(a.output_len), "--tmp", str(tmp), "--result", str(out)]
+           "--workers", workers or str(a.workers), "--server-core", a.server_core,
+           *(["--exporter"] if a.exporter else []), "--output-len", str(a.output_len),
+           "--tmp", str(tmp), "--result", str(out)]
     before_load = loadavg()
     s0, w0 = proc_cpu_s(server_pid), time.perf_counter()
-    with open(tmp / f"{tool}.log", "w") as log:
+    with open(tmp / f"{name}.log", "w") as log:
         subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
     server_cpu, total_wall = proc_cpu_s(server_pid) - s0, time.perf_counter() - w0
     r = json.loads(out.read_text())
@@ -194,20 +245,26 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="runs per tool, order alternating")
     ap.add_argument("--client-core", default="0", help="taskset list for the client (and its workers): '0,1'")
     ap.add_argument("--workers", type=int, default=0, help="serve-bench: Locust worker processes (0: one process)")
-    ap.add_argument("--tools", default="vllm,serve-bench", help="which tools to run, comma-separated")
+    ap.add_argument("--tools", default="vllm,serve-bench",
+                    help="which tools to run, comma-separated, in this order (then reversed, alternating); "
+                         "serve-bench-process:1 runs that tool with one worker process")
     ap.add_argument("--exporter", action="store_true",
                     help="serve-bench: feed the live Prometheus exporter too, scraped every second")
     ap.add_argument("--server-core", default="1")
     ap.add_argument("--model-path", default=None, help="tokenizer for prompts (default: the bundled model)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/sb-loadgen"))
-    ap.add_argument("--inner", choices=["serve-bench", "vllm"], help=argparse.SUPPRESS)
+    ap.add_argument("--inner", choices=TOOLS, help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    unknown = [t for t in a.tools.split(",") if t.partition(":")[0] not in TOOLS]
+    if unknown:
+        ap.error(f"unknown tool(s) {unknown}; valid: {list(TOOLS)}, each optionally with :N worker processes")
 
     if a.inner:
-        r = inner_serve_bench(a) if a.inner == "serve-bench" else inner_vllm(a)
+        r = {"serve-bench": inner_serve_bench, "serve-bench-process": inner_serve_bench_process,
+             "vllm": inner_vllm}[a.inner](a)
         Path(a.result).write_text(json.dumps(r))
         return
 
@@ -220,9 +277,9 @@ def main() -> None:
     rows = []
     with running(tmp / "fake_server.log", cpus=a.server_core, model=MODEL) as (url, server):
         for k in range(a.repeats):
-            order = ["vllm", "serve-bench"] if k % 2 == 0 else ["serve-bench", "vllm"]
-            for tool in [t for t in order if t in a.tools.split(",")]:
-                d = tmp / f"{tool}-{k}"
+            chosen = a.tools.split(",")
+            for tool in chosen if k % 2 == 0 else chosen[::-1]:  # order alternating
+                d = tmp / f"{tool.replace(':', '-w')}-{k}"
                 d.mkdir()
                 r = measure(tool, a, url, server.pid, d)
                 r["repeat"] = k
@@ -241,16 +298,15 @@ def main() -> None:
         lines.append(f"| {r['tool']} | {r['repeat']} | {r['req_per_s']:.0f} | {r['chunks_per_s']:.0f} | "
                      f"{r['cpu_s']:.1f} | {r['cpu_ms_per_req']:.2f} | {r['client_cpu_pct']:.0f} | "
                      f"{r['server_cpu_pct']:.0f} | {r['failed']} | {r['loadavg_before']} → {r['loadavg_after']} |")
-    best = {t: max((r["req_per_s"] for r in rows if r["tool"] == t), default=0.0) for t in ("serve-bench", "vllm")}
-    mean = {t: sum(r["req_per_s"] for r in rows if r["tool"] == t) / max(1, sum(r["tool"] == t for r in rows))
-            for t in ("serve-bench", "vllm")}
-    if mean["vllm"] and mean["serve-bench"]:
-        ratio = mean["serve-bench"] / mean["vllm"]
-        lines.append(f"\nmean req/s: serve-bench {mean['serve-bench']:.0f}, vllm bench serve {mean['vllm']:.0f} "
-                     f"(ratio {ratio:.2f}); best: {best['serve-bench']:.0f} vs {best['vllm']:.0f}. "
-                     f"Target (serve-bench at least 1.5x): {'met' if ratio >= 1.5 else 'NOT met'}")
-    else:
-        lines.append(f"\nmean req/s: serve-bench {mean['serve-bench']:.0f}, vllm bench serve {mean['vllm']:.0f}")
+    mean = {t: statistics.mean(r["req_per_s"] for r in rows if r["tool"] == t) for t in {r["tool"] for r in rows}}
+    lines.append("\nmean req/s: " + ", ".join(f"{t} {mean[t]:.0f}" for t in a.tools.split(",") if t in mean))
+    for t in ("serve-bench", "serve-bench-process"):
+        if t in mean and "vllm" in mean:
+            ratio = mean[t] / mean["vllm"]
+            verdict = "met" if ratio >= 1.5 else "NOT met"
+            lines.append(f"{t} / vllm bench serve: {ratio:.2f} (target at least 1.5: {verdict})")
+    if "serve-bench" in mean and "serve-bench-process" in mean:
+        lines.append(f"serve-bench-process / serve-bench: {mean['serve-bench-process'] / mean['serve-bench']:.2f}")
     table = "\n".join(lines)
     (tmp / "table.md").write_text(table + "\n")
     print(table)

@@ -6,6 +6,8 @@
                                                   then a usage chunk when stream_options.include_usage,
                                                   then ``data: [DONE]``; stream=false: one JSON body
     GET  /v1/models, /health
+    GET  /metrics                                 with ``--metrics-file``: that file's text (Prometheus format),
+                                                  e.g. a replay of a scrape recorded from vLLM
 
 No model, no tokenizer: prompt_tokens is a word count of the prompt. Chunks
 are pre-rendered byte templates to keep the server's CPU per request low; one
@@ -29,6 +31,7 @@ the client's.
 
     python scripts/fake_openai_server.py --port 8999 [--model fake] [--default-tokens 16]
                                         [--ttft-ms 100 --itl-ms 20] [--timing-log /tmp/fake-timing.jsonl]
+                                        [--metrics-file vllm-metrics.txt]
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ async def _until(deadline: float) -> None:
 
 
 def make_app(model: str, default_tokens: int, ttft_ms: float = 0.0, itl_ms: float = 0.0,
-             timing_log: str | None = None) -> web.Application:
+             timing_log: str | None = None, metrics_text: bytes | None = None) -> web.Application:
     counter = [0]
     model_b = model.encode()
     ttft_s, itl_s = ttft_ms / 1000.0, itl_ms / 1000.0
@@ -138,6 +141,11 @@ def make_app(model: str, default_tokens: int, ttft_ms: float = 0.0, itl_ms: floa
         return web.Response(status=200)
 
     app = web.Application()
+    if metrics_text is not None:
+        async def metrics(request: web.Request) -> web.Response:
+            return web.Response(body=metrics_text, content_type="text/plain", charset="utf-8")
+
+        app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
@@ -186,6 +194,7 @@ def main() -> None:
     ap.add_argument("--ttft-ms", type=float, default=0.0, help="receipt to the first content chunk (default 0)")
     ap.add_argument("--itl-ms", type=float, default=0.0, help="between consecutive content chunks (default 0)")
     ap.add_argument("--timing-log", default=None, help="append one JSON line of server-side times per request")
+    ap.add_argument("--metrics-file", type=Path, default=None, help="serve this file's text at GET /metrics")
     args = ap.parse_args()
     try:
         import uvloop  # noqa: F401
@@ -193,7 +202,8 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    app = make_app(args.model, args.default_tokens, args.ttft_ms, args.itl_ms, args.timing_log)
+    app = make_app(args.model, args.default_tokens, args.ttft_ms, args.itl_ms, args.timing_log,
+                   args.metrics_file.read_bytes() if args.metrics_file else None)
     # everything alive now (aiohttp, uvloop…) never needs collecting: keep it out of the cycle collector, so a
     # full collection under load scans only live requests (without this, 15-30 ms stalls delay every stream)
     gc.freeze()
