@@ -6,28 +6,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from serve_bench.auth import DEFAULT_KEY_ENV
 from serve_bench.evaluate.settings import EvalSettings
 from serve_bench.load.metrics import SLO_METRICS
 from serve_bench.prune.criteria import ALIASES, CRITERIA
 from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
-from serve_bench.validation import read_yaml, validate
+from serve_bench.validation import Strict, read_yaml, validate
 
 
-class _Strict(BaseModel):
-    # inf and nan are no one's setting: a limit, a price or a rate of inf/nan would only surface later as a
-    # nonsense answer or an arithmetic error
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class ModelEntry(_Strict):
+class ModelEntry(Strict):
     model: str = Field("default", description="'default', a checkpoint directory or a hub id")
     name: str | None = Field(None, description="short name in results; defaults to the directory name")
 
 
-class PruneSettings(_Strict):
+class PruneSettings(Strict):
     prune: list[float] = Field(default_factory=list, description="pruning fractions, e.g. [0.2, 0.4]")
     expansion_ratio: list[float] = Field(default_factory=list)
     criterion: str = "ppm"
@@ -57,7 +51,7 @@ class PruneSettings(_Strict):
         return v
 
 
-class ServerSettings(_Strict):
+class ServerSettings(Strict):
     url: str | None = Field(None, description="an OpenAI-compatible server to load instead of launching vLLM")
     served_model: str | None = Field(None, description="model name at --url; default: the server's first model")
     tokenizer: str | None = Field(None, description="tokenizer directory for --url; default: the root vLLM reports")
@@ -71,18 +65,18 @@ class ServerSettings(_Strict):
                                          "vLLM's --api-key in engine_args is used when this is unset")
 
 
-class MetricsSettings(_Strict):
+class MetricsSettings(Strict):
     host: str = Field("127.0.0.1", description="where the Prometheus exporter listens; loopback by default")
     port: int | None = Field(None, ge=0, le=65535,
                              description="exporter port; default 9464 (a free one if that is busy); 0: any free port")
 
 
-class EnergySettings(_Strict):
+class EnergySettings(Strict):
     idle_s: float = Field(10.0, ge=0, description="idle baseline per checkpoint, model loaded, before its stages "
                                                   "(where energy can be measured); 0: none")
 
 
-class StudySpec(_Strict):
+class StudySpec(Strict):
     name: str = "default"
     models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry()], min_length=1)
     prune: PruneSettings = Field(default_factory=lambda: PruneSettings(prune=[0.2, 0.4]))
@@ -146,7 +140,7 @@ DEFAULT_SLO_ATTAINMENT = 0.9
 DEFAULT_SLO_SOURCE = "serve-bench's default for the default study (CPU host); set yours"
 
 
-class ResolvedSlo(BaseModel):
+class ResolvedSlo(Strict):
     """A run's SLO set, its percentile and attainment, and where it came from (``manifest["slo"]``)."""
 
     slo_ms: dict[str, float]
@@ -181,7 +175,7 @@ def _check_slos(v: dict[str, float]) -> dict[str, float]:
     return v
 
 
-class CapacitySettings(_Strict):
+class CapacitySettings(Strict):
     """The traffic to plan for and what a replica costs. Replicas are assumed to scale linearly."""
 
     rps: float = Field(10.0, gt=0, description="target traffic, requests per second (an example: set yours)")
@@ -194,7 +188,7 @@ class CapacitySettings(_Strict):
     grid_g_per_kwh: float | None = Field(None, ge=0, description="grid carbon intensity, gCO2e/kWh; None: no CO2")
 
 
-class ReportSettings(_Strict):
+class ReportSettings(Strict):
     slo_ms: dict[str, float] = Field(default_factory=dict,
                                      description="limits, e.g. {ttft_ms: 500, tpot_ms: 50}; empty: the run's "
                                                  "resolved set (the study's slo, else DEFAULT_SLO_MS)")

@@ -12,6 +12,7 @@ from typing import Any
 
 from serve_bench.load.metrics import summarize
 from serve_bench.load.records import read_records
+from serve_bench.load.stage_result import stage_flags
 from serve_bench.rundir import RunDir, read_json
 from serve_bench.study import run_slos
 
@@ -64,10 +65,7 @@ def load_label(t: dict[str, Any]) -> str:
 
 def row(result: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
     s = summary if summary is not None else result["summary"]
-    flags = [name for name, on in (("server died", result.get("server_died")),
-                                   ("generator saturated", result.get("generator_saturated")),
-                                   ("rejected", result.get("rejected")),
-                                   ("stopped early", result.get("stopped_early"))) if on]
+    flags = stage_flags(result).values()
     keys = ("request_throughput", "output_throughput", "total_token_throughput", "steady_output_throughput",
             "steady_request_throughput", "mean_in_flight", "steady_mean_in_flight", "median_ttft_ms",
             "median_tpot_ms", "median_itl_ms", "p99_e2el_ms", "completed", "failed", "request_goodput")

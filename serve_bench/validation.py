@@ -7,11 +7,20 @@ from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serve_bench.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """The one base of every model serve-bench validates (studies, profiles, evaluation settings, the engine's
+    costs, and what a run directory holds): an unknown field is refused, so a misspelt setting is an error
+    instead of a silent default; inf and NaN are refused, since no setting or measurement means them and they
+    would only surface later (a rate of inf crashing the schedule, a NaN price in the plan)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def field_path(loc: Iterable[Any], skip: Iterable[str] = ()) -> str:

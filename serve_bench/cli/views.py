@@ -24,6 +24,7 @@ from rich.text import Text
 
 from serve_bench.load.clock import now_s
 from serve_bench.load.profiles import SweepStage, load_profile
+from serve_bench.load.stage_result import stage_flags
 
 
 def count_stages(profiles: list[str]) -> int:
@@ -50,11 +51,6 @@ def _joules_per_token(result: dict[str, Any]) -> str | None:
     return f"{per_token:.3g}" if energy.get("measured") and per_token is not None else None
 
 
-def _flags(result: dict[str, Any]) -> list[str]:
-    return [name.replace("_", " ") for name in ("server_died", "generator_saturated", "rejected", "stopped_early")
-            if result.get(name)]
-
-
 def finished_row(checkpoint: str, result: dict[str, Any]) -> str:
     """One finished stage as a row under :data:`FINISHED_HEADER` († : open loop, from the schedule)."""
     s = result["summary"]
@@ -65,7 +61,7 @@ def finished_row(checkpoint: str, result: dict[str, Any]) -> str:
             f"{str(s.get('completed', 0)) + '/' + str(s.get('failed', 0)):>9} "
             f"{_fmt(s.get('output_throughput'), '{:.1f}'):>8} {_fmt(s.get('steady_output_throughput'), '{:.1f}'):>8} "
             f"{ttft + ('†' if intended else ''):>12} {_fmt(s.get('median_tpot_ms'), '{:.2f}'):>12} {joules:>8}  "
-            f"{', '.join(_flags(result))}")
+            f"{', '.join(stage_flags(result).values())}")
 
 
 def stage_line(checkpoint: str, result: dict[str, Any]) -> str:
@@ -82,7 +78,7 @@ def stage_line(checkpoint: str, result: dict[str, Any]) -> str:
         ttft = f"TTFT p50 {f('median_ttft_ms', '{:.1f}')} ms"
     per_token = _joules_per_token(result)
     joules = f"{per_token} J/token" if per_token else "energy n/m"
-    flags = _flags(result)
+    flags = list(stage_flags(result).values())
     return (f"{checkpoint} {result['stage']}: {s.get('completed', 0)} ok, {s.get('failed', 0)} failed, "
             f"{f('output_throughput', '{:.1f}')} tok/s (steady {f('steady_output_throughput', '{:.1f}')}), "
             f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms, {joules}"
@@ -199,7 +195,7 @@ class JsonEvents(_Quiet):
                 "median_tpot_ms", "latency_from", "median_ttft_from_intended_ms", "p99_send_lag_ms")
         self._emit("stage_done", checkpoint=checkpoint, profile=result.get("profile"), stage=result["stage"],
                    summary={k: s.get(k) for k in keys},
-                   flags=[f.replace(" ", "_") for f in _flags(result)],
+                   flags=list(stage_flags(result)),
                    energy_per_output_token_joules=(result.get("energy") or {}).get("energy_per_output_token_joules"))
 
     def note(self, message: str) -> None:

@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from serve_bench.evaluate.tasks import DEFAULT_TASKS, TASKS, unknown_task_message
+from serve_bench.validation import Strict
 
 DATA_DIR_ENV = "SERVE_BENCH_DATA_DIR"
 Endpoint = Literal["completions", "chat"]
@@ -22,11 +23,7 @@ Limit = int | Literal["all"]
 NUM_CONCURRENT = 32
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TaskSettings(_Strict):
+class TaskSettings(Strict):
     """Overrides for one task; unset fields take the task's defaults (tasks.py) or the section's."""
 
     num_fewshot: int | None = Field(None, ge=0, description="few-shot examples; default: the task's (mmlu, gsm8k: 5)")
@@ -41,7 +38,7 @@ class TaskSettings(_Strict):
         return _check_limit(v)
 
 
-class EvalSettings(_Strict):
+class EvalSettings(Strict):
     enabled: bool = Field(True, description="evaluate accuracy after each checkpoint's load profiles")
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS), min_length=1)
     limit: Limit | None = Field(None, description="items per task (per subject for mmlu); 'all': the full sets; "

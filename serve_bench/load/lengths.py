@@ -29,20 +29,16 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from serve_bench.errors import ConfigError
-from serve_bench.validation import read_text
+from serve_bench.validation import Strict, read_text
 
 BLOCK = 4096
 LENGTH_KINDS = ("fixed", "uniform", "normal", "lognormal", "empirical")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _Clipped(_Strict):
+class _Clipped(Strict):
     min_tokens: PositiveInt = 1
     max_tokens: PositiveInt
 
@@ -68,7 +64,7 @@ class _Clipped(_Strict):
         return np.where(k < self.min_tokens, 0.0, np.where(k >= self.max_tokens, 1.0, inner))
 
 
-class FixedLength(_Strict):
+class FixedLength(Strict):
     kind: Literal["fixed"]
     tokens: PositiveInt
 
@@ -143,7 +139,7 @@ class LogNormalLength(_Clipped):
         return 0.5 * (1.0 + _erf(z))
 
 
-class EmpiricalLength(_Strict):
+class EmpiricalLength(Strict):
     kind: Literal["empirical"]
     path: Path
     field: str | None = Field(None, description="JSONL/CSV: the column holding the length; None: one number a line")

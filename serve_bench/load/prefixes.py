@@ -18,14 +18,14 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt
+
+from serve_bench.validation import Strict
 
 BLOCK = 4096
 
 
-class SharedPrefix(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SharedPrefix(Strict):
     tokens: PositiveInt = Field(description="length of each shared prefix, in tokens")
     count: PositiveInt = Field(1, description="how many distinct prefixes")
     share: float = Field(1.0, ge=0.0, le=1.0, description="share of all requests that carry a prefix; "

@@ -31,8 +31,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict
-
 from serve_bench import errors
 from serve_bench.errors import LoadError, ServeBenchError
 from serve_bench.load.clock import anchor_env, now_s
@@ -41,6 +39,7 @@ from serve_bench.load.profiles import LoadProfile, Warmup
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_result import SATURATION_LAG_MS, StageResult
 from serve_bench.processes import die_with_parent
+from serve_bench.validation import Strict
 
 DEFAULT_MASTER_PORT = 5557
 API_KEY_ENV = "SERVE_BENCH_WORKER_API_KEY"  # the server's key for a load process: the environment, never a file
@@ -58,10 +57,8 @@ class RemoteMaster:
     connect_timeout_s: float = 600.0
 
 
-class LoadSpec(BaseModel):
+class LoadSpec(Strict):
     """What the load process is asked to run (written to its standard input)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     profile: dict[str, Any]
     url: str

@@ -33,23 +33,19 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from serve_bench.assets import LOAD_PROFILES, asset_dir
 from serve_bench.errors import ConfigError
 from serve_bench.load.lengths import LENGTH_KINDS, LengthDist
 from serve_bench.load.prefixes import SharedPrefix
-from serve_bench.validation import read_yaml, validation_messages
+from serve_bench.validation import Strict, read_yaml, validation_messages
 
 PROFILES_DIR = asset_dir(LOAD_PROFILES)
 DEFAULT_PROFILE = "quick"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Warmup(_Strict):
+class Warmup(Strict):
     """Left out of statistics (kept on disk): the first ``requests`` sent, or those sent in the first ``duration_s``.
 
     In a closed-loop stage run in one process, measured requests are held until
@@ -69,11 +65,11 @@ class Warmup(_Strict):
         return self
 
 
-class SyntheticPrompts(_Strict):
+class SyntheticPrompts(Strict):
     kind: Literal["synthetic"] = "synthetic"
 
 
-class _FilePrompts(_Strict):
+class _FilePrompts(Strict):
     """Prompts from a file's rows (``$VARS`` and ``~`` expanded in the path: ``${SERVE_BENCH_DATA_DIR}/gsm8k/
     test.jsonl``); each request's answer length from ``output_tokens_field`` where the row has one."""
 
@@ -92,7 +88,7 @@ class CsvPrompts(_FilePrompts):
     kind: Literal["csv"]
 
 
-class TracePrompts(_Strict):
+class TracePrompts(Strict):
     """A request trace's token counts (and Mooncake hash ids as shared prefix blocks): see traces.py."""
 
     kind: Literal["trace"]
@@ -105,7 +101,7 @@ PromptSource = Annotated[Union[SyntheticPrompts, JsonlPrompts, CsvPrompts, Trace
 PROMPT_KINDS = ("synthetic", "jsonl", "csv", "trace")
 
 
-class Conversation(_Strict):
+class Conversation(Strict):
     """Multi-turn (conversations.py): each request index is a conversation of ``turns`` turns (a length
     distribution), each turn sending the whole history plus a new user message, ``think_time_s`` after a reply."""
 
@@ -113,7 +109,7 @@ class Conversation(_Strict):
     think_time_s: float = Field(0.0, ge=0)
 
 
-class _Bounded(_Strict):
+class _Bounded(Strict):
     name: str | None = None
     duration_s: PositiveFloat | None = None
     requests: PositiveInt | None = None
@@ -126,7 +122,7 @@ class _Bounded(_Strict):
         return self
 
 
-class _OpenLoop(_Strict):
+class _OpenLoop(Strict):
     arrivals: Literal["poisson", "gamma", "constant"] = "poisson"
     burstiness: PositiveFloat = 1.0
     max_concurrency: PositiveInt = 256
@@ -154,7 +150,7 @@ class RateStage(_Bounded, _OpenLoop):
         return f"r{self.rate_rps:g}"
 
 
-class RampStage(_Strict):
+class RampStage(Strict):
     kind: Literal["ramp"]
     name: str | None = None
     start_users: PositiveInt
@@ -177,7 +173,7 @@ class SweepStage(_Bounded, _OpenLoop):
         return "sweep"
 
 
-class ReplayStage(_Strict):
+class ReplayStage(Strict):
     """Open loop at a trace's own send times (the profile's ``prompts: {kind: trace}``), ``speed`` times faster;
     bounded by the trace's end, and by ``duration_s`` / ``requests`` when given."""
 
@@ -218,7 +214,7 @@ RunnableStage = ConcurrencyStage | RateStage | RampStage | SweepStage | ReplaySt
 STAGE_KINDS = ("concurrency", "rate", "ramp", "sweep", "ladder", "replay")
 
 
-class LoadProfile(_Strict):
+class LoadProfile(Strict):
     name: str
     description: str = ""
     api: Literal["chat", "completions"] = "chat"

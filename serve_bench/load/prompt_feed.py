@@ -20,7 +20,8 @@ import subprocess
 import sys
 from typing import Any
 
-from serve_bench.load.prompts import PromptError, PromptSet, prompt_set_from_spec
+from serve_bench.load.prompt_sources import prompt_set_from_spec
+from serve_bench.load.prompts import PromptError, PromptSet
 from serve_bench.load.stage_state import index_of
 from serve_bench.processes import die_with_parent
 

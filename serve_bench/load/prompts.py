@@ -15,7 +15,8 @@ prompt length (fixed, or drawn per index from ``input_lengths``, lengths.py), it
 (prefixes.py), its answer length (``output_lengths``). A synthetic prompt is then fitted to that exact
 count; where the tokenizer's counts add up word by word (byte-level BPE), the first guess is exact and
 :meth:`SyntheticPromptSet.prepare` counts only one prompt in 64 to check it. Files (datasets.py),
-traces (traces.py) and conversations (conversations.py) are prompt sets too.
+traces (traces.py) and conversations (conversations.py) are prompt sets too; prompt_sources.py builds
+the one a profile names.
 
 Fitting costs tokenizer calls, which would block the load generator's event
 loop and delay the timestamps of every stream in flight; so no prompt is built
@@ -29,7 +30,7 @@ request's error (:class:`PromptError`), never raised into the stage.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,7 @@ import numpy as np
 
 from serve_bench.errors import ConfigError, LoadError
 from serve_bench.load.lengths import FixedLength, LengthDist, LengthSampler
+from serve_bench.load.prefixes import PrefixPlan
 from serve_bench.load.tokenizer_words import load_tokenizer, template_frame, word_pool
 
 
@@ -136,8 +138,6 @@ class SyntheticPromptSet(PromptSet):
     def __init__(self, model_path: Path | str, api: Api, input_tokens: int, seed: int = 0, salt: str = "", *,
                  input_lengths: LengthDist | None = None, output_lengths: LengthDist | None = None,
                  shared_prefix: Any = None) -> None:
-        from serve_bench.load.prefixes import PrefixPlan
-
         super().__init__(api)
         self.input_tokens = input_tokens
         self.seed = seed
@@ -297,78 +297,3 @@ class SyntheticPromptSet(PromptSet):
             raise ConfigError(f"{source}: {field}: {what} does not fit the server's context of {max_model_len} "
                               "tokens", hint="lower the length bounds or the turns, or serve with a larger "
                                              "--max-model-len")
-
-
-def JsonlPromptSet(path: Path | str, api: Api, field: str = "prompt") -> PromptSet:  # noqa: N802 - the former class
-    """A JSONL file's prompts (datasets.FilePromptSet)."""
-    from serve_bench.load.datasets import FilePromptSet
-
-    return FilePromptSet(path, api, field, kind="jsonl")
-
-
-def build_prompt_set(source: Any, *, model_path: Path | str, api: Api, input_tokens: int, seed: int = 0,
-                     salt: str = "", input_lengths: LengthDist | None = None, output_lengths: LengthDist | None = None,
-                     shared_prefix: Any = None) -> PromptSet:
-    """From a profile's ``prompts`` entry (its ``kind``: synthetic, jsonl, csv or trace) and its workload."""
-    from serve_bench.load.datasets import FilePromptSet
-    from serve_bench.load.traces import TracePromptSet
-
-    def file_set() -> PromptSet:
-        got = FilePromptSet(source.path, api, source.field, output_tokens_field=source.output_tokens_field,
-                            exhaust=source.exhaust, kind=source.kind)
-        if output_lengths is not None:
-            got.output = LengthSampler(output_lengths, seed, f"output:{salt}")
-        return got
-
-    builders: dict[str, Callable[[], PromptSet]] = {
-        "synthetic": lambda: SyntheticPromptSet(model_path, api, input_tokens, seed, salt, input_lengths=input_lengths,
-                                                output_lengths=output_lengths, shared_prefix=shared_prefix),
-        "jsonl": file_set,
-        "csv": file_set,
-        "trace": lambda: TracePromptSet(model_path, api, source.path, source.format,
-                                        block_tokens=source.block_tokens, seed=seed, salt=salt),
-    }
-    if source.kind not in builders:
-        raise ConfigError(f"unknown prompt source kind {source.kind!r}; valid: {sorted(builders)}")
-    return builders[source.kind]()
-
-
-def profile_prompt_set(profile: Any, model_path: Path | str) -> PromptSet:
-    """A profile's prompt set: its source, lengths, shared prefix and conversations, salted with its name."""
-    from serve_bench.load.conversations import with_conversations
-
-    return with_conversations(build_prompt_set(
-        profile.prompts, model_path=model_path, api=profile.api, input_tokens=profile.input_tokens, seed=profile.seed,
-        salt=profile.name, input_lengths=profile.input_lengths, output_lengths=profile.output_lengths,
-        shared_prefix=profile.shared_prefix), profile)
-
-
-def prompt_set_from_spec(spec: dict[str, Any]) -> PromptSet:
-    """The set :meth:`PromptSet.spec` describes (in the prompt feed's child process)."""
-    from pydantic import TypeAdapter
-
-    from serve_bench.load.prefixes import SharedPrefix
-
-    kind = spec["kind"]
-    if kind == "conversation":
-        from serve_bench.load.conversations import ConversationPromptSet
-
-        return ConversationPromptSet(prompt_set_from_spec(spec["inner"]),
-                                     TypeAdapter(LengthDist).validate_python(spec["turns"]), spec["think_time_s"],
-                                     spec["seed"], spec["salt"])
-    if kind == "synthetic":
-        dist = TypeAdapter(LengthDist | None)
-        prefix = spec.get("shared_prefix")
-        return SyntheticPromptSet(spec["model_path"], spec["api"], spec["input_tokens"], spec["seed"], spec["salt"],
-                                  input_lengths=dist.validate_python(spec.get("input_lengths")),
-                                  output_lengths=dist.validate_python(spec.get("output_lengths")),
-                                  shared_prefix=SharedPrefix.model_validate(prefix) if prefix else None)
-    if kind == "trace":
-        from serve_bench.load.traces import TracePromptSet
-
-        return TracePromptSet(spec["model_path"], spec["api"], spec["path"], spec["format"],
-                              block_tokens=spec["block_tokens"], seed=spec["seed"], salt=spec["salt"])
-    from serve_bench.load.datasets import FilePromptSet
-
-    return FilePromptSet(spec["path"], spec["api"], spec["field"], output_tokens_field=spec.get("output_tokens_field"),
-                         exhaust=spec.get("exhaust", "cycle"), kind=kind)

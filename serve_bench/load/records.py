@@ -12,13 +12,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from serve_bench.errors import LoadError
+from serve_bench.validation import Strict
 
 
-class RequestRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RequestRecord(Strict):
 
     request_id: str
     stage: str

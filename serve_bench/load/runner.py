@@ -36,7 +36,8 @@ from serve_bench.load.metrics import summarize
 from serve_bench.load.process import RemoteMaster
 from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, SweepStage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
-from serve_bench.load.prompts import PromptSet, profile_prompt_set
+from serve_bench.load.prompt_sources import profile_prompt_set
+from serve_bench.load.prompts import PromptSet
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import (
     OPEN_LOOP_LEAD_S,

@@ -5,16 +5,29 @@ No Locust or gevent here: the orchestrating process reads these without the load
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from serve_bench.validation import Strict
 
 SATURATION_LAG_MS = 100.0
 
 
-class StageResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# The flags a stage's result can carry (its fields below), in the words every view uses: the run's tables, the live
+# view, the report. A flagged stage is kept on disk and in the tables, and left off the load curves.
+STAGE_FLAGS = {"server_died": "server died", "generator_saturated": "load generator saturated",
+               "rejected": "requests rejected", "stopped_early": "stopped early"}
+
+
+def stage_flags(result: Mapping[str, Any]) -> dict[str, str]:
+    """The flags a stage's result (a result file's mapping) carries: field name -> words."""
+    return {key: words for key, words in STAGE_FLAGS.items() if result.get(key)}
+
+
+class StageResult(Strict):
 
     stage: str
     kind: str

@@ -34,7 +34,7 @@ from serve_bench.load.liveness import CpuShare
 from serve_bench.load.process import API_KEY_ENV, DEFAULT_MASTER_PORT
 from serve_bench.load.profiles import LoadProfile, Stage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
-from serve_bench.load.prompts import profile_prompt_set
+from serve_bench.load.prompt_sources import profile_prompt_set
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import PREBUILT_ROUNDS, known_requests, new_state, plan_stage, start_clock
 from serve_bench.load.stage_state import StageState

@@ -16,12 +16,10 @@ import numpy as np
 from serve_bench.errors import ConfigError
 from serve_bench.load.metrics import completed, life_s, measured_records, request_arrays, summarize, window_shares
 from serve_bench.load.records import RequestRecord, read_records
+from serve_bench.load.stage_result import stage_flags
 from serve_bench.rundir import MANIFEST, RECORDS, RunDir, read_json
 from serve_bench.summary import load_label
 
-# result-file flag -> the words the report uses
-FLAGS = {"generator_saturated": "load generator saturated", "server_died": "server died",
-         "stopped_early": "stopped early", "rejected": "requests rejected"}
 STATUS_WORDS = {"completed": "finished", "failed": "finished with problems", "interrupted": "interrupted",
                 "running": "still running (or ended without closing its manifest)"}
 
@@ -176,7 +174,7 @@ def stage_data(result: dict[str, Any], records: list[RequestRecord]) -> StageDat
         arrays["send"] = np.array([r.send_s for r in done] + [r.send_s for r in measured if not completed(r)])
     return StageData(index=int(result.get("index", 0)), name=result["stage"], profile=result.get("profile"),
                      load_axis=axis, load=load, load_text=load_label(target),
-                     flags=[words for key, words in FLAGS.items() if result.get(key)],
+                     flags=list(stage_flags(result).values()),
                      started_s=result.get("started_s"), ended_s=result.get("ended_s"), summary=summary,
                      arrays=arrays, attempted=len(measured),
                      energy=result.get("energy") or {"measured": False, "reason": "not recorded"}, kind=kind)

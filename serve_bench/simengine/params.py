@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from serve_bench.validation import Strict
 
 
-class EngineParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+class EngineParams(Strict):
+    model_config = ConfigDict(frozen=True)
 
     step_ms: float = Field(10.0, ge=0, description="fixed cost of one engine step")
     per_seq_ms: float = Field(1.0, ge=0, description="added per sequence in the step's batch (decoding or prefilling)")

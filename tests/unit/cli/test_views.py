@@ -38,7 +38,7 @@ def test_plain_lines_and_json_events_say_the_same_events() -> None:
     assert lines == ["run directory: /runs/x", "preparing the checkpoints", "checkpoint 1/2: base",
                      "base r2: running (2 req/s poisson)",
                      "base r2: 10 ok, 1 failed, 12.5 tok/s (steady 12.0), TTFT p50 120.0 ms from schedule "
-                     "(90.0 from send), send lag p99 4.0 ms, TPOT p50 30.25 ms, energy n/m  [generator saturated]",
+                     "(90.0 from send), send lag p99 4.0 ms, TPOT p50 30.25 ms, energy n/m  [load generator saturated]",
                      "problem: base: the server died"]
     assert all("\x1b" not in line for line in lines)
     said = [json.loads(line) for line in events.getvalue().splitlines()]
@@ -52,7 +52,7 @@ def test_plain_lines_and_json_events_say_the_same_events() -> None:
 def test_a_finished_row_lines_up_under_the_header() -> None:
     row = finished_row("p40", RESULT)
     assert row.index("10/1") + len("10/1") == FINISHED_HEADER.index("ok/failed") + len("ok/failed")
-    assert "120.0†" in row and "n/m" in row and row.rstrip().endswith("generator saturated")
+    assert "120.0†" in row and "n/m" in row and row.rstrip().endswith("load generator saturated")
 
 
 def test_stages_are_counted_as_they_will_run() -> None:

@@ -15,7 +15,7 @@ from test_user import fake_server
 
 from serve_bench.load.conversations import ConversationPromptSet
 from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompts import prompt_set_from_spec
+from serve_bench.load.prompt_sources import prompt_set_from_spec
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage  # imports Locust: gevent is patched first (tests/conftest.py)
 
@@ -57,7 +57,7 @@ def test_turns_send_the_growing_history(tmp_path: Path) -> None:
                               "conversation": {"turns": {"kind": "uniform", "min_tokens": 2, "max_tokens": 4},
                                                "think_time_s": 0.05},
                               "stages": [{"kind": "concurrency", "users": 2, "requests": 4}]})
-    from serve_bench.load.prompts import profile_prompt_set
+    from serve_bench.load.prompt_sources import profile_prompt_set
 
     prompts = profile_prompt_set(prof, "")
     assert isinstance(prompts, ConversationPromptSet)

@@ -11,7 +11,7 @@ import pytest
 from test_user import fake_server
 
 from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompts import JsonlPromptSet
+from serve_bench.load.prompt_sources import JsonlPromptSet
 from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage
 from serve_bench.load.worker import best_offset, to_master_clock

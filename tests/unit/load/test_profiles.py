@@ -64,6 +64,9 @@ def test_unknown_kind_lists_valid_kinds(tmp_path: Path) -> None:
      "burstiness applies to arrivals: gamma"),
     ("{kind: ladder, of: concurrency, values: [1, 2.5], requests: 3}", "whole numbers of users"),
     ("{kind: ramp, start_users: 1, end_users: 8}", "stages[0].duration_s: Field required"),
+    # inf validated once and then crashed building the schedule; nan is no one's setting either
+    ("{kind: rate, rate_rps: .inf, requests: 3}", "stages[0].rate_rps: Input should be a finite number"),
+    ("{kind: concurrency, users: 2, duration_s: .nan}", "stages[0].duration_s: Input should be a finite number"),
 ])
 def test_stage_validation(tmp_path: Path, stage: str, field: str) -> None:
     assert field in _error(tmp_path, BASE + f"stages:\n  - {stage}\n")

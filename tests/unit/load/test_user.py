@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompts import JsonlPromptSet
+from serve_bench.load.prompt_sources import JsonlPromptSet
 from serve_bench.load.runner import run_stage  # imports Locust: gevent is patched first (tests/conftest.py)
 
 GAP_S = 0.1

@@ -81,7 +81,7 @@ def test_csv_prompts_with_output_lengths_and_stop(tmp_path: Path) -> None:
     path.write_text("q,n\nfirst,5\nsecond,\nthird,7\n")
     p = profile_from_data({**BASE, "prompts": {"kind": "csv", "path": str(path), "field": "q",
                                                "output_tokens_field": "n", "exhaust": "stop"}})
-    from serve_bench.load.prompts import profile_prompt_set
+    from serve_bench.load.prompt_sources import profile_prompt_set
 
     prompts = profile_prompt_set(p, "")
     assert [prompts.text(i) for i in range(3)] == ["first", "second", "third"]

@@ -11,7 +11,8 @@ from pydantic import TypeAdapter
 from serve_bench.errors import ConfigError
 from serve_bench.load.lengths import LengthDist
 from serve_bench.load.prefixes import SharedPrefix
-from serve_bench.load.prompts import SyntheticPromptSet, prompt_set_from_spec
+from serve_bench.load.prompt_sources import prompt_set_from_spec
+from serve_bench.load.prompts import SyntheticPromptSet
 
 pytestmark = pytest.mark.system
 
