@@ -181,9 +181,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/sb-agreement"))
     args = ap.parse_args()
 
-    from serve_bench.load.prompts import SyntheticPromptSet
     from serve_bench.models.resolve import resolve
     from serve_bench.serve.server import ServerSpec, VllmServer
+    from serve_bench.workload.prompts import SyntheticPromptSet
 
     out: Path = args.out / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out.mkdir(parents=True, exist_ok=True)

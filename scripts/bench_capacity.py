@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from serve_bench.load.metrics import completed, steady_window, summarize
+from serve_bench.measure.metrics import completed, steady_window, summarize
 from serve_bench.report.inputs import stage_data
 from serve_bench.report.slo import slo_capacity
 from serve_bench.simengine.params import EngineParams

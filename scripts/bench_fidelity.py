@@ -86,7 +86,7 @@ def figures(reqs: list[dict], a: argparse.Namespace) -> dict:
 # -- inner: one tool, one run, in its own (pinned) process ---------------------------------------------------------
 
 def _profile(a: argparse.Namespace, stage: dict):
-    from serve_bench.load.profiles import profile_from_data
+    from serve_bench.workload.profiles import profile_from_data
 
     return profile_from_data({"name": "fidelity", "api": "chat", "input_tokens": a.input_len,
                               "output_tokens": a.output_len, "ignore_eos": True, "warmup": {"requests": 0},

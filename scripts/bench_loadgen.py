@@ -79,11 +79,11 @@ def _children_cpu_s() -> float:
 
 
 def inner_serve_bench(a: argparse.Namespace) -> dict:
-    from serve_bench.load.profiles import profile_from_data
     from serve_bench.load.runner import (
         _prompts,
         run_stage,  # imports Locust (gevent monkey-patching) first
     )
+    from serve_bench.workload.profiles import profile_from_data
 
     profile = profile_from_data({
         "name": "loadgen", "api": "chat", "input_tokens": a.input_len, "output_tokens": a.output_len,
@@ -96,7 +96,7 @@ def inner_serve_bench(a: argparse.Namespace) -> dict:
     run_stage(warm, url=a.url, model=MODEL, profile=profile, prompts=prompts, prompt_offset=a.requests)
     stage = profile.expanded_stages()[0]
     chunks = [0]
-    from serve_bench.load.records import RecordWriter
+    from serve_bench.measure.records import RecordWriter
 
     # as `serve-bench run` does: every record appended (and flushed) to records.jsonl as it finishes
     writer = RecordWriter(Path(a.tmp) / "records.jsonl").open()
@@ -138,7 +138,7 @@ def inner_serve_bench_process(a: argparse.Namespace) -> dict:
     reads every record back from the file; the load process (python -m serve_bench.load.driver, a child, pinned
     with it) sends. One profile: the warm-up request alone, then the measured stage."""
     from serve_bench.load.process import run_profile
-    from serve_bench.load.profiles import profile_from_data
+    from serve_bench.workload.profiles import profile_from_data
 
     profile = profile_from_data({
         "name": "loadgen", "api": "chat", "input_tokens": a.input_len, "output_tokens": a.output_len,

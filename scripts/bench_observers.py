@@ -63,8 +63,12 @@ def inner(a: argparse.Namespace) -> dict:
         import serve_bench.load.runner as runner  # before the split: Locust, and its gevent patch, first
     import serve_bench
     from serve_bench.load.live import LiveStage
-    from serve_bench.load.profiles import profile_from_data
-    from serve_bench.load.records import RecordWriter, read_records
+    try:  # load/ split by job (issue 17): what to send in workload/, the records in measure/
+        from serve_bench.measure.records import RecordWriter, read_records
+        from serve_bench.workload.profiles import profile_from_data
+    except ImportError:
+        from serve_bench.load.profiles import profile_from_data
+        from serve_bench.load.records import RecordWriter, read_records
     from serve_bench.observe.energy import EnergyMeter, EnergyWindow
     from serve_bench.observe.energy_track import EnergyTrack
     from serve_bench.observe.exporter import Exporter

@@ -18,10 +18,10 @@ import time
 
 from pydantic import TypeAdapter
 
-from serve_bench.load.lengths import LengthDist
-from serve_bench.load.prefixes import SharedPrefix
-from serve_bench.load.prompts import SyntheticPromptSet
 from serve_bench.models.resolve import resolve
+from serve_bench.workload.lengths import LengthDist
+from serve_bench.workload.prefixes import SharedPrefix
+from serve_bench.workload.prompts import SyntheticPromptSet
 
 
 def main() -> None:

@@ -25,10 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from serve_bench.load.profiles import profile_from_data
 from serve_bench.load.runner import run_profile  # Locust (gevent) before the server module's requests
 from serve_bench.models.resolve import resolve
 from serve_bench.serve.server import ServerSpec, VllmServer
+from serve_bench.workload.profiles import profile_from_data
 
 KEYS = ("output_throughput", "total_token_throughput", "median_ttft_ms", "median_tpot_ms")
 

@@ -3,7 +3,7 @@ without a server (imported by scripts/bench_*.py: run from the repository root, 
 
 from __future__ import annotations
 
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 
 
 def streamed(i: int, stage: str, send_s: float, *, chunks: int = 64, ttft_s: float = 0.1, itl_s: float = 0.02,

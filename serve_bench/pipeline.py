@@ -16,9 +16,9 @@ import requests
 from serve_bench import auth, environment
 from serve_bench import checkpoints as ckpts
 from serve_bench.errors import ConfigError, ServeBenchError, ServerDiedError, ServerError, ServerStartError
-from serve_bench.load.profiles import LoadProfile, load_profile
 from serve_bench.rundir import EVAL_DIR, RESULTS, SUMMARY, RunDir, write_json
 from serve_bench.study import StudySpec
+from serve_bench.workload.profiles import LoadProfile, load_profile
 
 
 class Events(Protocol):

@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.metrics import completed, measured_records, percentile
-from serve_bench.load.records import read_records
+from serve_bench.measure.metrics import completed, measured_records, percentile
+from serve_bench.measure.records import read_records
 from serve_bench.rundir import RunDir, read_json, write_json
 from serve_bench.simengine.params import EngineParams
 

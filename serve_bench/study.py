@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from serve_bench.auth import DEFAULT_KEY_ENV
 from serve_bench.evaluate.settings import EvalSettings
-from serve_bench.load.metrics import SLO_METRICS
+from serve_bench.measure.metrics import SLO_METRICS
 from serve_bench.prune.criteria import ALIASES, CRITERIA
 from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
 from serve_bench.validation import Strict, read_yaml, validate

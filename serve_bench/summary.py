@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from serve_bench.load.metrics import summarize
-from serve_bench.load.records import read_records
-from serve_bench.load.stage_result import stage_flags
+from serve_bench.measure.metrics import summarize
+from serve_bench.measure.records import read_records
+from serve_bench.measure.stage_result import stage_flags
 from serve_bench.rundir import RunDir, read_json
 from serve_bench.study import run_slos
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from serve_bench.load.metrics import SLO_METRICS
+from serve_bench.measure.metrics import SLO_METRICS
 
 
 @click.command()

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from serve_bench.cli.options import count_or_all, engine_args, parse_slos, split_list
 from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
-from serve_bench.load.metrics import SLO_METRICS
+from serve_bench.measure.metrics import SLO_METRICS
 
 # a pipe gets 80 columns by default, too narrow for the comparison table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)

@@ -22,9 +22,9 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.text import Text
 
-from serve_bench.load.clock import now_s
-from serve_bench.load.profiles import SweepStage, load_profile
-from serve_bench.load.stage_result import stage_flags
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.stage_result import stage_flags
+from serve_bench.workload.profiles import SweepStage, load_profile
 
 
 def count_stages(profiles: list[str]) -> int:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import gevent
 
-from serve_bench.load.clock import now_s
 from serve_bench.load.stage_plan import StagePlan
+from serve_bench.measure.clock import now_s
 
 BARRIER_TIMEOUT_S = 60.0
 

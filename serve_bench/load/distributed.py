@@ -38,17 +38,17 @@ from locust.runners import STATE_MISSING
 
 from serve_bench.errors import LoadError
 from serve_bench.load.barrier import await_barrier
-from serve_bench.load.clock import now_s
 from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import CpuShare, refused
 from serve_bench.load.process import API_KEY_ENV, RemoteMaster
-from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import StagePlan
 from serve_bench.load.stage_state import RecordSink, deal
 from serve_bench.load.user import make_user_class
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.records import RequestRecord
 from serve_bench.processes import die_with_parent
 from serve_bench.serve.server import free_port
+from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage
 
 CONNECT_TIMEOUT_S = 180.0
 GO_LEAD_S = 1.0

@@ -27,10 +27,10 @@ import gevent  # noqa: E402
 from serve_bench.errors import EXIT_INTERRUPTED, ServeBenchError  # noqa: E402
 from serve_bench.load.live import LiveStage  # noqa: E402
 from serve_bench.load.process import API_KEY_ENV, LIVE_PERIOD_S, LoadSpec, RemoteMaster  # noqa: E402
-from serve_bench.load.profiles import LoadProfile  # noqa: E402
-from serve_bench.load.records import RecordWriter  # noqa: E402
 from serve_bench.load.runner import run_profile  # noqa: E402
-from serve_bench.load.stage_result import StageResult  # noqa: E402
+from serve_bench.measure.records import RecordWriter  # noqa: E402
+from serve_bench.measure.stage_result import StageResult  # noqa: E402
+from serve_bench.workload.profiles import LoadProfile  # noqa: E402
 
 
 def deliver_ctrl_c_to_the_run(hub: Any) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve_bench.load.clock import now_s
-from serve_bench.load.profiles import Warmup
+from serve_bench.measure.clock import now_s
+from serve_bench.workload.profiles import Warmup
 
 
 def _zero() -> int:

@@ -33,13 +33,13 @@ from typing import IO, Any
 
 from serve_bench import errors
 from serve_bench.errors import LoadError, ServeBenchError
-from serve_bench.load.clock import anchor_env, now_s
 from serve_bench.load.live import LiveStage
-from serve_bench.load.profiles import LoadProfile, Warmup
-from serve_bench.load.records import RequestRecord
-from serve_bench.load.stage_result import SATURATION_LAG_MS, StageResult
+from serve_bench.measure.clock import anchor_env, now_s
+from serve_bench.measure.records import RequestRecord
+from serve_bench.measure.stage_result import SATURATION_LAG_MS, StageResult
 from serve_bench.processes import die_with_parent
 from serve_bench.validation import Strict
+from serve_bench.workload.profiles import LoadProfile, Warmup
 
 DEFAULT_MASTER_PORT = 5557
 API_KEY_ENV = "SERVE_BENCH_WORKER_API_KEY"  # the server's key for a load process: the environment, never a file

@@ -20,10 +20,10 @@ import subprocess
 import sys
 from typing import Any
 
-from serve_bench.load.prompt_sources import prompt_set_from_spec
-from serve_bench.load.prompts import PromptError, PromptSet
 from serve_bench.load.stage_state import index_of
 from serve_bench.processes import die_with_parent
+from serve_bench.workload.prompt_sources import prompt_set_from_spec
+from serve_bench.workload.prompts import PromptError, PromptSet
 
 WAIT_S = 120.0  # a fed prompt not there by then: the child is stuck
 

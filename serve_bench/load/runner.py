@@ -27,18 +27,12 @@ from locust.env import Environment
 from serve_bench import auth
 from serve_bench.errors import ConfigError
 from serve_bench.load.barrier import await_barrier
-from serve_bench.load.clock import now_s
 from serve_bench.load.distributed import run_distributed
 from serve_bench.load.gc_quiet import gc_quiet
 from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, max_model_len, refused
-from serve_bench.load.metrics import summarize
 from serve_bench.load.process import RemoteMaster
-from serve_bench.load.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, SweepStage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
-from serve_bench.load.prompt_sources import profile_prompt_set
-from serve_bench.load.prompts import PromptSet
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import (
     OPEN_LOOP_LEAD_S,
     PREBUILT_ROUNDS,
@@ -48,9 +42,15 @@ from serve_bench.load.stage_plan import (
     plan_stage,
     start_clock,
 )
-from serve_bench.load.stage_result import SATURATION_LAG_MS, StageResult, sweep_rates
 from serve_bench.load.stage_state import RecordSink, StageState
 from serve_bench.load.user import make_user_class
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.metrics import summarize
+from serve_bench.measure.records import RequestRecord
+from serve_bench.measure.stage_result import SATURATION_LAG_MS, StageResult, sweep_rates
+from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, SweepStage
+from serve_bench.workload.prompt_sources import profile_prompt_set
+from serve_bench.workload.prompts import PromptSet
 
 logging.getLogger("locust").addHandler(logging.NullHandler())  # a library does not print Locust's logs
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve_bench.load.clock import now_s
-from serve_bench.load.prompts import PromptSet
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.records import RequestRecord
+from serve_bench.workload.prompts import PromptSet
 
 RecordSink = Callable[[RequestRecord], None]
 

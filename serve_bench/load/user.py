@@ -27,11 +27,11 @@ from locust import User, constant, task
 from locust.exception import StopUser
 
 from serve_bench import auth
-from serve_bench.load.clock import now_s
-from serve_bench.load.conversations import SEP, ConversationPromptSet
-from serve_bench.load.prompts import PromptError
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_state import StageState
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.records import RequestRecord
+from serve_bench.workload.conversations import SEP, ConversationPromptSet
+from serve_bench.workload.prompts import PromptError
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _MAX_ERROR_BODY = 2000

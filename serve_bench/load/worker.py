@@ -28,17 +28,17 @@ from pydantic import TypeAdapter
 
 from serve_bench import auth
 from serve_bench.errors import ServeBenchError
-from serve_bench.load.clock import now_s
 from serve_bench.load.gc_quiet import pause_collector, resume_collector
 from serve_bench.load.liveness import CpuShare
 from serve_bench.load.process import API_KEY_ENV, DEFAULT_MASTER_PORT
-from serve_bench.load.profiles import LoadProfile, Stage
 from serve_bench.load.prompt_feed import start_feed, stop_feed
-from serve_bench.load.prompt_sources import profile_prompt_set
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.stage_plan import PREBUILT_ROUNDS, known_requests, new_state, plan_stage, start_clock
 from serve_bench.load.stage_state import StageState
 from serve_bench.load.user import make_user_class
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.records import RequestRecord
+from serve_bench.workload.profiles import LoadProfile, Stage
+from serve_bench.workload.prompt_sources import profile_prompt_set
 
 CLOCK_SAMPLES = 8
 _TICK_S = 0.1

@@ -21,7 +21,7 @@ import itertools
 import threading
 from typing import Any
 
-from serve_bench.load.clock import now_s
+from serve_bench.measure.clock import now_s
 from serve_bench.observe.energy import EnergyMeter, EnergyWindow
 
 TICK_S = 1.0

@@ -6,7 +6,7 @@ observing each into a Histogram (a lock and a bisect each) would cost the load
 generator's event loop several percent of its capacity. Here the record sink
 only appends the record to a list (``observe``), and the arithmetic is done in
 batches, vectorised with numpy, when Prometheus scrapes (or a stage ends).
-Definitions of the values come from :mod:`serve_bench.load.metrics`; metric
+Definitions of the values come from :mod:`serve_bench.measure.metrics`; metric
 names from :mod:`serve_bench.observe.names`.
 
 With ``--workers`` every record reaches the master, so one exporter gives one
@@ -26,9 +26,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from serve_bench.load import metrics as m
 from serve_bench.load.live import LiveStage
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure import metrics as m
+from serve_bench.measure.records import RequestRecord
 from serve_bench.observe import names as n
 from serve_bench.summary import load_label
 

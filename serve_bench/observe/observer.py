@@ -20,7 +20,7 @@ from typing import Any
 
 from serve_bench.errors import ConfigError
 from serve_bench.load.live import LiveStage
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 from serve_bench.observe import server_metrics
 from serve_bench.observe.energy import EnergyMeter, IdleBaseline, idle_baseline, probe, stage_energy
 from serve_bench.observe.energy_track import EnergyTrack

@@ -23,9 +23,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from serve_bench import auth
-from serve_bench.load import metrics as m
-from serve_bench.load.clock import now_s
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure import metrics as m
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.records import RequestRecord
 
 SCRAPE_INTERVAL_S = 2.0
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]  # name -> labels -> value

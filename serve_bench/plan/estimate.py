@@ -7,17 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from serve_bench.load.profiles import (
-    ConcurrencyStage,
-    LoadProfile,
-    RampStage,
-    RateStage,
-    ReplayStage,
-    SweepStage,
-    Warmup,
-)
 from serve_bench.load.stage_plan import OPEN_LOOP_LEAD_S, plan_stage
-from serve_bench.load.stage_result import sweep_rates
+from serve_bench.measure.stage_result import sweep_rates
 from serve_bench.plan.cost import CPU_HOST, CostModel
 from serve_bench.plan.history import History, profile_fingerprint
 from serve_bench.plan.model import (
@@ -32,6 +23,15 @@ from serve_bench.plan.model import (
     StudyPlan,
 )
 from serve_bench.plan.text import gb, secs
+from serve_bench.workload.profiles import (
+    ConcurrencyStage,
+    LoadProfile,
+    RampStage,
+    RateStage,
+    ReplayStage,
+    SweepStage,
+    Warmup,
+)
 
 
 def plan_profile(profile: LoadProfile, checkpoints: list[CheckpointPlan], model: CostModel,

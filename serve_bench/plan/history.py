@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serve_bench.load.profiles import LoadProfile
+from serve_bench.workload.profiles import LoadProfile
 
 
 @dataclass

@@ -27,7 +27,7 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
     checkpoints to tell exactly whether pruned copies are reusable, as the run does (False: trust the
     pruned copy's manifest when it is newer than the source's weights)."""
     from serve_bench import pipeline
-    from serve_bench.load.profiles import load_profile
+    from serve_bench.workload.profiles import load_profile
 
     profiles = [load_profile(p) for p in study.profiles]
     key = pipeline.api_key(study)

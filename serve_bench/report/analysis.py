@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from serve_bench.load.metrics import PERCENTILE_METHOD
+from serve_bench.measure.metrics import PERCENTILE_METHOD
 from serve_bench.report import capacity
 from serve_bench.report.accuracy import TaskScore, read_accuracy
 from serve_bench.report.inputs import CheckpointData, RunData, StageData

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from serve_bench.load.metrics import percentile_label
+from serve_bench.measure.metrics import percentile_label
 from serve_bench.report.analysis import CheckpointReport, Report
 from serve_bench.report.knee import METHOD as KNEE_METHOD
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.metrics import completed, life_s, measured_records, request_arrays, summarize, window_shares
-from serve_bench.load.records import RequestRecord, read_records
-from serve_bench.load.stage_result import stage_flags
+from serve_bench.measure.metrics import completed, life_s, measured_records, request_arrays, summarize, window_shares
+from serve_bench.measure.records import RequestRecord, read_records
+from serve_bench.measure.stage_result import stage_flags
 from serve_bench.rundir import MANIFEST, RECORDS, RunDir, read_json
 from serve_bench.summary import load_label
 

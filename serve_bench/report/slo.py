@@ -1,6 +1,6 @@
 """The highest load that meets the SLOs, interpolated between stages, with a bootstrap confidence interval.
 
-Constraints, each checked per stage on the raw records (definitions in :mod:`serve_bench.load.metrics`):
+Constraints, each checked per stage on the raw records (definitions in :mod:`serve_bench.measure.metrics`):
 
     <metric> at the SLO percentile  ≤ its limit        e.g. p99 TTFT ≤ 1000 ms; ITL is the pooled gaps
     SLO attainment                  ≥ min_attainment   good / attempted, failed requests count as not good
@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serve_bench.load.metrics import PERCENTILE_METHOD, per_request_slos, percentile_label, slo_scores
+from serve_bench.measure.metrics import PERCENTILE_METHOD, per_request_slos, percentile_label, slo_scores
 from serve_bench.report.inputs import StageData
 
 ATTAINMENT = "slo_attainment"

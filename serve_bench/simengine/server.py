@@ -14,7 +14,7 @@ simulation does for the same arrivals. A late wake-up delays writes; it never mo
 Prompt tokens are the prompt's whitespace-separated words (no tokenizer). ``--log PATH`` appends one JSON
 line per finished request: id (X-Request-Id, else a counter), recv_s, admitted_s, first_token_s and
 last_token_s (nominal), first_write_s and last_write_s (after the writes), prompt_tokens, output_tokens,
-queued_steps; wall-clock seconds on :func:`serve_bench.load.clock.now_s`'s clock, flushed per line.
+queued_steps; wall-clock seconds on :func:`serve_bench.measure.clock.now_s`'s clock, flushed per line.
 
     python -m serve_bench.simengine --port 8999 --step-ms 10 --per-seq-ms 1 [--max-num-seqs 16] [--log PATH]
 """
@@ -41,7 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from serve_bench.errors import ServerStartError
-from serve_bench.load.clock import now_s
+from serve_bench.measure.clock import now_s
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.scheduler import Scheduler, Sequence
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence as Seq
 
 import numpy as np
 
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.scheduler import Scheduler, Sequence
 

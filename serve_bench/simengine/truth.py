@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from serve_bench.load.metrics import per_request_slos, request_arrays, slo_scores
+from serve_bench.measure.metrics import per_request_slos, request_arrays, slo_scores
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.simulate import closed_loop, steady_rate
 

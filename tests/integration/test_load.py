@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from serve_bench.load.metrics import e2el_s, tpot_s, ttft_s
-from serve_bench.load.profiles import LoadProfile, profile_from_data
-from serve_bench.load.prompts import SyntheticPromptSet
-from serve_bench.load.records import RecordWriter, RequestRecord, read_records
 from serve_bench.load.runner import run_profile, run_stage  # imports Locust (gevent) before the server's clients
+from serve_bench.measure.metrics import e2el_s, tpot_s, ttft_s
+from serve_bench.measure.records import RecordWriter, RequestRecord, read_records
 from serve_bench.serve.server import VllmServer
+from serve_bench.workload.profiles import LoadProfile, profile_from_data
+from serve_bench.workload.prompts import SyntheticPromptSet
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from serve_bench.load.profiles import profile_from_data
 from serve_bench.load.runner import run_profile  # imports Locust (gevent) before the server's clients
 from serve_bench.observe.server_metrics import fetch, parse, prefix_cache
 from serve_bench.serve.server import VllmServer
+from serve_bench.workload.profiles import profile_from_data
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ import pytest
 
 from serve_bench.errors import ConfigError, LoadError
 from serve_bench.load.process import RecordTail, run_profile
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.records import read_records
+from serve_bench.measure.records import read_records
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.server import read_log, running
+from serve_bench.workload.profiles import profile_from_data
 
 pytestmark = pytest.mark.system
 
@@ -79,7 +79,7 @@ def test_the_orchestrator_never_loads_gevent_and_ctrl_c_keeps_records_and_leaves
             import sys, time
             from pathlib import Path
             from serve_bench.load.process import run_profile
-            from serve_bench.load.profiles import LoadProfile
+            from serve_bench.workload.profiles import LoadProfile
             prof = LoadProfile.model_validate_json(Path({str(tmp_path / 'profile.json')!r}).read_text())
             seen = []
             def on_record(r):
@@ -138,14 +138,14 @@ def test_the_orchestrating_modules_import_neither_gevent_nor_locust():
 
 def test_clock_is_wall_clock_and_monotonic_and_a_child_can_share_it() -> None:
     # fresh interpreters: this one's wall clock may have stepped since its anchor was taken
-    code = ("import time; from serve_bench.load.clock import now_s, anchor_env; a, b = now_s(), now_s(); "
+    code = ("import time; from serve_bench.measure.clock import now_s, anchor_env; a, b = now_s(), now_s(); "
             "print(b >= a, abs(a - time.time()) < 1.0, anchor_env()['SERVE_BENCH_CLOCK_ANCHOR'])")
     ordered, close, anchor = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                             check=True).stdout.split()
     assert (ordered, close) == ("True", "True")
     wall, perf = (float(x) for x in anchor.split(","))
     stepped = f"{wall - 1000.0!r},{perf!r}"  # a parent whose wall clock read 1000 s less
-    code = "import time; from serve_bench.load.clock import now_s; print(now_s() - time.time())"
+    code = "import time; from serve_bench.measure.clock import now_s; print(now_s() - time.time())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "SERVE_BENCH_CLOCK_ANCHOR": stepped}).stdout
     assert float(out) == pytest.approx(-1000.0, abs=1.0)

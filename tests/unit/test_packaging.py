@@ -52,7 +52,7 @@ def test_the_wheel_ships_the_profiles_and_an_install_finds_them(tmp_path: Path) 
     installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
                                 str(wheel)], capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr
-    code = ("import serve_bench; from serve_bench.load.profiles import list_profiles, load_profile; "
+    code = ("import serve_bench; from serve_bench.workload.profiles import list_profiles, load_profile; "
             "from serve_bench.observe.dashboards import DASHBOARDS; "
             "print(all(d.is_file() for d in DASHBOARDS)); "
             "print(serve_bench.__file__); print(sorted(list_profiles())); print(load_profile('quick').name)")

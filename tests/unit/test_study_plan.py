@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from serve_bench.load.profiles import list_profiles, load_profile, profile_from_data
 from serve_bench.load.stage_plan import plan_stage
 from serve_bench.plan import (
     CPU_HOST,
@@ -25,6 +24,7 @@ from serve_bench.plan import (
     render_plan,
     sweep_rates,
 )
+from serve_bench.workload.profiles import list_profiles, load_profile, profile_from_data
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ import tiny_models
 from click.testing import CliRunner
 from shared_data import datasets_dir
 
-from serve_bench.load.profiles import list_profiles, load_profile
+from serve_bench.workload.profiles import list_profiles, load_profile
 
 pytestmark = pytest.mark.system  # the CLI imports torch (through the study and the pruner)
 

@@ -10,10 +10,10 @@ import pytest
 from rich.console import Console
 
 from serve_bench.cli.views import FINISHED_HEADER, JsonEvents, LiveView, PlainView, Tee, count_stages, finished_row
-from serve_bench.load.profiles import Warmup
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 from serve_bench.observe.energy import NotMeasured
 from serve_bench.observe.observer import Observer
+from serve_bench.workload.profiles import Warmup
 
 pytestmark = pytest.mark.unit
 

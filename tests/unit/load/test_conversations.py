@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from test_user import fake_server
 
-from serve_bench.load.conversations import ConversationPromptSet
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompt_sources import prompt_set_from_spec
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage  # imports Locust: gevent is patched first (tests/conftest.py)
+from serve_bench.measure.records import RequestRecord
+from serve_bench.workload.conversations import ConversationPromptSet
+from serve_bench.workload.profiles import profile_from_data
+from serve_bench.workload.prompt_sources import prompt_set_from_spec
 
 pytestmark = pytest.mark.system  # a whole stage against an in-process fake server: seconds
 
@@ -57,7 +57,7 @@ def test_turns_send_the_growing_history(tmp_path: Path) -> None:
                               "conversation": {"turns": {"kind": "uniform", "min_tokens": 2, "max_tokens": 4},
                                                "think_time_s": 0.05},
                               "stages": [{"kind": "concurrency", "users": 2, "requests": 4}]})
-    from serve_bench.load.prompt_sources import profile_prompt_set
+    from serve_bench.workload.prompt_sources import profile_prompt_set
 
     prompts = profile_prompt_set(prof, "")
     assert isinstance(prompts, ConversationPromptSet)

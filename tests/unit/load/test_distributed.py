@@ -10,11 +10,11 @@ import psutil
 import pytest
 from test_user import fake_server
 
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompt_sources import JsonlPromptSet
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage
 from serve_bench.load.worker import best_offset, to_master_clock
+from serve_bench.measure.records import RequestRecord
+from serve_bench.workload.profiles import profile_from_data
+from serve_bench.workload.prompt_sources import JsonlPromptSet
 
 
 @pytest.mark.unit

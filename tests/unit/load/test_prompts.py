@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.profiles import JsonlPrompts
-from serve_bench.load.prompt_sources import JsonlPromptSet, build_prompt_set
-from serve_bench.load.prompts import SyntheticPromptSet
+from serve_bench.workload.profiles import JsonlPrompts
+from serve_bench.workload.prompt_sources import JsonlPromptSet, build_prompt_set
+from serve_bench.workload.prompts import SyntheticPromptSet
 
 # Synthetic prompts load the bundled model's transformers tokenizer (which imports
 # torch): those tests are `system`; JSONL prompts need neither and stay `unit`.

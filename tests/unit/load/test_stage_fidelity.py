@@ -9,10 +9,10 @@ import pytest
 from test_user import GAP_S, fake_server
 
 from serve_bench.errors import LoadError
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompts import PromptSet
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage
+from serve_bench.measure.records import RequestRecord
+from serve_bench.workload.profiles import profile_from_data
+from serve_bench.workload.prompts import PromptSet
 
 pytestmark = pytest.mark.unit
 

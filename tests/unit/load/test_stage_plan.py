@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from serve_bench.load.clock import now_s
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompts import PromptSet
 from serve_bench.load.stage_plan import new_state, plan_stage, start_clock
 from serve_bench.load.stage_state import deal
+from serve_bench.measure.clock import now_s
+from serve_bench.workload.profiles import profile_from_data
+from serve_bench.workload.prompts import PromptSet
 
 
 def profile(*stages: dict, warmup: dict | None = None):
@@ -84,22 +84,26 @@ def test_duration_deadline_and_ramp_plan() -> None:
 
 
 @pytest.mark.system  # a fresh interpreter: this one has gevent (tests/conftest.py) and Locust (test_user.py)
-def test_importing_the_package_does_not_import_locust() -> None:
-    code = "import sys, serve_bench.load; print('locust' in sys.modules, 'gevent' in sys.modules)"
+def test_importing_the_packages_does_not_import_locust() -> None:
+    code = ("import sys, serve_bench.load, serve_bench.workload, serve_bench.measure; "
+            "print('locust' in sys.modules, 'gevent' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
 
 @pytest.mark.unit
 def test_sweep_rates_lie_strictly_between() -> None:
-    from serve_bench.load.stage_result import sweep_rates
+    from serve_bench.measure.stage_result import sweep_rates
 
     assert sweep_rates(1.0, 4.0, 2) == [2.0, 3.0]
 
 
 @pytest.mark.unit
 def test_public_surface() -> None:
-    import serve_bench.load as load
+    import serve_bench.measure as measure
+    import serve_bench.workload as workload
 
-    assert sorted(load.__all__) == sorted(name for name in load.__all__ if hasattr(load, name))
-    assert {"RequestRecord", "summarize", "load_profile", "find_profile"} <= set(load.__all__)
+    for package in (measure, workload):
+        assert sorted(package.__all__) == sorted(name for name in package.__all__ if hasattr(package, name))
+    assert {"RequestRecord", "summarize"} <= set(measure.__all__)
+    assert {"load_profile", "find_profile"} <= set(workload.__all__)

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompt_sources import JsonlPromptSet
 from serve_bench.load.runner import run_stage  # imports Locust: gevent is patched first (tests/conftest.py)
+from serve_bench.workload.profiles import profile_from_data
+from serve_bench.workload.prompt_sources import JsonlPromptSet
 
 GAP_S = 0.1
 MODES = ["ok", "compact", "http500", "disconnect", "malformed", "nousage", "slow"]
@@ -164,8 +164,9 @@ def test_broken_responses_are_recorded_and_the_run_goes_on(outcomes: dict[str, A
 
 @pytest.mark.system  # a fresh interpreter: this one has imported torch while collecting other tests
 def test_the_load_path_does_not_import_torch() -> None:
-    code = ("import sys, serve_bench.load.runner, serve_bench.load.metrics, serve_bench.load.profiles, "
-            "serve_bench.load.prompts; print(sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))")
+    code = ("import sys, serve_bench.load.runner, serve_bench.measure.metrics, serve_bench.workload.profiles, "
+            "serve_bench.workload.prompts; "
+            "print(sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "[]", "the load path imports torch, transformers or vLLM"

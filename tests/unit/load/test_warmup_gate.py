@@ -3,9 +3,9 @@
 import pytest
 from test_user import fake_server  # the fake OpenAI-compatible server, in this process
 
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompts import PromptSet
 from serve_bench.load.runner import run_stage  # imports Locust: gevent is patched first (tests/conftest.py)
+from serve_bench.workload.profiles import profile_from_data
+from serve_bench.workload.prompts import PromptSet
 
 pytestmark = pytest.mark.unit
 

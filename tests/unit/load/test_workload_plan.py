@@ -10,12 +10,12 @@ import pytest
 from shared_data import datasets_dir
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.datasets import FilePromptSet
-from serve_bench.load.prefixes import PrefixPlan, SharedPrefix
-from serve_bench.load.profiles import load_profile, profile_from_data
 from serve_bench.load.stage_plan import plan_stage
 from serve_bench.load.stage_state import StageState
-from serve_bench.load.traces import load_trace
+from serve_bench.workload.datasets import FilePromptSet
+from serve_bench.workload.prefixes import PrefixPlan, SharedPrefix
+from serve_bench.workload.profiles import load_profile, profile_from_data
+from serve_bench.workload.traces import load_trace
 
 pytestmark = pytest.mark.unit
 
@@ -81,7 +81,7 @@ def test_csv_prompts_with_output_lengths_and_stop(tmp_path: Path) -> None:
     path.write_text("q,n\nfirst,5\nsecond,\nthird,7\n")
     p = profile_from_data({**BASE, "prompts": {"kind": "csv", "path": str(path), "field": "q",
                                                "output_tokens_field": "n", "exhaust": "stop"}})
-    from serve_bench.load.prompt_sources import profile_prompt_set
+    from serve_bench.workload.prompt_sources import profile_prompt_set
 
     prompts = profile_prompt_set(p, "")
     assert [prompts.text(i) for i in range(3)] == ["first", "second", "third"]
@@ -187,8 +187,8 @@ def test_shipped_workload_profiles_validate() -> None:
 
 
 def test_old_records_stay_readable_and_summarised(tmp_path: Path) -> None:
-    from serve_bench.load.metrics import summarize
-    from serve_bench.load.records import read_records
+    from serve_bench.measure.metrics import summarize
+    from serve_bench.measure.records import read_records
 
     old = {"request_id": "s-0", "stage": "s", "worker_id": "w0/u0", "send_s": 1.0, "first_token_s": 1.1,
            "chunk_times_s": [1.1, 1.2], "last_token_s": 1.2, "end_s": 1.2, "prompt_tokens": 9, "output_tokens": 2,

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from test_user import fake_server
 
-from serve_bench.load.datasets import FilePromptSet
-from serve_bench.load.profiles import profile_from_data
-from serve_bench.load.prompts import PromptSet
-from serve_bench.load.records import RequestRecord
 from serve_bench.load.runner import run_stage
-from serve_bench.load.traces import load_trace
+from serve_bench.measure.records import RequestRecord
+from serve_bench.workload.datasets import FilePromptSet
+from serve_bench.workload.profiles import profile_from_data
+from serve_bench.workload.prompts import PromptSet
+from serve_bench.workload.traces import load_trace
 
 pytestmark = pytest.mark.system  # whole stages against an in-process fake server: seconds each
 

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_bench.load.clock import now_s
+from serve_bench.measure.clock import now_s
 from serve_bench.observe.energy import EnergyMeter, EnergyWindow
 from serve_bench.observe.energy_track import EnergyTrack
 from serve_bench.observe.observer import Observer

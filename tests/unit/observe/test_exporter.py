@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from serve_bench.load.live import LiveStage
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 from serve_bench.observe import names as n
 from serve_bench.observe.exporter import Exporter, outcome
 

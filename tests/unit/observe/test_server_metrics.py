@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 from serve_bench.observe.server_metrics import histogram_quantile, parse, reconcile
 
 pytestmark = pytest.mark.unit

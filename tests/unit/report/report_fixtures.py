@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 from serve_bench.report.inputs import StageData, stage_data
 
 

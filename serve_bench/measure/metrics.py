@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.records import RequestRecord
 
 PERCENTILES: tuple[float, ...] = (50, 90, 95, 99, 99.9)
 PERCENTILE_METHOD = "linear"

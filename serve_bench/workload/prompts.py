@@ -37,9 +37,9 @@ from typing import Any, Literal
 import numpy as np
 
 from serve_bench.errors import ConfigError, LoadError
-from serve_bench.load.lengths import FixedLength, LengthDist, LengthSampler
-from serve_bench.load.prefixes import PrefixPlan
-from serve_bench.load.tokenizer_words import load_tokenizer, template_frame, word_pool
+from serve_bench.workload.lengths import FixedLength, LengthDist, LengthSampler
+from serve_bench.workload.prefixes import PrefixPlan
+from serve_bench.workload.tokenizer_words import load_tokenizer, template_frame, word_pool
 
 
 class PromptError(Exception):

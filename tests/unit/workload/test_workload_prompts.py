@@ -9,10 +9,10 @@ import pytest
 from pydantic import TypeAdapter
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.lengths import LengthDist
-from serve_bench.load.prefixes import SharedPrefix
-from serve_bench.load.prompt_sources import prompt_set_from_spec
-from serve_bench.load.prompts import SyntheticPromptSet
+from serve_bench.workload.lengths import LengthDist
+from serve_bench.workload.prefixes import SharedPrefix
+from serve_bench.workload.prompt_sources import prompt_set_from_spec
+from serve_bench.workload.prompts import SyntheticPromptSet
 
 pytestmark = pytest.mark.system
 
@@ -63,7 +63,7 @@ def test_bounds_the_tokenizer_cannot_meet_and_the_context(model_path: Path) -> N
 
 
 def test_in_a_conversation_only_the_opening_message_carries_the_prefix(model_path: Path) -> None:
-    from serve_bench.load.conversations import SEP, ConversationPromptSet
+    from serve_bench.workload.conversations import SEP, ConversationPromptSet
 
     inner = SyntheticPromptSet(model_path, "chat", 50, seed=2, salt="c", shared_prefix=SharedPrefix(tokens=20,
                                                                                                        share=0.5))
@@ -91,7 +91,7 @@ def test_in_a_conversation_only_the_opening_message_carries_the_prefix(model_pat
 def test_trace_prompts_have_the_row_lengths_and_share_their_blocks(model_path: Path, tmp_path: Path) -> None:
     import json
 
-    from serve_bench.load.traces import TracePromptSet
+    from serve_bench.workload.traces import TracePromptSet
 
     rows = [(40, 5, [7, 8]), (90, 3, [7, 8, 9]), (60, 4, [1]), (3000, 2, [7])]
     path = tmp_path / "t.jsonl"

@@ -10,8 +10,8 @@ from pydantic import TypeAdapter
 from scipy import stats
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.lengths import BLOCK, LengthDist, LengthSampler
-from serve_bench.load.metrics import describe_lengths
+from serve_bench.measure.metrics import describe_lengths
+from serve_bench.workload.lengths import BLOCK, LengthDist, LengthSampler
 
 pytestmark = pytest.mark.unit
 

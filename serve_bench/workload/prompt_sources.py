@@ -14,12 +14,12 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.conversations import ConversationPromptSet, with_conversations
-from serve_bench.load.datasets import FilePromptSet
-from serve_bench.load.lengths import LengthDist, LengthSampler
-from serve_bench.load.prefixes import SharedPrefix
-from serve_bench.load.prompts import Api, PromptSet, SyntheticPromptSet
-from serve_bench.load.traces import TracePromptSet
+from serve_bench.workload.conversations import ConversationPromptSet, with_conversations
+from serve_bench.workload.datasets import FilePromptSet
+from serve_bench.workload.lengths import LengthDist, LengthSampler
+from serve_bench.workload.prefixes import SharedPrefix
+from serve_bench.workload.prompts import Api, PromptSet, SyntheticPromptSet
+from serve_bench.workload.traces import TracePromptSet
 
 
 def JsonlPromptSet(path: Path | str, api: Api, field: str = "prompt") -> PromptSet:  # noqa: N802 - the former class

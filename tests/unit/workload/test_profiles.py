@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.profiles import (
+from serve_bench.workload.profiles import (
     PROFILES_DIR,
     ConcurrencyStage,
     RateStage,

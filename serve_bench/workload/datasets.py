@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from serve_bench.errors import ConfigError
-from serve_bench.load.prompts import Api, PromptSet
 from serve_bench.validation import read_text
+from serve_bench.workload.prompts import Api, PromptSet
 
 
 def expand(path: Path | str) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve_bench.load.schedule import build_schedule
+from serve_bench.workload.schedule import build_schedule
 
 pytestmark = pytest.mark.unit
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from serve_bench.load.lengths import LengthDist, LengthSampler
-from serve_bench.load.prompts import PromptError, PromptSet
+from serve_bench.workload.lengths import LengthDist, LengthSampler
+from serve_bench.workload.prompts import PromptError, PromptSet
 
 SEP = "\x1e"  # ASCII record separator: between a conversation's turns in one cached string
 

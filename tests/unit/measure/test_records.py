@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from serve_bench.errors import LoadError
-from serve_bench.load.clock import now_s
-from serve_bench.load.records import RecordWriter, RequestRecord, read_records
+from serve_bench.measure.clock import now_s
+from serve_bench.measure.records import RecordWriter, RequestRecord, read_records
 
 pytestmark = pytest.mark.unit
 

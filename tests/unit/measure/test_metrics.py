@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve_bench.load.metrics import percentile, summarize
-from serve_bench.load.records import RequestRecord
+from serve_bench.measure.metrics import percentile, summarize
+from serve_bench.measure.records import RequestRecord
 
 pytestmark = pytest.mark.unit
 
@@ -159,7 +159,7 @@ def test_open_loop_steady_window_starts_one_median_latency_after_the_schedule() 
 
 
 def test_vectorised_definitions_equal_the_per_request_ones() -> None:
-    from serve_bench.load import metrics as m
+    from serve_bench.measure import metrics as m
 
     done = [rec(0, 0.0, [1.0, 2.0, 3.5, 4.0], 4), rec(1, 1.0, [1.5], 1),
             rec(2, 2.0, [2.2, 2.3, 2.9], 5, intended=1.9), rec(3, 3.0, [3.1, 3.3], 2, intended=2.5),
