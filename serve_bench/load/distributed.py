@@ -38,17 +38,16 @@ from locust.runners import STATE_MISSING
 
 from serve_bench.errors import LoadError
 from serve_bench.load.barrier import await_barrier
-from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import CpuShare, refused
 from serve_bench.load.process import API_KEY_ENV, RemoteMaster
+from serve_bench.load.stage_context import StageContext, StageOutcome, Stop
 from serve_bench.load.stage_plan import StagePlan
-from serve_bench.load.stage_state import RecordSink, deal
+from serve_bench.load.stage_state import deal
 from serve_bench.load.user import make_user_class
 from serve_bench.measure.clock import now_s
 from serve_bench.measure.records import RequestRecord
 from serve_bench.processes import die_with_parent
 from serve_bench.serve.server import free_port
-from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage
 
 CONNECT_TIMEOUT_S = 180.0
 GO_LEAD_S = 1.0
@@ -56,17 +55,13 @@ STATS_WAIT_S = 4.0  # Locust's worker report interval is 3 s
 _TICK_S = 0.05
 
 
-def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampStage | ReplayStage,
-                    profile: LoadProfile, *,
-                    url: str, model: str, model_path: str | None, prompt_offset: int, seed: int, workers: int,
-                    collect: RecordSink, flags: dict[str, bool], counts: dict[str, int], info: dict[str, Any],
-                    notes: list[str], log_dir: Path | None = None, remote: RemoteMaster | None = None,
-                    api_key: str | None = None, live: LiveStage | None = None) -> tuple[float, float, float | None]:
-    """Run one planned stage over ``workers`` processes (local ones, or ``remote`` workers that
-    connect by themselves); returns (started_s, ended_s, warmup_end_s)."""
+def run_distributed(ctx: StageContext, workers: int) -> StageOutcome:
+    """Run one planned stage over ``workers`` processes (local ones, or ``ctx.remote`` workers that
+    connect by themselves)."""
+    plan, profile, url, remote, live = ctx.plan, ctx.profile, ctx.url, ctx.remote, ctx.live
     expected = workers
     workers = max(1, min(workers, plan.users))  # a worker without users would never finish its share
-    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="serve-bench-workers-"))
+    log_dir = Path(ctx.worker_log_dir or tempfile.mkdtemp(prefix="serve-bench-workers-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     port = remote.port if remote else free_port()
     env = Environment(user_classes=[make_user_class(None, plan.name, url, profile.timeout_s)], host=url.rstrip("/"),
@@ -84,7 +79,7 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
 
     def take_records(data: Any) -> None:
         for item in data or []:
-            collect(RequestRecord.model_validate(item))
+            ctx.collect(RequestRecord.model_validate(item))
             received[0] += 1
 
     def pong(environment: Any, msg: Any, **kw: Any) -> None:
@@ -103,11 +98,11 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
     env.events.worker_report.add_listener(
         lambda client_id, data: take_records(data.pop("serve_bench_records", None)))
 
-    spec = {"profile": profile.model_dump(mode="json"), "stage": stage.model_dump(mode="json"), "url": url,
-            "model": model, "model_path": model_path, "prompt_offset": prompt_offset, "seed": seed,
+    spec = {"profile": profile.model_dump(mode="json"), "stage": ctx.stage.model_dump(mode="json"), "url": url,
+            "model": ctx.model, "model_path": ctx.model_path, "prompt_offset": ctx.prompt_offset, "seed": ctx.seed,
             "master_port": port}
-    procs = [] if remote else [_spawn_worker(port, w, log_dir, api_key) for w in range(workers)]
-    started_s = warmup_end_s = None
+    procs = [] if remote else [_spawn_worker(port, w, log_dir, ctx.api_key) for w in range(workers)]
+    outcome = StageOutcome(started_s=now_s())
     clients: list[str] = []
     try:
         _wait_for_workers(runner, procs, expected if remote else workers, log_dir, remote)
@@ -116,45 +111,47 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
         for index, client_id in enumerate(clients):
             runner.send_message("sb_spec", {**spec, "worker_index": index}, client_id=client_id)
         _wait_for(lambda: set(spec_ok) >= set(clients), spec_failed, "prepared the stage", len(clients))
-        info["worker_clocks"] = {_short(c): {k: spec_ok[c][k] for k in ("offset_ms", "rtt_ms")} for c in clients}
+        outcome.worker_clocks = {_short(c): {k: spec_ok[c][k] for k in ("offset_ms", "rtt_ms")} for c in clients}
         pids = {spec_ok[c].get("pid"): c for c in clients}
-        started_s = now_s()
+        outcome.started_s = now_s()
         runner.start(plan.start_users, spawn_rate=plan.spawn_rate)
-        await_barrier(lambda: sum(status.get(c, {}).get("users_ready", 0) for c in clients), plan.start_users,
-                      plan, notes)
+        if note := await_barrier(lambda: sum(status.get(c, {}).get("users_ready", 0) for c in clients),
+                                 plan.start_users, plan):
+            outcome.notes.append(note)
         users = [status.get(c, {}).get("users_ready", 0) for c in clients]
         for client_id, slots in zip(clients, deal(users)):
             runner.send_message("sb_deal", {"slots": slots, "period": sum(users)}, client_id=client_id)
         _wait_for(lambda: dealt >= set(clients), spec_failed, "built their prompts", len(clients))
         cpu = CpuShare()
-        if live is not None:
-            live.begin(profile.name, plan.name, plan.kind, plan.target,
-                       lambda: sum(status.get(c, {}).get("in_flight", 0) for c in clients),
-                       lambda: (cpu.ratio() or 0.0) + sum(status.get(c, {}).get("cpu") or 0.0 for c in clients),
-                       plan.warmup)
+        live.begin(profile.name, plan.name, plan.kind, plan.target,
+                   lambda: sum(status.get(c, {}).get("in_flight", 0) for c in clients),
+                   lambda: (cpu.ratio() or 0.0) + sum(status.get(c, {}).get("cpu") or 0.0 for c in clients),
+                   plan.warmup)
         t0 = now_s() + (GO_LEAD_S if plan.open_loop else 0.0)  # the go message must reach workers before t0
-        warmup_end_s = t0 + plan.warmup.duration_s if plan.warmup.duration_s else None
+        outcome.warmup_end_s = t0 + plan.warmup.duration_s if plan.warmup.duration_s else None
         runner.send_message("sb_go", {"t0_s": t0})
         if plan.ramp:
             runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
-        _watch(runner, clients, procs, pids, plan, url, status, done, flags, info, notes)
-        info["loadgen_cpu"] = {"master": cpu.ratio(),
-                               **{_short(c): status.get(c, {}).get("cpu") for c in clients}}
+        outcome.stop, lost = _watch(runner, clients, procs, pids, plan, url, status, done)
+        if lost:
+            outcome.lost_workers = [_short(c) for c in lost]
+            outcome.notes.append(f"stage {plan.name}: load worker(s) {', '.join(outcome.lost_workers)} "
+                                 f"disconnected mid-stage; the records they had sent are kept")
+        outcome.loadgen_cpu = {"master": cpu.ratio(), **{_short(c): status.get(c, {}).get("cpu") for c in clients}}
         # Locust's own statistics reach the master in the workers' periodic reports (every 3 s): wait for
         # the last one, so they count what the records count (serve-bench's figures come from the records)
         deadline = now_s() + STATS_WAIT_S
-        while env.stats.total.num_requests < received[0] and not info["lost_workers"] and now_s() < deadline:
+        while env.stats.total.num_requests < received[0] and not outcome.lost_workers and now_s() < deadline:
             gevent.sleep(_TICK_S)
         if len(done) < len(clients):
             # no Locust stop: it waits for every worker's users to reach zero, a lost worker's never do
             runner.send_message("sb_flush", {})
-            alive = {c for c in clients if _short(c) not in info["lost_workers"]}
+            alive = {c for c in clients if _short(c) not in outcome.lost_workers}
             deadline = now_s() + 10.0
             while not flushed >= alive and now_s() < deadline:
                 gevent.sleep(_TICK_S)
     finally:
-        if live is not None:
-            live.end()
+        live.end()
         env.stop_timeout = 0
         runner.quit()  # workers send their final stats report as they quit
         for p in procs:
@@ -163,35 +160,31 @@ def run_distributed(plan: StagePlan, stage: ConcurrencyStage | RateStage | RampS
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-    counts["locust_requests"] = env.stats.total.num_requests
-    counts["locust_failures"] = env.stats.total.num_failures
-    return started_s or now_s(), now_s(), warmup_end_s
+    outcome.locust_requests = env.stats.total.num_requests
+    outcome.locust_failures = env.stats.total.num_failures
+    outcome.ended_s = now_s()
+    return outcome
 
 
 def _watch(runner: Any, clients: list[str], procs: list[subprocess.Popen[bytes]], pids: dict[Any, str],
-           plan: StagePlan, url: str, status: dict[str, dict[str, Any]], done: set[str], flags: dict[str, bool],
-           info: dict[str, Any], notes: list[str]) -> None:
-    """Until every worker is done, the server died, every request is rejected, or a worker is lost."""
+           plan: StagePlan, url: str, status: dict[str, dict[str, Any]], done: set[str]) -> tuple[Stop, list[str]]:
+    """Until every worker is done, the server died, every request is rejected, or a worker is lost: why the
+    stage stopped, and the workers lost."""
     threshold = max(1, min(plan.users, 3))
     while not done >= set(clients):
         gevent.sleep(_TICK_S)
         if sum(s.get("refused", 0) for s in status.values()) >= threshold and refused(url):
-            flags["server_died"] = flags["stopped_early"] = True
-            return
+            return Stop.SERVER_DIED, []
         if (sum(s.get("client_errors", 0) for s in status.values()) >= max(10, 2 * plan.users)
                 and not any(s.get("succeeded", 0) for s in status.values())):
-            flags["rejected"] = flags["stopped_early"] = True
-            return
+            return Stop.REJECTED, []
         lost = [c for c in clients if c not in done and (c not in runner.clients
                                                           or runner.clients[c].state == STATE_MISSING)]
         exited = [pids.get(p.pid) for p in procs if p.poll() is not None]  # local workers: no heartbeat wait
         lost += [c for c in exited if c is not None and c not in done and c not in lost]
         if lost:
-            flags["stopped_early"] = True
-            info["lost_workers"] = [_short(c) for c in lost]
-            notes.append(f"stage {plan.name}: load worker(s) {', '.join(_short(c) for c in lost)} disconnected "
-                         f"mid-stage; the records they had sent are kept")
-            return
+            return Stop.WORKER_LOST, lost
+    return Stop.DONE, []
 
 
 def _short(client_id: str) -> str:

@@ -33,10 +33,10 @@ from serve_bench.load.live import LiveStage
 from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, max_model_len, refused
 from serve_bench.load.process import RemoteMaster
 from serve_bench.load.prompt_feed import start_feed, stop_feed
+from serve_bench.load.stage_context import StageContext, StageOutcome, Stop
 from serve_bench.load.stage_plan import (
     OPEN_LOOP_LEAD_S,
     PREBUILT_ROUNDS,
-    StagePlan,
     known_requests,
     new_state,
     plan_stage,
@@ -78,8 +78,6 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, 
         raise ConfigError("a sweep is several stages: run it with run_profile()")
     stage_seed = profile.seed if seed is None else seed
     plan = plan_stage(stage, profile, stage_seed)
-    if api_key is None:
-        api_key = auth.key_from_env()
     records: list[RequestRecord] = []
 
     def collect(record: RequestRecord) -> None:
@@ -87,34 +85,29 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, 
         if sink is not None:
             sink(record)
 
-    flags = {"server_died": False, "stopped_early": False, "rejected": False}
-    counts = {"locust_requests": 0, "locust_failures": 0}
+    ctx = StageContext(plan=plan, stage=stage, profile=profile, url=url, model=model, seed=stage_seed,
+                       collect=collect, live=live or LiveStage(), prompt_offset=prompt_offset,
+                       api_key=auth.key_from_env() if api_key is None else api_key, model_path=model_path,
+                       worker_log_dir=worker_log_dir, remote=remote)
     notes: list[str] = []
-    info: dict[str, Any] = {"loadgen_cpu": {}, "worker_clocks": {}, "lost_workers": []}
-    live = live or LiveStage()
     if remote and workers > plan.users:
         # every remote worker must get users (each takes a fixed share of request
         # indices); a stage this small needs no distributed load
         notes.append(f"{plan.users} user(s) for {workers} remote workers: the stage ran in this process")
         workers = 0
     if workers:
-        bounds = run_distributed(plan, stage, profile, url=url, model=model, model_path=model_path,
-                                 prompt_offset=prompt_offset, seed=stage_seed, workers=workers, collect=collect,
-                                 flags=flags, counts=counts, info=info, notes=notes, log_dir=worker_log_dir,
-                                 remote=remote, api_key=api_key, live=live)
+        outcome = run_distributed(ctx, workers)
     else:
         if prompts is None:
             prompts = _prompts(profile, model_path)
-        bounds = _run_local(plan, profile, url=url, model=model, prompts=prompts, prompt_offset=prompt_offset,
-                            collect=collect, flags=flags, counts=counts, info=info, notes=notes, api_key=api_key,
-                            live=live)
-    started_s, ended_s, warmup_end_s = bounds
-    summary = summarize(records, warmup_end_s=warmup_end_s, slos_ms=slos_ms, users=plan.steady_users)
+        outcome = _run_local(ctx, prompts)
+    notes += outcome.notes
+    summary = summarize(records, warmup_end_s=outcome.warmup_end_s, slos_ms=slos_ms, users=plan.steady_users)
     indices = sum(1 for r in records if not r.turn_index)  # a conversation's turns share one index
-    result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, started_s=started_s, ended_s=ended_s,
-                         warmup_end_s=warmup_end_s, records=len(records), summary=summary, workers=workers,
-                         warnings=notes, prompts=_prompt_use(prompts, prompt_offset, indices, plan.name, notes),
-                         **counts, **flags, **info)
+    result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, records=len(records), summary=summary,
+                         workers=workers, warnings=notes,
+                         prompts=_prompt_use(prompts, prompt_offset, indices, plan.name, notes),
+                         **outcome.result_fields())
     _judge(result, saturation_lag_ms)
     return result
 
@@ -145,15 +138,13 @@ def _prompt_use(prompts: PromptSet | None, offset: int, sent: int, stage: str,
     return out
 
 
-def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, prompts: PromptSet,
-               prompt_offset: int, collect: RecordSink, flags: dict[str, bool], counts: dict[str, int],
-               info: dict[str, Any], notes: list[str], api_key: str | None,
-               live: LiveStage) -> tuple[float, float, float | None]:
-    state = new_state(plan, profile, model=model, prompts=prompts, sink=collect, prompt_offset=prompt_offset,
-                      api_key=api_key)
-    state.finished, state.ready = gevent.event.Event(), gevent.event.Event()
+def _run_local(ctx: StageContext, prompts: PromptSet) -> StageOutcome:
+    plan, profile, url, prompt_offset, live = ctx.plan, ctx.profile, ctx.url, ctx.prompt_offset, ctx.live
+    state = new_state(plan, profile, model=ctx.model, prompts=prompts, sink=ctx.collect, prompt_offset=prompt_offset,
+                      api_key=ctx.api_key)
+    state.sync.finished, state.sync.ready = gevent.event.Event(), gevent.event.Event()
     if not plan.open_loop and plan.warmup.requests:
-        state.warmup_gate = gevent.event.Event()
+        state.sync.warmup_gate = gevent.event.Event()
     known = known_requests(plan)
     prebuilt = known if known is not None else PREBUILT_ROUNDS * plan.users
     prompts.prepare(prompt_offset + g for g in state.indices(0, prebuilt))
@@ -161,55 +152,55 @@ def _run_local(plan: StagePlan, profile: LoadProfile, *, url: str, model: str, p
     env = Environment(user_classes=[make_user_class(state, plan.name, url, profile.timeout_s)],
                       host=url.rstrip("/"), catch_exceptions=True, stop_timeout=profile.timeout_s)
     runner = env.create_local_runner()
-    started_s = now_s()
+    outcome = StageOutcome(started_s=now_s())
     runner.start(plan.start_users, spawn_rate=plan.spawn_rate)
     try:
-        await_barrier(lambda: state.users_ready, plan.start_users, plan, notes)
+        if note := await_barrier(lambda: state.counts.users_ready, plan.start_users, plan):
+            outcome.notes.append(note)
         if known is None:
-            start_feed(prompts, offset=prompt_offset, slots=state.slots, period=state.period, start_k=prebuilt)
+            start_feed(prompts, offset=prompt_offset, slots=state.turns.slots, period=state.turns.period,
+                       start_k=prebuilt)
         with gc_quiet():
             cpu = CpuShare()
-            live.begin(profile.name, plan.name, plan.kind, plan.target, lambda: state.in_flight, cpu.ratio,
+            live.begin(profile.name, plan.name, plan.kind, plan.target, lambda: state.counts.in_flight, cpu.ratio,
                        plan.warmup)
             start_clock(state, plan, now_s() + (OPEN_LOOP_LEAD_S if plan.open_loop else 0.0))
-            state.ready.set()
+            state.sync.ready.set()
             if plan.ramp:
                 runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
-            _monitor(state, url, plan.users, flags)
-            info["loadgen_cpu"]["master"] = cpu.ratio()
+            outcome.stop = _monitor(state, url, plan.users)
+            outcome.loadgen_cpu["master"] = cpu.ratio()
     finally:
         live.end()
-        state.finished.set()
+        state.sync.finished.set()
         env.stop_timeout = 0  # the stage is over: whatever is still running is cut (and recorded as such)
         runner.quit()
         stop_feed(prompts)
-    counts["locust_requests"] = env.stats.total.num_requests
-    counts["locust_failures"] = env.stats.total.num_failures
-    return started_s, now_s(), state.warmup_end_s
+    outcome.locust_requests = env.stats.total.num_requests
+    outcome.locust_failures = env.stats.total.num_failures
+    outcome.ended_s, outcome.warmup_end_s = now_s(), state.turns.warmup_end_s
+    return outcome
 
 
-def _monitor(state: StageState, url: str, users: int, flags: dict[str, bool]) -> None:
-    """Return when the stage is done, its server is dead, or its drain grace is over."""
+def _monitor(state: StageState, url: str, users: int) -> Stop:
+    """Return when the stage is done, its server is dead, or its drain grace is over: why it stopped."""
     refused_threshold = max(1, min(users, 3))
     drain_deadline: float | None = None
     while True:
         gevent.sleep(_TICK_S)
-        if state.consecutive_refused >= refused_threshold and refused(url):
-            flags["server_died"] = flags["stopped_early"] = True
-            state.stopping = True
-            return
-        if state.succeeded == 0 and state.client_errors >= max(10, 2 * users):
-            flags["rejected"] = flags["stopped_early"] = True  # every request refused with 4xx: misconfigured
-            state.stopping = True
-            return
+        if state.counts.consecutive_refused >= refused_threshold and refused(url):
+            state.sync.stopping = True
+            return Stop.SERVER_DIED
+        if state.counts.succeeded == 0 and state.counts.client_errors >= max(10, 2 * users):
+            state.sync.stopping = True
+            return Stop.REJECTED  # every request refused with 4xx: misconfigured
         if not state.exhausted():
             continue
         if state.outstanding == 0:
-            return
-        drain_deadline = drain_deadline or now_s() + state.timeout_s + 1.0
+            return Stop.DONE
+        drain_deadline = drain_deadline or now_s() + state.config.timeout_s + 1.0
         if now_s() > drain_deadline:
-            flags["stopped_early"] = True
-            return
+            return Stop.DRAIN_TIMEOUT
 
 
 def _judge(result: StageResult, saturation_lag_ms: float) -> None:

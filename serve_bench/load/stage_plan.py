@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from serve_bench.load.stage_state import RecordSink, StageState
+from serve_bench.load.stage_state import RecordSink, StageConfig, StageState
 from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, Warmup
 from serve_bench.workload.prompts import PromptSet
 from serve_bench.workload.schedule import build_schedule
@@ -106,20 +106,21 @@ def _plan_replay(stage: ReplayStage, profile: LoadProfile, warmup: Warmup, commo
 
 def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: PromptSet, sink: RecordSink,
               prompt_offset: int = 0, worker_index: int = 0, api_key: str | None = None) -> StageState:
-    return StageState(stage=plan.name, api=profile.api, model=model, max_tokens=profile.output_tokens,
-                      ignore_eos=profile.ignore_eos, timeout_s=profile.timeout_s, prompts=prompts, sink=sink,
-                      worker_id=f"w{worker_index}", profile=profile.name, requests=plan.requests,
-                      warmup_requests=plan.warmup.requests, prompt_offset=prompt_offset, api_key=api_key)
+    return StageState(StageConfig(stage=plan.name, api=profile.api, model=model, max_tokens=profile.output_tokens,
+                                  ignore_eos=profile.ignore_eos, timeout_s=profile.timeout_s, prompts=prompts,
+                                  sink=sink, worker_id=f"w{worker_index}", profile=profile.name,
+                                  requests=plan.requests, warmup_requests=plan.warmup.requests,
+                                  prompt_offset=prompt_offset, api_key=api_key))
 
 
 def start_clock(state: StageState, plan: StagePlan, t0_s: float) -> None:
     """Fix the stage's wall-clock times: t0 is the first scheduled send (open loop) or all users spawned."""
-    state.clock_start_s = t0_s
-    state.warmup_end_s = t0_s + plan.warmup.duration_s if plan.warmup.duration_s else None
+    state.turns.clock_start_s = t0_s
+    state.turns.warmup_end_s = t0_s + plan.warmup.duration_s if plan.warmup.duration_s else None
     if plan.offsets_s is not None:
-        state.schedule_s = [t0_s + t for t in plan.offsets_s]
+        state.turns.schedule_s = [t0_s + t for t in plan.offsets_s]
     elif plan.duration_s is not None:
-        state.deadline_s = t0_s + plan.warmup.duration_s + plan.duration_s
+        state.turns.deadline_s = t0_s + plan.warmup.duration_s + plan.duration_s
 
 
 def known_requests(plan: StagePlan) -> int | None:

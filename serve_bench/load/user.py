@@ -10,7 +10,7 @@ event, so Locust's statistics still work; serve-bench computes its figures
 from the records, not from Locust's rounded ones.
 
 Before its first request a user opens its connection (``GET /v1/models``) and
-checks in at the stage's start barrier (``state.ready``), so a stage starts
+checks in at the stage's start barrier (``state.sync.ready``), so a stage starts
 with every user connected and sending together.
 """
 
@@ -56,7 +56,7 @@ class StreamingUser(User):
         super().__init__(environment)
         state = self.state
         self.user_number = state.next_user_number()
-        self.path = PATHS[state.api]
+        self.path = PATHS[state.config.api]
         base = self.host.rstrip("/")
         self.uri = URL(base + self.path).request_uri
         self.models_uri = URL(base + "/v1/models").request_uri
@@ -64,8 +64,8 @@ class StreamingUser(User):
         self.http = HTTPClient.from_url(base + "/", concurrency=1, network_timeout=self.network_timeout,
                                         connection_timeout=self.connection_timeout, insecure=True)
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
-                        **auth.headers(state.api_key)}
-        self.marker = _CONTENT[state.api]
+                        **auth.headers(state.config.api_key)}
+        self.marker = _CONTENT[state.config.api]
         self.joined = False
         self.plan: dict[str, Any] = {}  # the current request's planned fields (PromptSet.request_fields)
 
@@ -81,7 +81,7 @@ class StreamingUser(User):
                 resp.release()
         except (gevent.Timeout, Exception):  # noqa: BLE001 - the first real request records why
             pass
-        self.state.users_ready += 1
+        self.state.counts.users_ready += 1
 
     @task
     def send_one(self) -> None:
@@ -89,20 +89,20 @@ class StreamingUser(User):
         if not self.joined:
             self.joined = True
             self._join()
-        if state.ready is not None:
-            state.ready.wait()
+        if state.sync.ready is not None:
+            state.sync.ready.wait()
         slot = state.take()
         if slot is None:
-            if state.finished is not None:
-                state.finished.wait()
+            if state.sync.finished is not None:
+                state.sync.finished.wait()
             raise StopUser()
         index, intended_s = slot
-        if isinstance(state.prompts, ConversationPromptSet):
-            self._conversation(state.prompts, index, intended_s)
+        if isinstance(state.config.prompts, ConversationPromptSet):
+            self._conversation(state.config.prompts, index, intended_s)
             return
-        self.plan = state.prompts.request_fields(state.prompt_offset + index)  # planned before: cheap
+        self.plan = state.config.prompts.request_fields(state.config.prompt_offset + index)  # planned before: cheap
         try:
-            prompt = state.prompts.payload(state.prompt_offset + index)
+            prompt = state.config.prompts.payload(state.config.prompt_offset + index)
         except PromptError as err:
             self._record({**self._fields(index, intended_s), "send_s": now_s(), "end_s": now_s(),
                           "error": str(err), "chunk_times_s": []})
@@ -113,25 +113,25 @@ class StreamingUser(User):
             delay = intended_s - now_s()
             if delay > 0:
                 gevent.sleep(delay)
-        state.in_flight += 1
+        state.counts.in_flight += 1
         try:
             self._request(index, intended_s, data)
         finally:
-            state.in_flight -= 1
+            state.counts.in_flight -= 1
 
     def _body(self, prompt: dict[str, Any]) -> bytes:
-        state = self.state
-        body = {"model": state.model, "max_tokens": self.plan.get("requested_output_tokens") or state.max_tokens,
-                "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": state.ignore_eos,
-                **prompt, **state.extra_body}
+        config = self.state.config
+        body = {"model": config.model, "max_tokens": self.plan.get("requested_output_tokens") or config.max_tokens,
+                "stream": True, "stream_options": {"include_usage": True}, "ignore_eos": config.ignore_eos,
+                **prompt, **config.extra_body}
         return json.dumps(body).encode()
 
     def _conversation(self, prompts: ConversationPromptSet, index: int, intended_s: float | None) -> None:
         """Every turn of conversation ``index``: the history so far (the server's own replies) plus the next
         user message; a failed turn ends the conversation. Only the first turn has an intended send time."""
         state = self.state
-        g = state.prompt_offset + index
-        self.plan = prompts.turn_fields(g, 0, state.stage)
+        g = state.config.prompt_offset + index
+        self.plan = prompts.turn_fields(g, 0, state.config.stage)
         try:
             texts = prompts.text(g).split(SEP)
         except PromptError as err:
@@ -146,28 +146,28 @@ class StreamingUser(User):
             if turn:
                 if prompts.think_time_s:
                     gevent.sleep(prompts.think_time_s)
-                self.plan = prompts.turn_fields(g, turn, state.stage)
+                self.plan = prompts.turn_fields(g, turn, state.config.stage)
             history.append({"role": "user", "content": text})
             reply: list[str] = []
-            state.in_flight += 1
+            state.counts.in_flight += 1
             try:
                 ok = self._request(index, intended_s if turn == 0 else None, self._body({"messages": history}),
                                    reply=reply, last=turn == len(texts) - 1)
             finally:
-                state.in_flight -= 1
+                state.counts.in_flight -= 1
             if not ok:
                 return
             history.append({"role": "assistant", "content": "".join(reply)})
 
     def _fields(self, index: int, intended_s: float | None) -> dict[str, Any]:
-        state = self.state
+        config = self.state.config
         turn = self.plan.get("turn_index")
-        return {"request_id": f"{state.stage}-{index}" + (f"-t{turn}" if turn is not None else ""),
-                "stage": state.stage, "profile": state.profile,
-                "worker_id": f"{state.worker_id}/u{self.user_number}", "intended_send_s": intended_s,
-                "max_tokens": self.plan.get("requested_output_tokens") or state.max_tokens, "status": 0, "ok": False,
-                "warmup": index < state.warmup_requests,
-                **self.plan, "requested_output_tokens": self.plan.get("requested_output_tokens") or state.max_tokens}
+        return {"request_id": f"{config.stage}-{index}" + (f"-t{turn}" if turn is not None else ""),
+                "stage": config.stage, "profile": config.profile,
+                "worker_id": f"{config.worker_id}/u{self.user_number}", "intended_send_s": intended_s,
+                "max_tokens": self.plan.get("requested_output_tokens") or config.max_tokens, "status": 0, "ok": False,
+                "warmup": index < config.warmup_requests,
+                **self.plan, "requested_output_tokens": self.plan.get("requested_output_tokens") or config.max_tokens}
 
     def _request(self, index: int, intended_s: float | None, data: bytes, reply: list[str] | None = None,
                  last: bool = True) -> bool:
@@ -183,8 +183,8 @@ class StreamingUser(User):
         resp = None
         killed = False
         try:
-            with gevent.Timeout(state.timeout_s, StreamError(f"timeout: no complete response after "
-                                                            f"{state.timeout_s:g} s")):
+            with gevent.Timeout(state.config.timeout_s, StreamError(f"timeout: no complete response after "
+                                                            f"{state.config.timeout_s:g} s")):
                 resp = self.http.request("POST", self.uri, body=data, headers=self.headers)
                 fields["status"] = resp.status_code
                 if resp.status_code != 200:
@@ -224,7 +224,7 @@ class StreamingUser(User):
 
     def _read_stream(self, resp: Any, chunks: list[float], fields: dict[str, Any],
                      reply: list[str] | None = None) -> None:
-        chat = self.state.api == "chat"
+        chat = self.state.config.api == "chat"
         marker = self.marker
         skip = len(marker)
         done = False

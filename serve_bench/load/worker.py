@@ -99,7 +99,7 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
             key = os.environ.get(API_KEY_ENV) or auth.key_from_env()
             state = new_state(plan, profile, model=spec["model"], prompts=prompts, sink=buffer.append,
                               prompt_offset=spec["prompt_offset"], worker_index=spec["worker_index"], api_key=key)
-            state.ready, state.finished = gevent.event.Event(), gevent.event.Event()
+            state.sync.ready, state.sync.finished = gevent.event.Event(), gevent.event.Event()
         except (ServeBenchError, ValueError, KeyError) as err:
             fail(err)
             return
@@ -125,17 +125,17 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
 
     def dealt(data: dict[str, Any]) -> None:
         state: StageState = holder["state"]
-        state.slots, state.period = data["slots"], data["period"]
+        state.turns.slots, state.turns.period = data["slots"], data["period"]
         known = known_requests(holder["plan"])
-        mine = set(state.slots)
+        mine = set(state.turns.slots)
         if known is None:
-            prebuilt = PREBUILT_ROUNDS * len(state.slots)
+            prebuilt = PREBUILT_ROUNDS * len(state.turns.slots)
         else:  # this worker's indices below the stage's request count
-            prebuilt = sum(1 for g in range(known) if g % state.period in mine)
-        state.prompts.prepare(state.prompt_offset + g for g in state.indices(0, prebuilt))
-        if known is None and state.slots:
-            start_feed(state.prompts, offset=state.prompt_offset, slots=state.slots, period=state.period,
-                       start_k=prebuilt)
+            prebuilt = sum(1 for g in range(known) if g % state.turns.period in mine)
+        state.config.prompts.prepare(state.config.prompt_offset + g for g in state.indices(0, prebuilt))
+        if known is None and state.turns.slots:
+            start_feed(state.config.prompts, offset=state.config.prompt_offset, slots=state.turns.slots,
+                       period=state.turns.period, start_k=prebuilt)
         runner.send_message("sb_dealt", {})
 
     def quiet_end() -> None:
@@ -147,12 +147,12 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
         holder["gc"] = pause_collector()  # until the stage is done (gc_quiet.py)
         holder["cpu"] = CpuShare()
         start_clock(state, holder["plan"], msg.data["t0_s"] - holder["offset"])
-        state.ready.set()
+        state.sync.ready.set()
 
     def on_flush(environment: Any, msg: Any, **kw: Any) -> None:
         if "state" in holder:  # the stage is over early: send nothing more, release the waiting users
-            holder["state"].stopping = True
-            holder["state"].finished.set()
+            holder["state"].sync.stopping = True
+            holder["state"].sync.finished.set()
         quiet_end()
         runner.send_message("sb_records", drain())
         runner.send_message("sb_flushed", {})
@@ -165,14 +165,15 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
             if buffer:
                 runner.send_message("sb_records", drain())
             cpu = holder["cpu"].ratio() if "cpu" in holder else None
-            runner.send_message("sb_status", {"refused": state.consecutive_refused, "succeeded": state.succeeded,
-                                              "client_errors": state.client_errors,
-                                              "users_ready": state.users_ready, "cpu": cpu,
-                                              "in_flight": state.in_flight})
-            if state.ready.is_set() and not said_done and state.exhausted() and state.outstanding == 0:
+            counts = state.counts
+            runner.send_message("sb_status", {"refused": counts.consecutive_refused, "succeeded": counts.succeeded,
+                                              "client_errors": counts.client_errors,
+                                              "users_ready": counts.users_ready, "cpu": cpu,
+                                              "in_flight": counts.in_flight})
+            if state.sync.ready.is_set() and not said_done and state.exhausted() and state.outstanding == 0:
                 runner.send_message("sb_done", {})
-                state.finished.set()
-                stop_feed(state.prompts)
+                state.sync.finished.set()
+                stop_feed(state.config.prompts)
                 quiet_end()
                 said_done = True
 
@@ -187,7 +188,7 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
     finally:
         quiet_end()
         if "state" in holder:
-            stop_feed(holder["state"].prompts)
+            stop_feed(holder["state"].config.prompts)
     return 1 if failed else 0
 
 

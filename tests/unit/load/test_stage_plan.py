@@ -35,7 +35,7 @@ def test_closed_loop_budget_includes_warmup_and_splits_across_workers() -> None:
     # Locust gave the three workers 1, 2 and 1 of the 4 users: each is dealt requests in proportion
     for w, slots in enumerate(deal([1, 2, 1])):
         state = new_state(plan, prof, model="m", prompts=PromptSet("chat"), sink=lambda r: None, worker_index=w)
-        state.slots, state.period = slots, 4
+        state.turns.slots, state.turns.period = slots, 4
         shares.append([i for i, _ in drain(state)])
         assert state.exhausted() and state.outstanding == len(shares[-1])
         assert [state.is_warmup(i, 0.0, None) for i in shares[-1]] == [i < 2 for i in shares[-1]]
@@ -64,12 +64,12 @@ def test_open_loop_schedule_is_shared_and_anchored() -> None:
     a = new_state(plan, prof, model="m", prompts=PromptSet("chat"), sink=lambda r: None, worker_index=0)
     b = new_state(plan, prof, model="m", prompts=PromptSet("chat"), sink=lambda r: None, worker_index=1)
     for s, slots in zip((a, b), deal([2, 2])):
-        s.slots, s.period = slots, 4
+        s.turns.slots, s.turns.period = slots, 4
         start_clock(s, plan, 1000.0)
     slots = drain(a) + drain(b)
     assert sorted(i for i, _ in slots) == list(range(15))
     assert sorted(t for _, t in slots) == pytest.approx([1000.0 + i / 10 for i in range(15)])
-    assert a.warmup_end_s == 1000.5 and a.is_warmup(3, 1000.31, 1000.3) and not a.is_warmup(6, 1000.6, 1000.6)
+    assert a.turns.warmup_end_s == 1000.5 and a.is_warmup(3, 1000.31, 1000.3) and not a.is_warmup(6, 1000.6, 1000.6)
 
 
 @pytest.mark.unit

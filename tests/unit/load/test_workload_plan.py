@@ -11,7 +11,7 @@ from shared_data import datasets_dir
 
 from serve_bench.errors import ConfigError
 from serve_bench.load.stage_plan import plan_stage
-from serve_bench.load.stage_state import StageState
+from serve_bench.load.stage_state import StageConfig, StageState
 from serve_bench.workload.datasets import FilePromptSet
 from serve_bench.workload.prefixes import PrefixPlan, SharedPrefix
 from serve_bench.workload.profiles import load_profile, profile_from_data
@@ -86,8 +86,8 @@ def test_csv_prompts_with_output_lengths_and_stop(tmp_path: Path) -> None:
     prompts = profile_prompt_set(p, "")
     assert [prompts.text(i) for i in range(3)] == ["first", "second", "third"]
     assert [prompts.request_fields(i).get("requested_output_tokens") for i in range(3)] == [5, None, 7]
-    state = StageState(stage="s", api="chat", model="m", max_tokens=16, ignore_eos=True, timeout_s=1,
-                       prompts=prompts, sink=lambda r: None, requests=10)
+    state = StageState(StageConfig(stage="s", api="chat", model="m", max_tokens=16, ignore_eos=True, timeout_s=1,
+                                   prompts=prompts, sink=lambda r: None, requests=10))
     taken = []
     while (slot := state.take()) is not None:
         taken.append(slot[0])
