@@ -20,6 +20,9 @@ import subprocess
 import sys
 from typing import Any
 
+import gevent  # the load process's event loop (its driver patched the process); the child never waits on it
+import gevent.lock
+
 from serve_bench.load.stage_state import index_of
 from serve_bench.processes import die_with_parent
 from serve_bench.workload.prompt_sources import prompt_set_from_spec
@@ -32,8 +35,6 @@ class PromptFeed:
     """The parent's end: start the child, hand out fed prompts by index."""
 
     def __init__(self, prompts: PromptSet, *, offset: int, slots: list[int], period: int, start_k: int) -> None:
-        import gevent.lock  # gevent is this process's event loop (Locust patched it in)
-
         self._lock = gevent.lock.Semaphore()
         spec = {"set": prompts.spec(), "offset": offset, "slots": slots, "period": period, "start_k": start_k}
         self.proc = subprocess.Popen([sys.executable, "-m", "serve_bench.load.prompt_feed"], stdin=subprocess.PIPE,
@@ -45,8 +46,6 @@ class PromptFeed:
 
     def get(self, index: int, cache: dict[int, Any]) -> str | PromptError:
         """Read the pipe until ``index`` has come (users take indices in order, so it is near)."""
-        import gevent
-
         with self._lock:
             while index not in cache:
                 try:

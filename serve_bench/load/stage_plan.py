@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve_bench.load.stage_state import RecordSink, StageConfig, StageState
+from serve_bench.workload.datasets import expand
 from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, Warmup
 from serve_bench.workload.prompts import PromptSet
 from serve_bench.workload.schedule import build_schedule
+from serve_bench.workload.traces import load_trace
 
 # Users are created at this rate (users/s) or faster: all of a stage's users within about a second. Creating
 # them costs no measurement: they wait at the start barrier, connected, until the last one is ready.
@@ -86,9 +88,6 @@ def plan_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, pr
 
 def _plan_replay(stage: ReplayStage, profile: LoadProfile, warmup: Warmup, common: dict[str, Any]) -> StagePlan:
     """A trace's send times, scaled by the stage's speed; request i is the trace's row i."""
-    from serve_bench.workload.datasets import expand
-    from serve_bench.workload.traces import load_trace
-
     source: Any = profile.prompts
     trace = load_trace(expand(source.path), source.format)
     offsets = trace.offsets_s(stage.speed)
