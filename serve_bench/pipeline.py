@@ -15,9 +15,18 @@ import requests
 
 from serve_bench import auth, environment
 from serve_bench import checkpoints as ckpts
-from serve_bench.errors import ConfigError, ServeBenchError, ServerDiedError, ServerError, ServerStartError
-from serve_bench.rundir import EVAL_DIR, RESULTS, SUMMARY, RunDir, write_json
+from serve_bench.errors import ConfigError, EvalError, ServeBenchError, ServerDiedError, ServerError, ServerStartError
+from serve_bench.evaluate import evaluate_served
+from serve_bench.evaluate.table import TABLE_JSON, TABLE_MD, dichotomy_table
+from serve_bench.load.process import RemoteMaster, run_profile
+from serve_bench.measure.stage_result import load_label
+from serve_bench.observe.energy import server_gpus
+from serve_bench.observe.observer import Observer
+from serve_bench.report import build_report
+from serve_bench.rundir import EVAL_DIR, RESULTS, SUMMARY, RunDir, StageFile, write_json
+from serve_bench.serve.server import ServerSpec, VllmServer
 from serve_bench.study import StudySpec
+from serve_bench.summary import collect, render_markdown
 from serve_bench.workload.profiles import LoadProfile, load_profile
 
 
@@ -33,7 +42,7 @@ class Events(Protocol):
     def server_ready(self, name: str, url: str) -> None: ...
     def stage_started(self, checkpoint: str, stage: str) -> None: ...
     def request_done(self, ok: bool) -> None: ...
-    def stage_done(self, checkpoint: str, result: dict[str, Any]) -> None: ...
+    def stage_done(self, checkpoint: str, result: StageFile) -> None: ...
     def metrics_started(self, url: str) -> None: ...
     def note(self, message: str) -> None: ...
     def problem(self, message: str) -> None: ...
@@ -81,8 +90,6 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
     save_manifest()
     ev.run_started(run.path)
     outcome = RunOutcome(run.path, "running")
-    from serve_bench.observe.observer import Observer
-
     observer = Observer(slos_ms=slo.slo_ms, metrics_host=study.metrics.host, metrics_port=study.metrics.port,
                         gpus=_server_gpus(study), idle_s=study.energy.idle_s, meter=energy_meter)
     try:
@@ -116,8 +123,6 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         observer.close()
         manifest.update(status=outcome.status, ended_utc=_now(), problems=outcome.problems)
         save_manifest()
-        from serve_bench.summary import collect, render_markdown
-
         outcome.rows = collect(run)
         write_json(run.path / SUMMARY, {"rows": outcome.rows})
         (run.path / RESULTS).write_text(render_markdown(outcome.rows))
@@ -134,8 +139,6 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
 def _report(run: RunDir, ev: Events) -> Any:
     """The capacity report from what is on disk (``serve-bench report`` makes the same one again). Its failure
     loses no measurement: it is said, and the run's results stand."""
-    from serve_bench.report import build_report
-
     ev.phase("", "writing the capacity report")
     try:
         return build_report([run.path])
@@ -157,8 +160,6 @@ def _server_gpus(study: StudySpec) -> list[int] | None:
     """The GPUs the launched server uses; with --url, unknown (every GPU visible here is measured)."""
     if study.server.url:
         return None
-    from serve_bench.observe.energy import server_gpus
-
     try:
         return server_gpus(study.server.engine_args, {**os.environ, **study.server.env})
     except ValueError as err:
@@ -179,8 +180,6 @@ def _targets(study: StudySpec, key: str | None, ev: Events) -> list[ckpts.Served
 
 def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint,
                     ev: Events, outcome: RunOutcome, key: str | None, observer: Any) -> None:
-    from serve_bench.serve.server import ServerSpec, VllmServer
-
     ck_dir = run.checkpoint_dir(ck.name)
     write_json(ck_dir / "checkpoint.json", ck.describe())
     if study.server.url:
@@ -213,9 +212,6 @@ def _evaluate(study: StudySpec, ck: ckpts.ServedCheckpoint, url: str, served_nam
     kept and the next checkpoint runs; a server that died is the server's (ServerDiedError)."""
     if not study.eval.enabled:
         return
-    from serve_bench.errors import EvalError
-    from serve_bench.evaluate import evaluate_served
-
     label = ck.label or ck.name
     ev.phase(label, "evaluating accuracy (lm-eval on this server)")
     try:
@@ -230,8 +226,6 @@ def _evaluate(study: StudySpec, ck: ckpts.ServedCheckpoint, url: str, served_nam
 
 def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
     """The pruning-dichotomy table across the evaluated checkpoints (dichotomy.md, dichotomy.json)."""
-    from serve_bench.evaluate.table import TABLE_JSON, TABLE_MD, dichotomy_table
-
     try:
         dichotomy_table(run.path)
     except (ServeBenchError, OSError, ValueError, KeyError) as err:  # a result file torn or edited by hand
@@ -243,9 +237,6 @@ def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
           served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None,
           observer: Any) -> None:
-    from serve_bench.load.process import RemoteMaster
-    from serve_bench.summary import load_label
-
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
     label = ck.label or ck.name
     observer.live.on_begin = lambda live: ev.stage_running(label, live.profile, live.stage, live.kind,
@@ -262,9 +253,6 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
 
 def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
                   served_name: str, server: Any, ev: Events, key: str | None, observer: Any, remote: Any) -> None:
-    from serve_bench.load.process import run_profile
-    from serve_bench.summary import load_label
-
     index = 0
 
     def on_record(record: Any) -> None:
@@ -275,11 +263,10 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
         def on_stage(result: Any, profile: LoadProfile = profile) -> None:
             nonlocal index
             index += 1
-            data = {"checkpoint": ck.name, "profile": profile.name, "index": index,
-                    **result.model_dump(mode="json"),
-                    **observer.stage_done(index, profile.name, result, load_label(result.target))}
-            write_json(run.stage_path(ck.name, index, result.stage), data)
-            ev.stage_done(ck.label or ck.name, data)
+            done = StageFile(checkpoint=ck.name, profile=profile.name, index=index, **dict(result),
+                             **observer.stage_done(index, profile.name, result, result.load_text))
+            write_json(run.stage_path(ck.name, index, result.stage), done.model_dump(mode="json"))
+            ev.stage_done(ck.label or ck.name, done)
 
         ev.stage_started(ck.label or ck.name, profile.name)
         results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),

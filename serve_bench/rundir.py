@@ -1,4 +1,5 @@
-"""One directory per run; typed reading and writing of what goes in it.
+"""One directory per run; typed reading and writing of what goes in it: every reader (summary, report,
+evaluation table, selfcheck, the dry run's history) reads its files through the models here.
 
     <run>/manifest.json                  versions, hardware, command line, resolved study, status
     <run>/summary.json                   every checkpoint × stage summary (recomputable from records)
@@ -20,9 +21,13 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import Field, ValidationError
 
 from serve_bench.errors import ConfigError
+from serve_bench.measure.stage_result import StageResult
+from serve_bench.validation import Strict, validation_messages
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
@@ -30,6 +35,7 @@ RESULTS = "results.md"
 RECORDS = "records.jsonl"
 LOADGEN_LOG = "loadgen.log"  # the load process's own output (its workers' logs lie beside it)
 EVAL_DIR = "eval"
+M = TypeVar("M", bound=Strict)
 
 
 def _slug(text: str) -> str:
@@ -46,6 +52,62 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+class StageFile(StageResult):
+    """A stage's result file (``<checkpoint>/stages/NN-<stage>.json``): the load process's result, where it
+    ran, and what the orchestrator's observers added."""
+
+    checkpoint: str
+    profile: str | None = None
+    index: int = Field(0, description="the stage's place in its checkpoint's run, from 1")
+    server: dict[str, Any] | None = Field(None, description="the server's own counters over the stage, "
+                                                            "reconciled with the records")
+    energy: dict[str, Any] | None = None
+
+
+class CheckpointFile(Strict):
+    """``<checkpoint>/checkpoint.json``: what was served."""
+
+    name: str
+    label: str | None = None
+    path: str | None = None
+    origin: str | None = None
+    base: str | None = Field(None, description="the checkpoint it was pruned from (itself for a base)")
+    weights_sha256: str | None = None
+    pruning: dict[str, Any] | None = None
+
+
+class Manifest(Strict):
+    """``manifest.json``: how the run was made and how it ended (written at its start, updated as it goes)."""
+
+    status: str = "running"
+    study: dict[str, Any] = Field(default_factory=dict)
+    profiles: list[dict[str, Any]] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list)
+    started_utc: str | None = None
+    ended_utc: str | None = None
+    packages: dict[str, Any] = Field(default_factory=dict)
+    hardware: dict[str, Any] = Field(default_factory=dict)
+    checkpoints: list[Any] = Field(default_factory=list)
+    slo: dict[str, Any] | None = None
+    metrics_url: str | None = None
+    problems: list[Any] = Field(default_factory=list)
+    dichotomy: Any = None
+    report: Any = None
+
+
+def read_model(model: type[M], path: Path) -> M:
+    """A run-directory file as its model; a file torn or edited by hand is a ConfigError naming it."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: not a readable JSON file ({err})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{path} is not a serve-bench {model.__name__}:\n{validation_messages(err, path.name)}",
+                          hint="it was edited or torn by hand, or written by another version of serve-bench") from None
 
 
 class RunDir:
@@ -90,5 +152,11 @@ class RunDir:
     def checkpoints(self) -> list[str]:
         return [p.name for p in sorted(self.path.iterdir()) if (p / "checkpoint.json").is_file()]
 
-    def stage_results(self, checkpoint: str) -> list[dict[str, Any]]:
-        return [read_json(p) for p in sorted((self.path / checkpoint / "stages").glob("*.json"))]
+    def stage_results(self, checkpoint: str) -> list[StageFile]:
+        return [read_model(StageFile, p) for p in sorted((self.path / checkpoint / "stages").glob("*.json"))]
+
+    def checkpoint_info(self, checkpoint: str) -> CheckpointFile:
+        return read_model(CheckpointFile, self.path / checkpoint / "checkpoint.json")
+
+    def manifest(self) -> Manifest:
+        return read_model(Manifest, self.path / MANIFEST)

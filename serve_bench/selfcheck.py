@@ -25,10 +25,15 @@ from typing import Any
 import yaml
 
 from serve_bench.errors import ConfigError
+from serve_bench.evaluate.settings import EvalSettings
 from serve_bench.measure.metrics import completed, measured_records, percentile
 from serve_bench.measure.records import read_records
-from serve_bench.rundir import RunDir, read_json, write_json
+from serve_bench.report.capacity import replicas_for
+from serve_bench.rundir import RunDir, StageFile, read_json, write_json
 from serve_bench.simengine.params import EngineParams
+from serve_bench.simengine.server import read_log, running
+from serve_bench.simengine.truth import capacity_truth
+from serve_bench.study import CapacitySettings, EnergySettings, ReportSettings, ServerSettings, StudySpec
 
 RESULT_JSON, RESULT_MD = "selfcheck.json", "selfcheck.md"
 PERCENTILE, ATTAINMENT = 99.0, 0.95  # the report's defaults: the check is of what a user gets
@@ -101,8 +106,6 @@ def check_names(names: Sequence[str]) -> list[str]:
 def run_selfcheck(names: Sequence[str], out_dir: Path, *, duration_s: float = 10.0, events: Any = None,
                   say: Callable[[str], None] = lambda text: None) -> list[SettingCheck]:
     """Every setting in turn; results in ``out_dir`` (a run directory per setting, selfcheck.json/md)."""
-    from serve_bench.simengine.server import running
-
     names = check_names(names)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,9 +145,7 @@ def _write_profile(work: Path, name: str, setting: Setting, duration_s: float) -
 
 
 def _run(name: str, setting: Setting, profile: Path, url: str, work: Path, events: Any) -> Any:
-    from serve_bench.evaluate.settings import EvalSettings
-    from serve_bench.pipeline import run_study
-    from serve_bench.study import CapacitySettings, EnergySettings, ReportSettings, ServerSettings, StudySpec
+    from serve_bench.pipeline import run_study  # pulls in torch: not for `serve-bench --help`
 
     study = StudySpec(name=f"selfcheck-{name}", profiles=[str(profile)], out_dir=work,
                       server=ServerSettings(url=url, tokenizer="none: prompts from a file"),
@@ -159,10 +160,6 @@ def _run(name: str, setting: Setting, profile: Path, url: str, work: Path, event
 
 
 def _check(name: str, setting: Setting, run: RunDir, log_path: Path) -> SettingCheck:
-    from serve_bench.report.capacity import replicas_for
-    from serve_bench.simengine.server import read_log
-    from serve_bench.simengine.truth import capacity_truth
-
     [ck] = run.checkpoints()
     engine = read_log(log_path)
     records = list(read_records(run.records_path(ck)))
@@ -185,9 +182,9 @@ def _check(name: str, setting: Setting, run: RunDir, log_path: Path) -> SettingC
                         run_dir=str(run.path), stages=stages, truth=truth, report=got, errors=errors)
 
 
-def _stage_check(result: dict[str, Any], records: list[Any], engine: list[dict[str, Any]]) -> StageCheck:
-    stage = result["stage"]
-    recs = [r for r in measured_records([r for r in records if r.stage == stage], result.get("warmup_end_s"))
+def _stage_check(result: StageFile, records: list[Any], engine: list[dict[str, Any]]) -> StageCheck:
+    stage = result.stage
+    recs = [r for r in measured_records([r for r in records if r.stage == stage], result.warmup_end_s)
             if completed(r)]
     lo = min((r.send_s for r in recs), default=0.0)
     hi = max((r.last_token_s or r.send_s for r in recs), default=0.0)
@@ -196,11 +193,11 @@ def _stage_check(result: dict[str, Any], records: list[Any], engine: list[dict[s
                    if r.output_tokens and r.output_tokens > 1]
     tpot_engine = [(e["last_write_s"] - e["first_write_s"]) / (e["output_tokens"] - 1) for e in mine
                    if e["output_tokens"] > 1]
-    cpu = (result.get("loadgen_cpu") or {}).get("master")
-    duration = (result.get("summary") or {}).get("duration")
+    cpu = result.loadgen_cpu.get("master")
+    duration = result.summary.get("duration")
     chunks = sum(len(r.chunk_times_s) for r in recs)
     return StageCheck(
-        stage=stage, users=int((result.get("target") or {}).get("users") or 0), requests=len(recs),
+        stage=stage, users=int(result.target.get("users") or 0), requests=len(recs),
         client_ttft_p50_ms=_ms(percentile([r.first_token_s - r.send_s for r in recs], 50)),
         engine_ttft_p50_ms=_ms(percentile([e["first_write_s"] - e["recv_s"] for e in mine], 50)),
         client_tpot_p50_ms=_ms(percentile(tpot_client, 50)), engine_tpot_p50_ms=_ms(percentile(tpot_engine, 50)),

@@ -3,6 +3,7 @@ which load profiles to run, and the SLOs. Defaults < study file < flags."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -211,8 +212,6 @@ class ReportSettings(Strict):
 
 def is_loopback(host: str) -> bool:
     """Is this bind address reachable only from this machine?"""
-    import ipaddress
-
     if host == "localhost":
         return True
     try:

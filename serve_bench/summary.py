@@ -12,8 +12,7 @@ from typing import Any
 
 from serve_bench.measure.metrics import summarize
 from serve_bench.measure.records import read_records
-from serve_bench.measure.stage_result import stage_flags
-from serve_bench.rundir import RunDir, read_json
+from serve_bench.rundir import RunDir, StageFile
 from serve_bench.study import run_slos
 
 # (column title, row key, format)
@@ -48,36 +47,20 @@ NOTES = [
 ]
 
 
-def _load_label(result: dict[str, Any]) -> str:
-    return load_label(result.get("target", {}))
-
-
-def load_label(t: dict[str, Any]) -> str:
-    """A stage's load in words: '16 users', '2 req/s poisson', '1→8 users'."""
-    if "users" in t:
-        return f"{t['users']} users"
-    if "rate_rps" in t:
-        return f"{t['rate_rps']:.3g} req/s {t.get('arrivals', '')}".strip()
-    if "start_users" in t:
-        return f"{t['start_users']}→{t.get('end_users')} users"
-    return ""
-
-
-def row(result: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    s = summary if summary is not None else result["summary"]
-    flags = stage_flags(result).values()
+def row(result: StageFile, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    s = summary if summary is not None else result.summary
     keys = ("request_throughput", "output_throughput", "total_token_throughput", "steady_output_throughput",
             "steady_request_throughput", "mean_in_flight", "steady_mean_in_flight", "median_ttft_ms",
             "median_tpot_ms", "median_itl_ms", "p99_e2el_ms", "completed", "failed", "request_goodput")
     intended = s.get("latency_from") == "intended send"
-    return {"checkpoint": result["checkpoint"], "profile": result.get("profile"), "stage": result["stage"],
-            "load": _load_label(result), "ok_failed": f"{s.get('completed', 0)}/{s.get('failed', 0)}",
+    return {"checkpoint": result.checkpoint, "profile": result.profile, "stage": result.stage,
+            "load": result.load_text, "ok_failed": f"{s.get('completed', 0)}/{s.get('failed', 0)}",
             **{k: s.get(k) for k in keys},
             "latency_from": s.get("latency_from", "send"),
             "ttft_p50_ms": s.get("median_ttft_from_intended_ms" if intended else "median_ttft_ms"),
             "e2el_p99_ms": s.get("p99_e2el_from_intended_ms" if intended else "p99_e2el_ms"),
             "sent_ttft_p50_ms": s.get("median_ttft_ms"), "sent_e2el_p99_ms": s.get("p99_e2el_ms"),
-            **_energy(result.get("energy")), "flags": ", ".join(flags)}
+            **_energy(result.energy), "flags": ", ".join(result.flags.values())}
 
 
 def _energy(energy: dict[str, Any] | None) -> dict[str, Any]:
@@ -93,8 +76,7 @@ def _energy(energy: dict[str, Any] | None) -> dict[str, Any]:
 
 def _with_labels(rows: list[dict[str, Any]], run: RunDir) -> list[dict[str, Any]]:
     """Short checkpoint labels (base, p20…) for the tables; full names stay in ``checkpoint``."""
-    labels = {name: read_json(run.path / name / "checkpoint.json").get("label") or name
-              for name in run.checkpoints()}
+    labels = {name: run.checkpoint_info(name).label or name for name in run.checkpoints()}
     for r in rows:
         r["label"] = labels.get(r["checkpoint"], r["checkpoint"])
     return rows
@@ -110,11 +92,7 @@ def _with_ratios(rows: list[dict[str, Any]], base_of: dict[str, str]) -> list[di
 
 
 def _bases(run: RunDir) -> dict[str, str]:
-    out = {}
-    for name in run.checkpoints():
-        info = read_json(run.path / name / "checkpoint.json")
-        out[name] = info.get("base") or name
-    return out
+    return {name: run.checkpoint_info(name).base or name for name in run.checkpoints()}
 
 
 def collect(run: RunDir) -> list[dict[str, Any]]:
@@ -124,8 +102,7 @@ def collect(run: RunDir) -> list[dict[str, Any]]:
 
 def recompute(run: RunDir) -> list[dict[str, Any]]:
     """The same rows as :func:`collect`, with every summary derived from records.jsonl."""
-    manifest = read_json(run.path / "manifest.json")
-    kept = run_slos(manifest)
+    kept = run_slos(run.manifest().model_dump())
     slos = kept.slo_ms if kept else None
     rows = []
     for name in run.checkpoints():
@@ -136,9 +113,9 @@ def recompute(run: RunDir) -> list[dict[str, Any]]:
             for rec in read_records(path):
                 by_stage[(rec.profile, rec.stage)].append(rec)
         for res in run.stage_results(name):
-            users = res.get("target", {}).get("users") if res.get("kind") == "concurrency" else None
-            summary = summarize(by_stage.get((res.get("profile"), res["stage"]), []),
-                                warmup_end_s=res.get("warmup_end_s"), slos_ms=slos, users=users)
+            users = res.target.get("users") if res.kind == "concurrency" else None
+            summary = summarize(by_stage.get((res.profile, res.stage), []),
+                                warmup_end_s=res.warmup_end_s, slos_ms=slos, users=users)
             rows.append(row(res, summary))
     return _with_labels(_with_ratios(rows, _bases(run)), run)
 

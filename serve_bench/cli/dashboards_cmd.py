@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from serve_bench.observe.dashboards import DEFAULT_EXPORTER, DEFAULT_VLLM
+from serve_bench.observe.dashboards import DEFAULT_EXPORTER, DEFAULT_VLLM, TREE, write_tree
 
 
 @click.command()
@@ -22,8 +22,6 @@ from serve_bench.observe.dashboards import DEFAULT_EXPORTER, DEFAULT_VLLM
 def dashboards(out: Path, exporter: str, vllm: str | None, force: bool) -> None:
     """Write Grafana dashboards, their provisioning, a Prometheus scrape configuration
     and a compose file to OUT, ready for `docker compose up -d`."""
-    from serve_bench.observe.dashboards import TREE, write_tree
-
     root = write_tree(out, exporter=exporter, vllm=vllm, force=force)
     click.echo(f"wrote {root}:")
     for rel in TREE:

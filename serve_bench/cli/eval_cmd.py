@@ -10,19 +10,23 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from serve_bench import auth
 from serve_bench.cli.options import count_or_all, engine_args, split_list
 from serve_bench.errors import ConfigError
-from serve_bench.evaluate.settings import NUM_CONCURRENT
+from serve_bench.evaluate import evaluate_served
+from serve_bench.evaluate.offline import check_data
+from serve_bench.evaluate.settings import NUM_CONCURRENT, EvalSettings
+from serve_bench.evaluate.tasks import DEFAULT_TASKS
+from serve_bench.evaluate.tasks import resolve as resolve_tasks
+from serve_bench.rundir import RunDir
+from serve_bench.serve.server import ServerSpec, VllmServer
+from serve_bench.validation import validate
 
 # a pipe gets 80 columns by default, too narrow for the table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _settings(flags: dict[str, Any]) -> Any:
-    from serve_bench.evaluate.settings import EvalSettings
-    from serve_bench.evaluate.tasks import DEFAULT_TASKS
-    from serve_bench.validation import validate
-
     data: dict[str, Any] = {}
     if flags["tasks"]:
         data["tasks"] = split_list(flags["tasks"])
@@ -49,8 +53,6 @@ def _settings(flags: dict[str, Any]) -> Any:
 
 def _out_dir(out: Path | None) -> Path:
     """--out made now (a clear error if it cannot be), or a new runs/<time>-eval."""
-    from serve_bench.rundir import RunDir
-
     if out is None:
         return RunDir.create(Path("runs"), "eval").path
     try:
@@ -92,17 +94,11 @@ def eval_(model: str | None, url: str | None, served_model: str | None, tokenize
           engine_args_text: str, out: Path | None, **flags: Any) -> None:
     """Evaluate accuracy with lm-eval against a served model: a running server (--url) or MODEL
     ('default', a checkpoint directory, a hub id) served by vLLM for the purpose."""
-    from serve_bench import auth
-    from serve_bench.evaluate import evaluate_served
-
     if bool(url) == bool(model):
         raise ConfigError("give either MODEL or --url", hint="serve-bench eval default, or serve-bench eval "
                                                              "--url http://127.0.0.1:8000")
     settings = _settings(flags)
     # every check that needs no server before one is contacted or started
-    from serve_bench.evaluate.offline import check_data
-    from serve_bench.evaluate.tasks import resolve as resolve_tasks
-
     tasks = resolve_tasks(settings)
     if settings.data_dir:
         check_data(tasks, settings.data_dir)
@@ -111,14 +107,13 @@ def eval_(model: str | None, url: str | None, served_model: str | None, tokenize
     key = auth.key_from_env()
     say = lambda m: console.print(f"[dim]·[/] {m}")  # noqa: E731
     if url:
-        from serve_bench.pipeline import _served_model
+        from serve_bench.pipeline import _served_model  # pulls in torch (via serve_bench.checkpoints): only with --url
 
         name, root = _served_model(url, served_model, key)
         result = evaluate_served(url, name, tokenizer or (Path(root) if root else None), settings, out,
                                  api_key=key, progress=say)
     else:
-        from serve_bench.models.resolve import resolve
-        from serve_bench.serve.server import ServerSpec, VllmServer
+        from serve_bench.models.resolve import resolve  # pulls in torch: only when serving MODEL
 
         resolved = resolve(model)
         spec = ServerSpec(model_path=resolved.path, served_name=resolved.name, log_path=out / "server.log",

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from serve_bench import __version__
+from serve_bench.cli import dashboards_cmd, eval_cmd, model_cmd, prune_cmd, report_cmd, run_cmd, selfcheck_cmd
 from serve_bench.errors import EXIT_INTERRUPTED, ServeBenchError
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,8 +48,6 @@ def cli(verbose: int) -> None:
 
 
 def _register() -> None:
-    from serve_bench.cli import dashboards_cmd, eval_cmd, model_cmd, prune_cmd, report_cmd, run_cmd, selfcheck_cmd
-
     cli.add_command(run_cmd.run)
     cli.add_command(run_cmd.summarize)
     cli.add_command(run_cmd.worker)

@@ -10,8 +10,8 @@ import click
 def model(model: str) -> None:
     """Resolve MODEL ('default', a directory or a hub id) to a local checkpoint and
     print its path; the bundled default is converted on first use."""
-    from serve_bench.models.checkpoint import Checkpoint
-    from serve_bench.models.resolve import resolve
+    from serve_bench.models.checkpoint import Checkpoint  # pulls in torch: not for --help
+    from serve_bench.models.resolve import resolve  # pulls in torch: not for --help
 
     resolved = resolve(model)
     ckpt = Checkpoint.open(resolved.path)

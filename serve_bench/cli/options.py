@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shlex
 
+from serve_bench.errors import ConfigError
+
 
 def split_list(items: tuple[str, ...]) -> list[str]:
     """``--tasks a,b --tasks c`` -> [a, b, c]."""
@@ -17,8 +19,6 @@ def count_or_all(flag: str, value: str) -> int | str:
     try:
         return int(value)
     except ValueError:
-        from serve_bench.errors import ConfigError
-
         raise ConfigError(f"{flag} {value}: expected a whole number or 'all'") from None
 
 
@@ -27,16 +27,12 @@ def engine_args(text: str) -> list[str]:
     try:
         return shlex.split(text)
     except ValueError as err:
-        from serve_bench.errors import ConfigError
-
         raise ConfigError(f"--engine-args {text}: {err}", hint="quote it as one argument: --engine-args "
                                                               "'--max-num-seqs 64 --dtype bfloat16'") from None
 
 
 def parse_slos(items: tuple[str, ...]) -> dict[str, float]:
     """``--slo NAME=MS`` flags as a mapping; names and values are checked where the settings are validated."""
-    from serve_bench.errors import ConfigError
-
     slo: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")

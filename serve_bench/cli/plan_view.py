@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from serve_bench.plan import estimate_line, plan_study, render_plan
+
 if TYPE_CHECKING:
     from serve_bench.study import StudySpec
 
@@ -20,8 +22,6 @@ def show_plan(spec: StudySpec, console: Console, dry_run: bool) -> tuple[bool, f
     (True, …): the caller stops there. Real run: print the plan and its one-line summary, never fail (a run
     reports its own errors, with its run directory), and return (False, the estimated wall time in s, or
     None)."""
-    from serve_bench.plan import estimate_line, plan_study, render_plan
-
     if dry_run:
         console.print(render_plan(plan_study(spec)), markup=False, highlight=False, soft_wrap=True)
         return True, None

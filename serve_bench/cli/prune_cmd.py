@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from serve_bench.prune import Target
 from serve_bench.prune.criteria import ALIASES, CRITERIA, DEFAULT
 from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
 
@@ -34,14 +36,11 @@ def prune(model: str, fractions: tuple[float, ...], ratios: tuple[float, ...], c
     Writes one ordinary Hugging Face checkpoint per target, with a smaller
     intermediate_size and a pruning_manifest.json, that vLLM serves unchanged.
     """
-    from serve_bench.models.resolve import resolve
-    from serve_bench.prune import Target
-    from serve_bench.prune import prune as run_prune
+    from serve_bench.models.resolve import resolve  # pulls in torch: not for --help
+    from serve_bench.prune import prune as run_prune  # the pruner pulls in torch: only when pruning
 
     targets = [Target(prune=p) for p in fractions] + [Target(expansion_ratio=r) for r in ratios]
     resolved = resolve(model)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"pruning {resolved.name}", total=None)

@@ -7,7 +7,10 @@ from typing import Any
 
 import click
 
+from serve_bench.cli.options import parse_slos
+from serve_bench.evaluate.table import TABLE_MD, dichotomy_table
 from serve_bench.measure.metrics import SLO_METRICS
+from serve_bench.report import build_report, settings_for
 
 
 @click.command()
@@ -34,9 +37,6 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
     several runs whose checkpoints were evaluated, also dichotomy.md and .json across them.
 
     Settings: the run's study (its `report:` section), then these flags."""
-    from serve_bench.cli.options import parse_slos
-    from serve_bench.report import build_report, settings_for
-
     overrides: dict[str, Any] = {"capacity": {k: v for k, v in capacity.items() if v is not None}}
     if slo:
         overrides["slo_ms"] = parse_slos(slo)
@@ -49,8 +49,6 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
         click.echo(f"        {path}")
     click.echo(f"        {len(files.pngs)} plots in {files.directory / 'plots'}")
     if len(paths) > 1:  # one run has its own table already (written by `run`)
-        from serve_bench.evaluate.table import TABLE_MD, dichotomy_table
-
         table = dichotomy_table(paths, write=False)
         if table.data["tasks"]:
             table.write(files.directory)

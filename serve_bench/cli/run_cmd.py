@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from serve_bench.cli import views
 from serve_bench.cli.options import count_or_all, engine_args, parse_slos, split_list
+from serve_bench.cli.plan_view import show_plan
 from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
 from serve_bench.measure.metrics import SLO_METRICS
+from serve_bench.rundir import RunDir
+from serve_bench.study import StudySpec, is_loopback
+from serve_bench.summary import NOTES, recompute, table
+from serve_bench.validation import read_yaml, validate
 
 # a pipe gets 80 columns by default, too narrow for the comparison table
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -104,20 +111,15 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
     and 20%/40% pruned copies of it) with vLLM, run the load profiles against it,
     and print a comparison. Results go to a new run directory."""
     # torch's modules warn about a deprecated alias they touch: noise to a user
-    import warnings
-
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*reduce_op.*")
-    from serve_bench.pipeline import run_study
-    from serve_bench.study import StudySpec, is_loopback
-    from serve_bench.validation import read_yaml, validate
+    from serve_bench.pipeline import run_study  # pulls in torch: after the filter, not for --help
 
     data = read_yaml(study) if study else {}
     data = _overrides(dict(data or {}), **flags)
     if no_prune:
         data.setdefault("prune", {}).update(prune=[], expansion_ratio=[])
     spec = validate(StudySpec, data, str(study) if study else "command line")
-    from serve_bench.cli.main import err_console
-    from serve_bench.cli.plan_view import show_plan
+    from serve_bench.cli.main import err_console  # serve_bench.cli.main imports this module
 
     # --dry-run: the plan, then exit; a run: its estimate line (on stderr when stdout carries JSON events)
     stop, planned_s = show_plan(spec, err_console if str(json_events) == "-" else console, flags["dry_run"])
@@ -130,8 +132,6 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
         console.print(f"[yellow]warning:[/] the Locust master listens on {spec.master_bind_host}:{spec.master_port}; "
                       f"its protocol is unauthenticated: anyone who reaches that port can join the run and send "
                       f"records. Bind to a private interface, or firewall the port.", highlight=False)
-    from serve_bench.cli import views
-
     with contextlib.ExitStack() as stack:
         if quiet or not console.is_terminal:
             shown: Any = views.PlainView(sys.stdout)
@@ -174,17 +174,12 @@ def _open_events(path: Path) -> Any:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def summarize(run_dir: Path) -> None:
     """Recompute RUN_DIR's comparison table from its raw per-request records."""
-    from serve_bench.rundir import RunDir
-    from serve_bench.summary import recompute
-
     if not (run_dir / "manifest.json").is_file():
         raise ConfigError(f"{run_dir} is not a serve-bench run directory (no manifest.json)")
     _print_table(recompute(RunDir(run_dir)), f"recomputed from {run_dir}")
 
 
 def _print_table(rows: list[dict[str, Any]], title: str) -> None:
-    from serve_bench.summary import NOTES, table
-
     head, body = table(rows)
     t = Table(title=title)
     for h in head:
@@ -201,9 +196,7 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
 def worker(args: tuple[str, ...]) -> None:
     """A load worker for a `serve-bench run --master N` on another host:
     serve-bench worker --master-host HOST [--master-port 5557] [--tokenizer DIR]."""
-    import warnings
-
     warnings.filterwarnings("ignore", category=FutureWarning, message=".*reduce_op.*")
-    from serve_bench.load.worker import main as worker_main
+    from serve_bench.load.worker import main as worker_main  # Locust's gevent patches the process: only in a worker
 
     raise click.exceptions.Exit(worker_main(list(args)))

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from serve_bench.cli.views import PlainView
+from serve_bench.errors import ConfigError
+
 
 @click.command()
 @click.option("--setting", "settings", multiple=True, metavar="NAME",
@@ -22,14 +25,11 @@ def selfcheck(settings: tuple[str, ...], duration_s: float, out: Path) -> None:
     the report's capacity is set beside the engine's exact truth. Prints the load generator's own error,
     how many streams one core of it drives, and the report's capacity and replica error. About 70 s per
     setting at the default stage length."""
+    # aiohttp (the engine's server) comes with it: a third of a second of every other command's start
     from serve_bench.selfcheck import RESULT_MD, check_names, run_selfcheck
 
     names = check_names(settings)  # before anything starts
     if not duration_s > 0:
-        from serve_bench.errors import ConfigError
-
         raise ConfigError(f"--duration-s must be positive, not {duration_s:g}")
-    from serve_bench.cli.views import PlainView
-
     checks = run_selfcheck(names, out, duration_s=duration_s, events=PlainView(sys.stdout), say=click.echo)
     click.echo(f"selfcheck: {out / RESULT_MD} ({len(checks)} setting(s))")

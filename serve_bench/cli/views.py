@@ -23,7 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.text import Text
 
 from serve_bench.measure.clock import now_s
-from serve_bench.measure.stage_result import stage_flags
+from serve_bench.rundir import StageFile
 from serve_bench.workload.profiles import SweepStage, load_profile
 
 
@@ -44,29 +44,29 @@ FINISHED_HEADER = (f"{'checkpoint':<12} {'stage':<14} {'ok/failed':>9} {'tok/s':
                    f"{'TTFT p50 ms':>12} {'TPOT p50 ms':>12} {'J/token':>8}  flags")
 
 
-def _joules_per_token(result: dict[str, Any]) -> str | None:
+def _joules_per_token(result: StageFile) -> str | None:
     """Gross J per output token, or None when not measured."""
-    energy = result.get("energy") or {}
+    energy = result.energy or {}
     per_token = (energy.get("energy_per_output_token_joules") or {}).get("gross")
     return f"{per_token:.3g}" if energy.get("measured") and per_token is not None else None
 
 
-def finished_row(checkpoint: str, result: dict[str, Any]) -> str:
+def finished_row(checkpoint: str, result: StageFile) -> str:
     """One finished stage as a row under :data:`FINISHED_HEADER` († : open loop, from the schedule)."""
-    s = result["summary"]
+    s = result.summary
     intended = s.get("latency_from") == "intended send"
     ttft = _fmt(s.get("median_ttft_from_intended_ms" if intended else "median_ttft_ms"), "{:.1f}")
     joules = _joules_per_token(result) or "n/m"
-    return (f"{checkpoint[:12]:<12} {result['stage'][:14]:<14} "
+    return (f"{checkpoint[:12]:<12} {result.stage[:14]:<14} "
             f"{str(s.get('completed', 0)) + '/' + str(s.get('failed', 0)):>9} "
             f"{_fmt(s.get('output_throughput'), '{:.1f}'):>8} {_fmt(s.get('steady_output_throughput'), '{:.1f}'):>8} "
             f"{ttft + ('†' if intended else ''):>12} {_fmt(s.get('median_tpot_ms'), '{:.2f}'):>12} {joules:>8}  "
-            f"{', '.join(stage_flags(result).values())}")
+            f"{', '.join(result.flags.values())}")
 
 
-def stage_line(checkpoint: str, result: dict[str, Any]) -> str:
+def stage_line(checkpoint: str, result: StageFile) -> str:
     """A finished stage in one line: counts, throughput, headline latency, energy, flags."""
-    s = result["summary"]
+    s = result.summary
 
     def f(key: str, fmt: str) -> str:
         return _fmt(s.get(key), fmt)
@@ -78,8 +78,8 @@ def stage_line(checkpoint: str, result: dict[str, Any]) -> str:
         ttft = f"TTFT p50 {f('median_ttft_ms', '{:.1f}')} ms"
     per_token = _joules_per_token(result)
     joules = f"{per_token} J/token" if per_token else "energy n/m"
-    flags = list(stage_flags(result).values())
-    return (f"{checkpoint} {result['stage']}: {s.get('completed', 0)} ok, {s.get('failed', 0)} failed, "
+    flags = list(result.flags.values())
+    return (f"{checkpoint} {result.stage}: {s.get('completed', 0)} ok, {s.get('failed', 0)} failed, "
             f"{f('output_throughput', '{:.1f}')} tok/s (steady {f('steady_output_throughput', '{:.1f}')}), "
             f"{ttft}, TPOT p50 {f('median_tpot_ms', '{:.2f}')} ms, {joules}"
             + (f"  [{', '.join(flags)}]" if flags else ""))
@@ -140,7 +140,7 @@ class PlainView(_Quiet):
     def stage_running(self, checkpoint: str, profile: str, stage: str, kind: str, load: str) -> None:
         self._say(f"{checkpoint} {stage}: running ({load})")
 
-    def stage_done(self, checkpoint: str, result: dict[str, Any]) -> None:
+    def stage_done(self, checkpoint: str, result: StageFile) -> None:
         self.finished += 1
         self._say(stage_line(checkpoint, result))
 
@@ -189,14 +189,14 @@ class JsonEvents(_Quiet):
     def stage_running(self, checkpoint: str, profile: str, stage: str, kind: str, load: str) -> None:
         self._emit("stage_running", checkpoint=checkpoint, profile=profile, stage=stage, kind=kind, load=load)
 
-    def stage_done(self, checkpoint: str, result: dict[str, Any]) -> None:
-        s = result["summary"]
+    def stage_done(self, checkpoint: str, result: StageFile) -> None:
+        s = result.summary
         keys = ("completed", "failed", "output_throughput", "steady_output_throughput", "median_ttft_ms",
                 "median_tpot_ms", "latency_from", "median_ttft_from_intended_ms", "p99_send_lag_ms")
-        self._emit("stage_done", checkpoint=checkpoint, profile=result.get("profile"), stage=result["stage"],
+        self._emit("stage_done", checkpoint=checkpoint, profile=result.profile, stage=result.stage,
                    summary={k: s.get(k) for k in keys},
-                   flags=list(stage_flags(result)),
-                   energy_per_output_token_joules=(result.get("energy") or {}).get("energy_per_output_token_joules"))
+                   flags=list(result.flags),
+                   energy_per_output_token_joules=(result.energy or {}).get("energy_per_output_token_joules"))
 
     def note(self, message: str) -> None:
         self._emit("note", message=message)
@@ -291,7 +291,7 @@ class LiveView:
         else:
             self.failed += 1
 
-    def stage_done(self, checkpoint: str, result: dict[str, Any]) -> None:
+    def stage_done(self, checkpoint: str, result: StageFile) -> None:
         # The finished stages grow as a table printed above the live region, a row at a time: redrawing a
         # rich Table of every finished stage 4 times a second would cost the load generator's process
         # tens of milliseconds a redraw (scripts/bench_live_view.py).

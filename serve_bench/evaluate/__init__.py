@@ -11,22 +11,11 @@ Public surface (nothing here imports lm-eval until a function that needs it runs
 
 from __future__ import annotations
 
-from typing import Any
-
+from serve_bench.evaluate.runner import EvalResult, evaluate_served
 from serve_bench.evaluate.settings import EvalSettings, TaskSettings
+from serve_bench.evaluate.table import dichotomy_table
 from serve_bench.evaluate.tasks import DEFAULT_TASKS, TASKS
 
 __all__ = ["DEFAULT_TASKS", "TASKS", "EvalResult", "EvalSettings", "TaskSettings", "dichotomy_table",
            "evaluate_served"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("evaluate_served", "EvalResult"):
-        from serve_bench.evaluate import runner
-
-        return getattr(runner, name)
-    if name == "dichotomy_table":
-        from serve_bench.evaluate.table import dichotomy_table
-
-        return dichotomy_table
-    raise AttributeError(name)

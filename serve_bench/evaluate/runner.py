@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from serve_bench import auth
 from serve_bench.errors import EvalError, ServeBenchError
 from serve_bench.evaluate import offline, results
@@ -91,8 +93,6 @@ def _evaluate(url: str, served_model: str, tokenizer_dir: Path | None, settings:
 
 def _served_max_len(url: str, served_model: str, api_key: str | None) -> int | None:
     """The context length vLLM reports for the model (its --max-model-len), when it says."""
-    import requests
-
     try:
         models = requests.get(f"{url.rstrip('/')}/v1/models", headers=auth.headers(api_key), timeout=10).json()
         entry = next(m for m in models["data"] if m.get("id") == served_model)

@@ -15,7 +15,7 @@ from typing import Any
 from serve_bench.errors import ConfigError
 from serve_bench.evaluate.results import read_results
 from serve_bench.evaluate.tasks import TASKS
-from serve_bench.rundir import EVAL_DIR, SUMMARY, RunDir, read_json, write_json
+from serve_bench.rundir import EVAL_DIR, SUMMARY, CheckpointFile, RunDir, read_json, read_model, write_json
 
 TABLE_MD = "dichotomy.md"
 TABLE_JSON = "dichotomy.json"
@@ -86,17 +86,17 @@ def dichotomy_table(run_dirs: Path | Sequence[Path], stage: str | None = None, w
 
 
 def _checkpoint_row(ck_dir: Path) -> dict[str, Any]:
-    info = read_json(ck_dir / "checkpoint.json")
+    info = read_model(CheckpointFile, ck_dir / "checkpoint.json")
     res = read_results(ck_dir / EVAL_DIR) or {}
-    p = info.get("pruning") or None
-    row = {"name": ck_dir.name, "label": info.get("label") or info.get("name"), "_pruning": p,
+    p = info.pruning or None
+    row = {"name": ck_dir.name, "label": info.label or info.name, "_pruning": p,
            "criterion": p.get("criterion") if p else None,
            "parameters": p.get("parameters_after") if p else None,
            "expansion_ratio": p.get("expansion_ratio") if p else None,
            "pruned": p.get("realised_prune") if p else 0.0,
            "requested_prune": (p.get("requested") or {}).get("prune") if p else None,
            "scores": {t: {k: v for k, v in s.items() if k != "metrics"} for t, s in res.get("tasks", {}).items()}}
-    row["_path"] = info.get("path")
+    row["_path"] = info.path
     return row
 
 
@@ -122,7 +122,7 @@ def _size_from_disk(path: Path) -> tuple[int | None, float | None]:
         ratio = cfg["intermediate_size"] / cfg["hidden_size"]
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         ratio = None
-    from serve_bench.models.safetensors_stream import read_header
+    from serve_bench.models.safetensors_stream import read_header  # pulls in torch: only when sizing from disk
 
     total = 0
     for f in sorted(path.glob("*.safetensors")):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from serve_bench.errors import EvalError
+
 if TYPE_CHECKING:
     from serve_bench.evaluate.settings import EvalSettings
 
@@ -88,8 +90,6 @@ class ResolvedTask:
 
 
 def resolve(settings: EvalSettings) -> list[ResolvedTask]:
-    from serve_bench.errors import EvalError
-
     out = []
     for name in settings.tasks:
         if name not in TASKS:

@@ -27,6 +27,27 @@ def stage_flags(result: Mapping[str, Any]) -> dict[str, str]:
     return {key: words for key, words in STAGE_FLAGS.items() if result.get(key)}
 
 
+def load_of(target: Mapping[str, Any]) -> tuple[str | None, float | None]:
+    """A stage's place on a load curve: ("concurrency", users) or ("rate", req/s); (None, None) for a ramp,
+    whose load is not one level. The one load axis the summary, the report and the plan use."""
+    if "users" in target:
+        return "concurrency", float(target["users"])
+    if "rate_rps" in target:
+        return "rate", float(target["rate_rps"])
+    return None, None
+
+
+def load_label(target: Mapping[str, Any]) -> str:
+    """A stage's load in words: '16 users', '2 req/s poisson', '1→8 users'."""
+    if "users" in target:
+        return f"{target['users']} users"
+    if "rate_rps" in target:
+        return f"{target['rate_rps']:.3g} req/s {target.get('arrivals', '')}".strip()
+    if "start_users" in target:
+        return f"{target['start_users']}→{target.get('end_users')} users"
+    return ""
+
+
 class StageResult(Strict):
 
     stage: str
@@ -54,6 +75,18 @@ class StageResult(Strict):
     lost_workers: list[str] = Field(default_factory=list, description="workers that disconnected mid-stage")
     prompts: dict[str, Any] | None = Field(None, description="the prompt set: kind, distinct prompts, exhaust "
                                                               "(cycle | stop) and whether this stage cycled")
+
+    @property
+    def flags(self) -> dict[str, str]:
+        return stage_flags(self.model_dump(include=set(STAGE_FLAGS)))
+
+    @property
+    def load(self) -> tuple[str | None, float | None]:
+        return load_of(self.target)
+
+    @property
+    def load_text(self) -> str:
+        return load_label(self.target)
 
 
 def sweep_rates(sync_rps: float, max_rps: float, count: int) -> list[float]:

@@ -22,15 +22,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from serve_bench.load.live import LiveStage
 from serve_bench.measure import metrics as m
 from serve_bench.measure.records import RequestRecord
+from serve_bench.measure.stage_result import load_label
 from serve_bench.observe import names as n
-from serve_bench.summary import load_label
+from serve_bench.observe.server_metrics import histogram_quantile
 
 DEFAULT_PORT = 9464  # the port dashboards/prometheus.yml scrapes
 # Energy that could not be measured is exported as NaN under this device, never as 0: a query still finds
@@ -177,8 +178,6 @@ class Exporter:
         """The stage so far, for the live view: counts, tokens, and percentiles from the histograms
         (linear within a bucket, as Prometheus's histogram_quantile)."""
         with self._lock:
-            from serve_bench.observe.server_metrics import histogram_quantile
-
             self.fold()
             st = self._stages.get(key) or _StageStats()
             out: dict[str, Any] = {"ok": st.outcomes.get("ok", 0),
@@ -249,8 +248,6 @@ class Exporter:
         yield from families  # outside the lock: a generator holds it across yields
 
     def start(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> str:
-        from prometheus_client import start_http_server
-
         self._server, _ = start_http_server(port, addr=host, registry=self.registry)
         bound = self._server.server_address[1]
         shown = f"[{host}]" if ":" in host else host

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serve_bench.environment import _cpu_model
+from serve_bench.errors import ConfigError
+from serve_bench.rundir import RunDir
 from serve_bench.workload.profiles import LoadProfile
 
 
@@ -26,8 +29,6 @@ def profile_fingerprint(profile: LoadProfile | dict[str, Any]) -> str:
 def read_history(out_dir: Path, *, cpu: tuple[str | None, int | None] | None = None) -> History | None:
     """Stage timings of earlier runs in ``out_dir`` on a machine like this one (latest run wins)."""
     if cpu is None:
-        from serve_bench.environment import _cpu_model
-
         cpu = (_cpu_model(), os.cpu_count())
     stages: dict[tuple[str, str, str], tuple[float, int, int]] = {}
     used: list[str] = []
@@ -35,28 +36,27 @@ def read_history(out_dir: Path, *, cpu: tuple[str | None, int | None] | None = N
         runs = sorted((p for p in out_dir.iterdir() if (p / "manifest.json").is_file()), reverse=True)
     except OSError:
         return None
-    for run in runs:
+    for path in runs:
+        run = RunDir(path)
         try:
-            manifest = json.loads((run / "manifest.json").read_text())
-            hw = manifest.get("hardware") or {}
+            manifest = run.manifest()
+            hw = manifest.hardware
             if (hw.get("cpu_model"), hw.get("logical_cpus")) != cpu:
                 continue
-            prints = {p["name"]: profile_fingerprint(p) for p in manifest.get("profiles") or []}
+            prints = {p["name"]: profile_fingerprint(p) for p in manifest.profiles}
             found = False
-            for stage_file in sorted(run.glob("*/stages/*.json")):
-                data = json.loads(stage_file.read_text())
-                if data.get("server_died") or data.get("stopped_early") or data.get("profile") not in prints:
+            for result in (r for name in run.checkpoints() for r in run.stage_results(name)):
+                if result.server_died or result.stopped_early or result.profile not in prints:
                     continue
-                key = (data["checkpoint"], prints[data["profile"]], data["stage"])
+                key = (result.checkpoint, prints[result.profile], result.stage)
                 if key in stages:
                     continue
-                summary = data.get("summary") or {}
-                warm = int(summary.get("warmup_excluded") or 0)
-                stages[key] = (float(data["ended_s"]) - float(data["started_s"]), int(data["records"]), warm)
+                warm = int(result.summary.get("warmup_excluded") or 0)
+                stages[key] = (result.ended_s - result.started_s, result.records, warm)
                 found = True
             if found:
-                used.append(run.name)
-        except (OSError, ValueError, KeyError, TypeError):
+                used.append(path.name)
+        except (ConfigError, KeyError, TypeError):  # a run this version cannot read is no history
             continue
     if not stages:
         return None

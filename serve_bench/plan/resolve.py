@@ -10,11 +10,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from serve_bench import auth, settings
 from serve_bench.errors import ConfigError
+from serve_bench.evaluate.offline import check_data
+from serve_bench.evaluate.tasks import resolve as resolve_tasks
+from serve_bench.observe.energy import probe
 from serve_bench.plan.cost import BUNDLED_SHAPE, CPU_HOST, CostModel
 from serve_bench.plan.estimate import make_plan
 from serve_bench.plan.history import read_history
 from serve_bench.plan.model import CheckpointPlan, EnergyPlan, EvalPlan, ServerPlan, StudyPlan
+from serve_bench.prune import MANIFEST, Target
+from serve_bench.prune.criteria import get as get_criterion
+from serve_bench.prune.plan import plan as k_plan
+from serve_bench.serve.server import CPU_DEFAULT_ARGS, CPU_DEFAULT_ENV, port_in_use, vllm_build
+from serve_bench.study import is_loopback
+from serve_bench.workload.profiles import load_profile
 
 if TYPE_CHECKING:
     from serve_bench.study import StudySpec
@@ -26,8 +36,7 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
     errors; converts, prunes, downloads, starts and creates nothing. ``verify``: hash the weights of local
     checkpoints to tell exactly whether pruned copies are reusable, as the run does (False: trust the
     pruned copy's manifest when it is newer than the source's weights)."""
-    from serve_bench import pipeline
-    from serve_bench.workload.profiles import load_profile
+    from serve_bench import pipeline  # pulls in torch: serve_bench.plan must not
 
     profiles = [load_profile(p) for p in study.profiles]
     key = pipeline.api_key(study)
@@ -43,8 +52,6 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
         notes.append("the server at --url is not the model's: its stage times are a guess")
     else:
         checkpoints = _checkpoints(study, verify, notes)
-    from serve_bench.study import is_loopback
-
     energy = _energy(study, gpus)
     _check_ports(study)
     if not is_loopback(study.metrics.host):
@@ -72,9 +79,6 @@ def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
     here as they would there)."""
     if not study.eval.enabled:
         return None
-    from serve_bench.evaluate.offline import check_data
-    from serve_bench.evaluate.tasks import resolve as resolve_tasks
-
     tasks = resolve_tasks(study.eval)
     if study.eval.data_dir:
         check_data(tasks, study.eval.data_dir)
@@ -85,9 +89,6 @@ def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
 
 
 def _server(study: StudySpec, notes: list[str]) -> ServerPlan:
-    from serve_bench import auth
-    from serve_bench.serve.server import CPU_DEFAULT_ARGS, CPU_DEFAULT_ENV, vllm_build
-
     s = study.server
     if s.url:
         return ServerPlan("url", url=s.url, host=s.host)
@@ -106,8 +107,6 @@ def _server(study: StudySpec, notes: list[str]) -> ServerPlan:
 
 def _check_ports(study: StudySpec) -> None:
     """The ports a run would refuse: an explicit server or metrics port that is taken."""
-    from serve_bench.serve.server import port_in_use
-
     if study.metrics.port and port_in_use(study.metrics.host, study.metrics.port):
         raise ConfigError(f"metrics port {study.metrics.port} on {study.metrics.host} is already in use",
                           hint="choose another --metrics-port, or 0 for any free port")
@@ -119,8 +118,6 @@ def _check_ports(study: StudySpec) -> None:
 def _energy(study: StudySpec, gpus: list[int] | None) -> EnergyPlan:
     if not study.energy.idle_s:
         return EnergyPlan(False, "idle baseline off (energy.idle_s is 0)", 0.0)
-    from serve_bench.observe.energy import probe
-
     meter = probe(gpus)
     return EnergyPlan(bool(meter.available), None if meter.available else meter.reason, study.energy.idle_s)
 
@@ -143,11 +140,6 @@ class _Source:
 
 def _checkpoints(study: StudySpec, verify: bool, notes: list[str]) -> list[CheckpointPlan]:
     """As checkpoints.prepare names and finds them, without converting, pruning or downloading."""
-    from serve_bench import settings
-    from serve_bench.prune import MANIFEST, Target
-    from serve_bench.prune.criteria import get as get_criterion
-    from serve_bench.prune.plan import plan as k_plan
-
     s = study.prune
     targets = [Target(prune=p) for p in s.prune] + [Target(expansion_ratio=r) for r in s.expansion_ratio]
     pruned_root = study.checkpoints_dir or settings.home() / "checkpoints"
@@ -230,9 +222,8 @@ def _reusable(dest: Path, manifest: dict[str, Any] | None, same_settings: bool, 
 
 def _source(spec: str, verify: bool) -> _Source:
     """The model a study entry names, as resolve() would find it, minus conversion and download."""
-    from serve_bench import settings
-    from serve_bench.models import bundled
-    from serve_bench.models.resolve import _HUB_ID, DEFAULT, resolve
+    from serve_bench.models import bundled  # pulls in torch: serve_bench.plan must not
+    from serve_bench.models.resolve import _HUB_ID, DEFAULT, resolve  # pulls in torch: serve_bench.plan must not
 
     if spec in (None, DEFAULT):
         path = bundled.checkpoint_dir()
@@ -274,8 +265,8 @@ def _source(spec: str, verify: bool) -> _Source:
 
 
 def _local(name: str, origin: str, path: Path, detail: str, checksum: str | None) -> _Source:
-    from serve_bench.models.checkpoint import Checkpoint
-    from serve_bench.prune.families import detect
+    from serve_bench.models.checkpoint import Checkpoint  # pulls in torch: serve_bench.plan must not
+    from serve_bench.prune.families import detect  # pulls in torch: serve_bench.plan must not
 
     ckpt = Checkpoint.open(path)
     size = sum(f.stat().st_size for f in ckpt.files)
@@ -292,7 +283,7 @@ def _local(name: str, origin: str, path: Path, detail: str, checksum: str | None
 
 
 def _checksum(path: Path) -> str:
-    from serve_bench.models.checkpoint import Checkpoint
+    from serve_bench.models.checkpoint import Checkpoint  # pulls in torch: serve_bench.plan must not
 
     return Checkpoint.open(path).checksum()
 
@@ -301,7 +292,7 @@ def _hub_cache(repo_id: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        from serve_bench.models.resolve import _HUB_PATTERNS
+        from serve_bench.models.resolve import _HUB_PATTERNS  # pulls in torch: serve_bench.plan must not
 
         return Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=True))
     except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 from typing import Any
 
 from serve_bench.plan.model import StudyPlan
@@ -140,8 +141,6 @@ def render_plan(plan: StudyPlan, *, run_dir_hint: bool = True) -> str:
 def _wrap(line: str, width: int = 99) -> str:
     if len(line) <= width:
         return line
-    import textwrap
-
     indent = " " * (len(line) - len(line.lstrip()) + 2)
     return "\n".join(textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False,
                                    break_long_words=False))  # paths stay whole, to copy

@@ -18,7 +18,7 @@ _PRUNER = {"PruneResult", "ckpt_manifest", "indices_sha256", "prune"}
 
 def __getattr__(name: str) -> Any:
     if name in _PRUNER:
-        from serve_bench.prune import pruner
+        from serve_bench.prune import pruner  # pulls in torch: only when pruning
 
         return getattr(pruner, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 
 from serve_bench.errors import ConfigError
+from serve_bench.report import html, markdown
 from serve_bench.report.analysis import Report, analyse
 from serve_bench.report.figures import build_figures
 from serve_bench.report.inputs import read_run
+from serve_bench.report.render_png import write_png
 from serve_bench.rundir import read_json
 from serve_bench.study import ReportSettings
 from serve_bench.validation import validate
@@ -84,9 +86,6 @@ def build_report(run_dirs: list[Path], out: Path | None = None, settings: Report
 
 
 def write(report: Report, directory: Path) -> ReportFiles:
-    from serve_bench.report import html, markdown
-    from serve_bench.report.render_png import write_png
-
     figures = build_figures(report)
     png_names = {f.slug: f"plots/{f.slug}.png" for f in figures}
     files = ReportFiles(directory, directory / MARKDOWN, directory / HTML, directory / JSON,

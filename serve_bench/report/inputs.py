@@ -16,9 +16,7 @@ import numpy as np
 from serve_bench.errors import ConfigError
 from serve_bench.measure.metrics import completed, life_s, measured_records, request_arrays, summarize, window_shares
 from serve_bench.measure.records import RequestRecord, read_records
-from serve_bench.measure.stage_result import stage_flags
-from serve_bench.rundir import MANIFEST, RECORDS, RunDir, read_json
-from serve_bench.summary import load_label
+from serve_bench.rundir import MANIFEST, RECORDS, RunDir, StageFile
 
 STATUS_WORDS = {"completed": "finished", "failed": "finished with problems", "interrupted": "interrupted",
                 "running": "still running (or ended without closing its manifest)"}
@@ -113,20 +111,13 @@ def read_run(path: Path) -> RunData:
     if not (path / MANIFEST).is_file():
         raise ConfigError(f"{path} is not a serve-bench run directory (no {MANIFEST})",
                           hint="pass the directory `serve-bench run` printed, e.g. runs/20261129-132929-default")
-    try:
-        manifest = read_json(path / MANIFEST)
-    except ValueError as err:
-        raise ConfigError(f"{path / MANIFEST} is not valid JSON: {err}") from None
     run = RunDir(path)
+    manifest = run.manifest().model_dump(mode="json")
     status = str(manifest.get("status") or "running")
     data = RunData(path=path, name=path.name, status=status, status_text=STATUS_WORDS.get(status, status),
                    manifest=manifest)
-    for name in run.checkpoints():
-        try:
-            data.checkpoints.append(_read_checkpoint(run, name))
-        except (ValueError, KeyError, AttributeError) as err:  # a result file edited or torn by hand
-            raise ConfigError(f"{path / name}: a checkpoint.json or stages/*.json there is not a serve-bench "
-                              f"result ({type(err).__name__}: {err})") from None
+    for name in run.checkpoints():  # a file edited or torn by hand is a ConfigError naming it (rundir.read_model)
+        data.checkpoints.append(_read_checkpoint(run, name))
     if not any(ck.stages for ck in data.checkpoints):
         raise ConfigError(f"{path} holds no finished stage with records yet",
                           hint="a run writes each stage when it finishes: wait for one, or pick another run")
@@ -135,31 +126,26 @@ def read_run(path: Path) -> RunData:
 
 def _read_checkpoint(run: RunDir, name: str) -> CheckpointData:
     d = run.path / name
-    info = read_json(d / "checkpoint.json")
-    ck = CheckpointData(name=name, label=info.get("label") or name, base=info.get("base") or name, info=info, path=d)
+    checkpoint = run.checkpoint_info(name)
+    ck = CheckpointData(name=name, label=checkpoint.label or name, base=checkpoint.base or name,
+                        info=checkpoint.model_dump(mode="json"), path=d)
     by_stage: dict[tuple[str | None, str], list[RequestRecord]] = defaultdict(list)
     if (d / RECORDS).is_file():
         for rec in read_records(d / RECORDS):
             by_stage[(rec.profile, rec.stage)].append(rec)
     for res in run.stage_results(name):
-        records = by_stage.get((res.get("profile"), res["stage"]), [])
+        records = by_stage.get((res.profile, res.stage), [])
         if records:
             ck.stages.append(stage_data(res, records))
     return ck
 
 
-def stage_data(result: dict[str, Any], records: list[RequestRecord]) -> StageData:
+def stage_data(result: StageFile, records: list[RequestRecord]) -> StageData:
     """A stage's result file plus its raw records -> :class:`StageData` (statistics from the records)."""
-    target = result.get("target") or {}
-    kind = result.get("kind", "")
-    users = target.get("users") if kind == "concurrency" else None
-    if "users" in target:
-        axis, load = "concurrency", float(target["users"])
-    elif "rate_rps" in target:
-        axis, load = "rate", float(target["rate_rps"])
-    else:
-        axis, load = None, None
-    warmup_end_s = result.get("warmup_end_s")
+    kind = result.kind
+    users = result.target.get("users") if kind == "concurrency" else None
+    axis, load = result.load
+    warmup_end_s = result.warmup_end_s
     summary = summarize(records, warmup_end_s=warmup_end_s, users=users)
     measured = measured_records(records, warmup_end_s)
     done = [r for r in measured if completed(r)]
@@ -172,9 +158,8 @@ def stage_data(result: dict[str, Any], records: list[RequestRecord]) -> StageDat
         arrays["life"] = np.array([life_s(r) for r in done])
         # when each request was sent, completed ones then failed ones (the bootstrap's time blocks)
         arrays["send"] = np.array([r.send_s for r in done] + [r.send_s for r in measured if not completed(r)])
-    return StageData(index=int(result.get("index", 0)), name=result["stage"], profile=result.get("profile"),
-                     load_axis=axis, load=load, load_text=load_label(target),
-                     flags=list(stage_flags(result).values()),
-                     started_s=result.get("started_s"), ended_s=result.get("ended_s"), summary=summary,
+    return StageData(index=result.index, name=result.stage, profile=result.profile,
+                     load_axis=axis, load=load, load_text=result.load_text, flags=list(result.flags.values()),
+                     started_s=result.started_s, ended_s=result.ended_s, summary=summary,
                      arrays=arrays, attempted=len(measured),
-                     energy=result.get("energy") or {"measured": False, "reason": "not recorded"}, kind=kind)
+                     energy=result.energy or {"measured": False, "reason": "not recorded"}, kind=kind)

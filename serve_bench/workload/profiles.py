@@ -38,6 +38,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, model_v
 from serve_bench.assets import LOAD_PROFILES, asset_dir
 from serve_bench.errors import ConfigError
 from serve_bench.validation import Strict, read_yaml, validation_messages
+from serve_bench.workload.datasets import expand
 from serve_bench.workload.lengths import LENGTH_KINDS, LengthDist
 from serve_bench.workload.prefixes import SharedPrefix
 
@@ -289,8 +290,6 @@ def load_profile(name_or_path: str | os.PathLike[str] = DEFAULT_PROFILE, directo
     shown = _shown(path)
     profile = profile_from_data(_beside(read_yaml(path, shown), path.parent), source=shown)
     if isinstance(profile.prompts, _FilePrompts):  # before any server starts, as a trace file is
-        from serve_bench.workload.datasets import expand
-
         prompts_file = expand(profile.prompts.path)
         if not prompts_file.is_file():
             raise ConfigError(f"{shown}: prompts.path: {prompts_file} is not a file")

@@ -30,7 +30,7 @@ import numpy as np
 
 from serve_bench.errors import ConfigError
 from serve_bench.validation import read_text
-from serve_bench.workload.datasets import json_lines
+from serve_bench.workload.datasets import expand, json_lines
 from serve_bench.workload.prompts import Api, SyntheticPromptSet
 
 FORMATS = ("azure", "mooncake")
@@ -144,8 +144,6 @@ class TracePromptSet(SyntheticPromptSet):
 
     def __init__(self, model_path: Path | str, api: Api, path: Path | str, fmt: str, *, block_tokens: int = 512,
                  seed: int = 0, salt: str = "") -> None:
-        from serve_bench.workload.datasets import expand
-
         self.trace = load_trace(expand(path), fmt)
         self.fmt, self.block_tokens = fmt, block_tokens
         shortest = int(np.argmin(self.trace.input_tokens))

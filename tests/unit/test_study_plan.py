@@ -191,9 +191,11 @@ def _fake_run(root: Path, profile, seconds: float, records: int, cpu=("cpu X", 2
     (run / "manifest.json").write_text(json.dumps({
         "hardware": {"cpu_model": cpu[0], "logical_cpus": cpu[1]},
         "profiles": [profile.model_dump(mode="json")], "status": "completed"}))
+    (run / "m" / "checkpoint.json").write_text(json.dumps({"name": "m"}))
     (run / "m" / "stages" / "01-c1.json").write_text(json.dumps({
-        "checkpoint": "m", "profile": profile.name, "stage": "c1", "started_s": 100.0,
-        "ended_s": 100.0 + seconds, "records": records, "summary": {"warmup_excluded": 1}, **stage_extra}))
+        "checkpoint": "m", "profile": profile.name, "stage": "c1", "kind": "concurrency", "target": {"users": 1},
+        "started_s": 100.0, "ended_s": 100.0 + seconds, "warmup_end_s": None, "records": records,
+        "summary": {"warmup_excluded": 1}, **stage_extra}))
     return run
 
 

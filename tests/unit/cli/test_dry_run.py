@@ -139,9 +139,11 @@ def test_earlier_run_in_out_dir_supplies_measured_stage_times(home, tmp_path) ->
     (run / "manifest.json").write_text(json.dumps({
         "hardware": {"cpu_model": _cpu_model(), "logical_cpus": __import__("os").cpu_count()},
         "profiles": [quick.model_dump(mode="json")]}))
+    (run / "smollm2-135m-instruct" / "checkpoint.json").write_text(json.dumps({"name": "smollm2-135m-instruct"}))
     (run / "smollm2-135m-instruct" / "stages" / "01-c1.json").write_text(json.dumps({
-        "checkpoint": "smollm2-135m-instruct", "profile": "quick", "stage": "c1", "started_s": 0.0,
-        "ended_s": 77.0, "records": 31, "summary": {"warmup_excluded": 1}}))
+        "checkpoint": "smollm2-135m-instruct", "profile": "quick", "stage": "c1", "kind": "concurrency",
+        "target": {"users": 1}, "started_s": 0.0, "ended_s": 77.0, "warmup_end_s": None, "records": 31,
+        "summary": {"warmup_excluded": 1}}))
     result = dry("--no-prune", "--out", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     assert rows(result.output, "quick")["c1"] == ("31", "77 s*")

@@ -13,15 +13,18 @@ from serve_bench.cli.views import FINISHED_HEADER, JsonEvents, LiveView, PlainVi
 from serve_bench.measure.records import RequestRecord
 from serve_bench.observe.energy import NotMeasured
 from serve_bench.observe.observer import Observer
+from serve_bench.rundir import StageFile
 from serve_bench.workload.profiles import Warmup
 
 pytestmark = pytest.mark.unit
 
-RESULT = {"stage": "r2", "profile": "p", "generator_saturated": True,
-          "summary": {"completed": 10, "failed": 1, "output_throughput": 12.5, "steady_output_throughput": 12.0,
-                      "latency_from": "intended send", "median_ttft_ms": 90.0,
-                      "median_ttft_from_intended_ms": 120.0, "median_tpot_ms": 30.25, "p99_send_lag_ms": 4.0},
-          "energy": {"measured": False, "reason": "no NVML"}}
+RESULT = StageFile(checkpoint="base", stage="r2", profile="p", kind="rate", target={"rate_rps": 2.0}, started_s=0.0,
+                   ended_s=1.0, warmup_end_s=None, records=11, generator_saturated=True,
+                   summary={"completed": 10, "failed": 1, "output_throughput": 12.5, "steady_output_throughput": 12.0,
+                            "latency_from": "intended send", "median_ttft_ms": 90.0,
+                            "median_ttft_from_intended_ms": 120.0, "median_tpot_ms": 30.25,
+                            "p99_send_lag_ms": 4.0},
+                   energy={"measured": False, "reason": "no NVML"})
 
 
 def test_plain_lines_and_json_events_say_the_same_events() -> None:

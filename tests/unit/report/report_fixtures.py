@@ -9,6 +9,7 @@ from typing import Any
 
 from serve_bench.measure.records import RequestRecord
 from serve_bench.report.inputs import StageData, stage_data
+from serve_bench.rundir import StageFile
 
 
 def records(stage: str, users: int, ttfts_s: Sequence[float], tpot_s: float | Sequence[float] = 0.05,
@@ -47,11 +48,18 @@ def result(stage: str, users: int, recs: list[RequestRecord], index: int = 1, pr
             "energy": energy or {"measured": False, "reason": "no energy counter here"}}
 
 
+def stage_file(**fields: Any) -> StageFile:
+    """A stage result file with the fields a test gives, and the rest as a stage that ran and found nothing."""
+    empty = {"checkpoint": "ck", "profile": "p", "stage": "s", "kind": "concurrency", "target": {},
+             "started_s": 0.0, "ended_s": 1.0, "warmup_end_s": None, "records": 0, "summary": {}}
+    return StageFile.model_validate({**empty, **fields})
+
+
 def stage(name: str, users: int, ttfts_s: Sequence[float], **kw: Any) -> StageData:
     flags = {k: kw.pop(k) for k in ("generator_saturated", "server_died", "stopped_early") if k in kw}
     energy = kw.pop("energy", None)
     recs = records(name, users, ttfts_s, **kw)
-    return stage_data(result(name, users, recs, energy=energy, **flags), recs)
+    return stage_data(StageFile.model_validate(result(name, users, recs, energy=energy, **flags)), recs)
 
 
 def measured_energy(j_per_token: float, net: float | None = None, idle_w: float | None = None) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def test_unreadable_results_and_unwritable_output_are_clear_errors(two_checkpoin
         build_report([two_checkpoints], Path("/proc"))  # exists, but takes no files
     [stage] = sorted((two_checkpoints / "base").glob("stages/*.json"))[:1]
     stage.write_text("{")
-    with pytest.raises(ConfigError, match="not a serve-bench result"):
+    with pytest.raises(ConfigError, match=r"stages/01-c1.json: not a readable JSON file"):
         build_report([two_checkpoints], tmp_path / "out")
     (two_checkpoints / "manifest.json").write_text("[]")
     with pytest.raises(ConfigError, match="not a serve-bench manifest"):

@@ -158,7 +158,7 @@ def test_flagged_stages_stay_off_the_curve():
 
 
 def test_open_loop_stages_are_on_a_rate_axis_and_latency_counts_from_the_intended_send():
-    from report_fixtures import records
+    from report_fixtures import records, stage_file
 
     from serve_bench.report.inputs import stage_data
 
@@ -169,11 +169,11 @@ def test_open_loop_stages_are_on_a_rate_axis_and_latency_counts_from_the_intende
             r.intended_send_s = r.send_s - 0.05 * rate
         res = {"stage": f"r{rate:g}", "profile": "p", "index": 1, "kind": "rate", "warmup_end_s": None,
                "target": {"rate_rps": rate, "arrivals": "poisson"}, "started_s": 0.0, "ended_s": 1.0}
-        curve_.append(stage_data(res, recs))
+        curve_.append(stage_data(stage_file(**res), recs))
     assert [s.load_axis for s in curve_] == ["rate"] * 3 and curve_[0].load_text == "1 req/s poisson"
     cap = slo_capacity(curve_, {"ttft_ms": 250}, min_attainment=None, resamples=100)
     # TTFT from the intended send: 100 ms + 50 ms × rate = 150, 200, 300 ms: 250 ms is crossed at 3 req/s
     assert cap.axis == "rate" and cap.load == pytest.approx(3.0)
-    ramp = stage_data({"stage": "ramp", "kind": "ramp", "target": {"start_users": 1, "end_users": 8}},
+    ramp = stage_data(stage_file(stage="ramp", kind="ramp", target={"start_users": 1, "end_users": 8}),
                       records("ramp", 2, [0.1] * 4))
     assert not ramp.usable and ramp.excluded_because == "no single load level (a ramp)"

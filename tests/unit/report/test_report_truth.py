@@ -5,6 +5,7 @@ rate accounting, its replica count)."""
 from __future__ import annotations
 
 import pytest
+from report_fixtures import stage_file
 
 from serve_bench.report.capacity import replicas_for
 from serve_bench.report.inputs import stage_data
@@ -20,8 +21,7 @@ def ladder(params: EngineParams, users: tuple[int, ...], prompt: int, requests: 
     out = []
     for n in users:
         recs = closed_loop(params, users=n, requests=requests, prompt_tokens=prompt, output_tokens=32)
-        out.append(stage_data({"stage": f"c{n}", "profile": "sim", "index": n, "kind": "concurrency",
-                               "target": {"users": n}, "warmup_end_s": None}, recs))
+        out.append(stage_data(stage_file(stage=f"c{n}", profile="sim", index=n, target={"users": n}), recs))
     return out
 
 
