@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -196,7 +197,6 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
 def worker(args: tuple[str, ...]) -> None:
     """A load worker for a `serve-bench run --master N` on another host:
     serve-bench worker --master-host HOST [--master-port 5557] [--tokenizer DIR]."""
-    warnings.filterwarnings("ignore", category=FutureWarning, message=".*reduce_op.*")
-    from serve_bench.load.worker import main as worker_main  # Locust's gevent patches the process: only in a worker
-
-    raise click.exceptions.Exit(worker_main(list(args)))
+    # a process of its own: Locust's gevent must patch it before ssl and the rest are imported, and this one
+    # has imported them (the CLI never imports gevent)
+    os.execv(sys.executable, [sys.executable, "-m", "serve_bench.load.worker", *args])
