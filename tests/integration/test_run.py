@@ -31,9 +31,16 @@ def write_profile(path: Path, requests: int, users: int = 2, duration_s: float =
     return path
 
 
+def ctrl_c_reaches_it() -> None:
+    # a suite started in the background (`cmd &`) inherits SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: give the child the default, as a terminal would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def serve_bench(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "serve_bench", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kw)
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            preexec_fn=ctrl_c_reaches_it, **kw)
 
 
 def only_run_dir(out: Path) -> Path:

@@ -93,8 +93,10 @@ def test_the_orchestrator_never_loads_gevent_and_ctrl_c_keeps_records_and_leaves
                 print("INTERRUPTED", len(seen), "gevent" in sys.modules, "locust" in sys.modules, flush=True)
                 sys.exit(130)
         """)
+        # the default SIGINT, as a terminal gives: a suite started in the background inherits it ignored
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         assert proc.stdout.readline().strip() == "RUNNING"
         parent = psutil.Process(proc.pid)
         children = parent.children(recursive=True)
