@@ -164,7 +164,7 @@ def inner_serve_bench_process(a: argparse.Namespace) -> dict:
     loadgen_cpu_s = sum(c for c in res.loadgen_cpu.values() if c is not None) * wall
     cpu = loadgen_cpu_s + cpu_at[1] - cpu_at[0]
     s = res.summary
-    chunks[0] -= 1 * a.output_len  # the warm-up request's
+    chunks[0] -= a.output_len  # the warm-up request's (one, ignore_eos: exactly output_len chunks)
     return {"completed": s["completed"], "failed": s["failed"], "duration": s["duration"], "wall_s": wall,
             "cpu_s": cpu, "chunks": chunks[0], "total_output_tokens": s["total_output_tokens"],
             "total_input_tokens": s["total_input_tokens"], "errors": s["errors"], "median_ttft_ms": s["median_ttft_ms"],

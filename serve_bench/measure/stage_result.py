@@ -78,7 +78,7 @@ class StageResult(Strict):
 
     @property
     def flags(self) -> dict[str, str]:
-        return stage_flags(self.model_dump(include=set(STAGE_FLAGS)))
+        return {key: words for key, words in STAGE_FLAGS.items() if getattr(self, key)}
 
     @property
     def load(self) -> tuple[str | None, float | None]:
