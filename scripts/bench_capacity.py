@@ -26,6 +26,7 @@ import numpy as np
 from serve_bench.measure.metrics import completed, steady_window, summarize
 from serve_bench.report.inputs import stage_data
 from serve_bench.report.slo import slo_capacity
+from serve_bench.rundir import StageFile
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.simulate import closed_loop, steady_rate
 from serve_bench.simengine.truth import capacity_truth
@@ -51,8 +52,9 @@ def waves(args: argparse.Namespace) -> None:
 
 
 def stage(records: list, users: int) -> object:
-    res = {"stage": f"c{users}", "profile": "sim", "index": users, "kind": "concurrency",
-           "target": {"users": users}, "warmup_end_s": None}
+    res = StageFile(stage=f"c{users}", profile="sim", index=users, kind="concurrency", target={"users": users},
+                    started_s=min(r.send_s for r in records), ended_s=max(r.end_s or r.send_s for r in records),
+                    warmup_end_s=None, records=len(records), summary={}, checkpoint="sim")
     return stage_data(res, records)
 
 

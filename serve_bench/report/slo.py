@@ -36,8 +36,13 @@ there each resample draws the quantile between the distribution-free order stati
 K + 1, K ~ Binomial(n, q) the count below the true quantile, n the independent samples; unbounded when K = n: then
 bounded by the next higher load's draw, since latency does not fall as load rises, and where none bounds
 it, a miss by at least the stage's largest sample, the crossing interpolated against that), which widens
-the interval, and the report says so. The interval covers the
-sampling noise of the requests within each stage only. Fixed seed: the same run gives the same interval.
+the interval, and the report says so. A straight line between stages far apart misses how a latency curve
+bends between them (it is convex as a server saturates, so the line crosses the limit early), and no
+resample of the stages' requests moves that error: each resample also finds the crossing of a quadratic
+through the two stages and the next one below them (:func:`_curved`), and the interval runs from the lower
+of the two crossings' lower quantile to the higher's upper one. The interval covers the sampling noise of
+the requests within each stage and that interpolation error, not run-to-run noise of the host or server.
+Fixed seed: the same run gives the same interval.
 """
 
 from __future__ import annotations
@@ -48,14 +53,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serve_bench.measure.metrics import PERCENTILE_METHOD, per_request_slos, percentile_label, slo_scores
+from serve_bench.measure.metrics import PERCENTILE_METHOD, per_request_slos, percentile_label
 from serve_bench.report.inputs import StageData
+from serve_bench.report.resample import (
+    ATTAINMENT,
+    CELLS_PER_CHUNK,
+    UNBOUNDED,
+    StageSample,
+    draw_counts,
+    evaluate_draws,
+    stage_sample,
+)
 
-ATTAINMENT = "slo_attainment"
-_ARRAY = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2el_ms": "e2el", "ntpot_ms": "ntpot", "max_itl_ms": "max_itl"}
 WITHIN, ABOVE, BELOW = "within", "above", "below"
-_UNBOUNDED = 1e300  # a quantile past the largest sample, or a failed request's score: missed, whatever the limit
-_CELLS_PER_CHUNK = 4_000_000  # resamples × samples held at once in the bootstrap (memory, not speed)
 
 
 def samples_needed(percentile: float) -> int:
@@ -73,6 +83,7 @@ class Constraint:
     status: str  # within / above (never missed) / below (missed at the lowest load)
     samples: list[int] = field(default_factory=list)  # per stage, the samples behind the value
     needed: int = 0  # samples the percentile wants (10 / (1 − q)); fewer widen the interval
+    curved_load: float | None = None  # the crossing of a quadratic through three stages (interpolation error)
 
 
 @dataclass
@@ -92,159 +103,18 @@ class SloCapacity:
     ci_censored: str | None = None  # "upper": the upper end is "at least"; "lower": the lower end is "below"
     why_binding: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-# -- one stage's requests, as the constraints read them -------------------------------------------------------------
-
-@dataclass
-class _Sample:
-    """Per-request data of one stage, sorted once per constraint, with the request each value belongs to.
-    Indices 0…done−1 are the completed requests, done…attempted−1 the failed ones."""
-
-    attempted: int
-    done: int
-    sorted_values: dict[str, np.ndarray]  # constraint -> values in ascending order
-    owners: dict[str, np.ndarray]  # constraint -> request index of each sorted value
-    block: np.ndarray  # per attempted request: its time block (the bootstrap draws blocks)
-    effective: dict[str, int]  # constraint -> independent samples its values are worth (design effect)
-    share: np.ndarray  # completed requests: share of life inside the steady window
-    life: np.ndarray  # completed requests: send to end, seconds
-    in_flight: float  # requests in flight on average over the window
-    window_s: float  # the window's length (the whole stage when it has none)
-    open_loop: bool
-    rate: float
-
-    @property
-    def blocks(self) -> int:
-        return int(self.block.max()) + 1 if self.block.size else 0
-
-
-def _sample(stage: StageData, names: dict[str, str], slos_ms: Mapping[str, float]) -> _Sample:
-    a = stage.arrays
-    done = int(a["ttft"].size) if a else 0
-    sorted_values: dict[str, np.ndarray] = {}
-    owners: dict[str, np.ndarray] = {}
-    for name, metric in names.items():
-        if not a:
-            values, owner = np.empty(0), np.empty(0, dtype=np.int64)
-        elif metric == ATTAINMENT:
-            values = np.concatenate([slo_scores(a, slos_ms), np.full(stage.attempted - done, np.inf)])
-            owner = np.arange(values.size)
-        elif metric == "itl_ms":
-            values, owner = a["itl"] * 1000.0, np.repeat(np.arange(done), a["gaps_per_request"])
-        else:
-            values, owner = a[_ARRAY[metric]] * 1000.0, np.arange(done)
-            if metric == "tpot_ms":  # defined for requests of more than one token only
-                owner = np.nonzero(a["out"] > 1)[0]
-            keep = np.isfinite(values)
-            values, owner = values[keep], owner[keep]
-        order = np.argsort(values, kind="stable")
-        sorted_values[name] = np.minimum(values[order], _UNBOUNDED)
-        owners[name] = owner[order]
-    sm = stage.summary
-    window = sm.get("steady_duration") or sm.get("duration") or 0.0
-    block = _blocks(a, stage.attempted)
-    effective = {name: _effective(np.arange(v.size), block[owners[name]]) for name, v in sorted_values.items()}
-    return _Sample(attempted=stage.attempted, done=done, sorted_values=sorted_values, owners=owners,
-                   block=block, effective=effective,
-                   share=a["share"] if a else np.empty(0), life=a["life"] if a else np.empty(0),
-                   in_flight=float(stage.concurrency or 0.0), window_s=float(window),
-                   open_loop=bool(sm.get("open_loop")), rate=float(stage.request_rate_rps or 0.0))
-
-
-def _blocks(arrays: dict[str, np.ndarray], attempted: int) -> np.ndarray:
-    """Each attempted request's block: send time from the first send, in units of the median request life."""
-    send = arrays.get("send") if arrays else None
-    if send is None or send.size != attempted or not arrays["life"].size:
-        return np.arange(attempted)  # no send times (hand-made arrays): every request its own block
-    length = float(np.median(arrays["life"]))
-    if not length > 0:
-        return np.arange(attempted)
-    raw = np.floor((send - send.min()) / length).astype(np.int64)
-    return np.unique(raw, return_inverse=True)[1]
-
-
-def _effective(ranks: np.ndarray, groups: np.ndarray) -> int:
-    """How many independent samples ``ranks`` (of values in ascending order) grouped by block are worth:
-    n / (1 + (m − 1)·ρ), ρ the intraclass correlation of the ranks within blocks (one-way ANOVA; m the
-    blocks' mean size, adjusted for unequal sizes). A closed-loop wave of equal requests (ρ = 1) is worth
-    one sample; requests queued behind each other in one block (ρ near 0) are worth each their own."""
-    n = ranks.size
-    if n < 2:
-        return n
-    sizes = np.bincount(groups)
-    sizes = sizes[sizes > 0]
-    k = sizes.size
-    if k < 2 or n == k:
-        return 1 if k < 2 else n
-    _, inverse = np.unique(groups, return_inverse=True)
-    x = ranks.astype(float)
-    means = np.bincount(inverse, weights=x) / sizes
-    grand = x.mean()
-    msb = float(np.sum(sizes * (means - grand) ** 2) / (k - 1))
-    msw = float(np.sum((x - means[inverse]) ** 2) / (n - k))
-    m0 = (n - float(np.sum(sizes ** 2)) / n) / (k - 1)
-    rho = 1.0 if msb + (m0 - 1) * msw <= 0 else float(np.clip((msb - msw) / (msb + (m0 - 1) * msw), 0.0, 1.0))
-    return max(1, int(n / (1.0 + (float(np.mean(sizes)) - 1.0) * rho)))
-
-
-def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float, widen: bool,
-                       rng: np.random.Generator | None, effective: int = 0) -> np.ndarray:
-    """Per row of ``weights`` (counts of each sorted value in one resample): the q-quantile by linear
-    interpolation of the values repeated by their counts, or (``widen``) a draw between the K-th and
-    (K + 1)-th order statistics with K ~ Binomial(count, q) (the number of values below the true quantile;
-    counted over ``effective`` independent samples, then scaled to the row's count), unbounded when K = count.
-    NaN where a row holds no value."""
-    n = values.size
-    cum = np.cumsum(weights, axis=1)
-    total = cum[:, -1]
-    if widen and rng is not None:  # the true quantile lies between the K-th and (K+1)-th of the drawn values
-        if effective:  # K counts independent samples below the quantile, scaled to the drawn requests
-            kb = rng.binomial(effective, q, size=total.size)
-            k = np.where(kb >= effective, total,
-                         np.floor(kb * total / effective + rng.random(total.size))).astype(np.int64)
-        else:
-            k = rng.binomial(total, q)
-        lo = values[np.minimum((cum <= np.maximum(k - 1, 0)[:, None]).sum(axis=1), n - 1)]
-        hi = values[np.minimum((cum <= k[:, None]).sum(axis=1), n - 1)]
-        out = np.where(k >= total, _UNBOUNDED, lo + rng.random(k.size) * (hi - lo))
-    else:
-        h = (total - 1) * q
-        k = np.floor(h)
-        lo = values[np.minimum((cum <= k[:, None]).sum(axis=1), n - 1)]
-        hi = values[np.minimum((cum <= (k + 1)[:, None]).sum(axis=1), n - 1)]
-        out = lo + (h - k) * (hi - lo)
-    return np.where(total > 0, out, np.nan)
-
-
-def _evaluate(sample: _Sample, counts: np.ndarray, quantiles: dict[str, float], widen: dict[str, bool],
-              rng: np.random.Generator | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every constraint's value and the stage's rate for each row of ``counts`` (how often each attempted
-    request is drawn): the one draw feeds them all."""
-    values = {}
-    for name, q in quantiles.items():
-        v = sample.sorted_values[name]
-        if not v.size:
-            values[name] = np.full(counts.shape[0], np.nan)
-            continue
-        values[name] = _weighted_quantile(v, counts[:, sample.owners[name]], q, widen[name], rng,
-                                          sample.effective[name])
-    c = counts[:, :sample.done].astype(float)
-    served = c @ sample.share
-    if sample.open_loop or not sample.done:
-        rate = served / sample.window_s if sample.window_s > 0 else np.full(counts.shape[0], sample.rate)
-    else:  # Little's law: a closed loop's concurrency is fixed, its rate follows the requests' mean life
-        mean_life = (c @ (sample.share * sample.life)) / np.where(served > 0, served, np.nan)
-        rate = sample.in_flight / mean_life
-    return values, rate
+    # the bootstrap's draws of the load and the rate by the straight line (rows: resamples), for comparing two
+    # runs' capacity (``serve-bench compare``); not part of the report
+    draws: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
 
 # -- the boundary ---------------------------------------------------------------------------------------------------
 
 def _boundaries(values: np.ndarray, loads: np.ndarray, limit: float,
-                upper: bool) -> tuple[np.ndarray, np.ndarray]:
+                upper: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row of ``values`` (resamples × stages, NaN: no samples there): the interpolated load where the
-    limit is first missed, and the status (WITHIN / ABOVE / BELOW; "" where no stage has a value)."""
+    limit is first missed, the status (WITHIN / ABOVE / BELOW; "" where no stage has a value), and the
+    crossing of a quadratic through the same two stages and a third (:func:`_curved`)."""
     valid = ~np.isnan(values)
     missed = valid & ((values > limit) if upper else (values < limit))
     rows, stages = values.shape
@@ -261,13 +131,57 @@ def _boundaries(values: np.ndarray, loads: np.ndarray, limit: float,
     status[below] = BELOW
     within = any_missed & (before >= 0)
     r = np.nonzero(within)[0]
+    bent = load.copy()
     if r.size:
         a, b = values[r, before[r]], values[r, first[r]]
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.where(b == a, 1.0, np.clip((limit - a) / (b - a), 0.0, 1.0))
         load[r] = loads[before[r]] + t * (loads[first[r]] - loads[before[r]])
         status[r] = WITHIN
-    return load, status
+        bent[r] = _curved(values[r], valid[r], loads, limit, before[r], first[r], load[r])
+    return load, status, bent
+
+
+def _curved(values: np.ndarray, valid: np.ndarray, loads: np.ndarray, limit: float, before: np.ndarray,
+            first: np.ndarray, straight: np.ndarray) -> np.ndarray:
+    """Where a quadratic through the stages either side of the crossing and the nearest valid stage below
+    them (above them when there is none below) crosses ``limit``, between the two stages. A latency curve
+    bends between stages that are far apart (it is convex as a server saturates), which a straight line
+    does not see and a resample of each stage's requests cannot move; the spread between the two crossings
+    is that interpolation error. Rows with no third stage keep the straight crossing."""
+    idx = np.arange(values.shape[1])
+    below = np.where(valid & (idx[None, :] < before[:, None]), idx[None, :], -1).max(axis=1)
+    above = np.where(valid & (idx[None, :] > first[:, None]), idx[None, :], values.shape[1]).min(axis=1)
+    third = np.where(below >= 0, below, above)
+    ok = third < values.shape[1]
+    out = straight.copy()
+    if not ok.any():
+        return out
+    rows = np.nonzero(ok)[0]
+    lo, hi = loads[before[rows]], loads[first[rows]]
+    # in units where the two stages are 0 and 1, so the roots are well conditioned
+    x = (np.stack([loads[third[rows]], lo, hi], axis=1) - lo[:, None]) / (hi - lo)[:, None]
+    y = np.stack([values[rows, third[rows]], values[rows, before[rows]], values[rows, first[rows]]], axis=1)
+    y = np.minimum(y, np.maximum(y[:, 2:3], limit)) - limit  # an unbounded miss bends nothing: capped at the miss
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        # Newton's divided differences: p(x) = y0 + d1 (x − x0) + d2 (x − x0)(x − x1)
+        d1 = (y[:, 1] - y[:, 0]) / (x[:, 1] - x[:, 0])
+        d12 = (y[:, 2] - y[:, 1]) / (x[:, 2] - x[:, 1])
+        d2 = (d12 - d1) / (x[:, 2] - x[:, 0])
+        qa = d2
+        qb = d1 - d2 * (x[:, 0] + x[:, 1])
+        qc = y[:, 0] - d1 * x[:, 0] + d2 * x[:, 0] * x[:, 1]
+        # the stable form (no cancellation when the curve is nearly straight: then c / q is the line's root)
+        q = -0.5 * (qb + np.copysign(np.sqrt(np.maximum(qb * qb - 4 * qa * qc, 0.0)), qb))
+        roots = np.stack([q / qa, qc / q], axis=1)
+    inside = np.isfinite(roots) & (roots >= 0.0) & (roots <= 1.0)
+    # the crossing nearest the straight line's, of those between the two stages (one always is, unless the
+    # quadratic is degenerate: then the straight one stands)
+    t = (straight[rows] - lo) / (hi - lo)
+    gap = np.where(inside, np.abs(roots - t[:, None]), np.inf)
+    pick = roots[np.arange(rows.size), gap.argmin(axis=1)]
+    out[rows] = np.where(np.isfinite(gap.min(axis=1)), lo + pick * (hi - lo), straight[rows])
+    return out
 
 
 # -- the answer -----------------------------------------------------------------------------------------------------
@@ -284,7 +198,7 @@ def stage_constraint_values(stage: StageData, slos_ms: Mapping[str, float], perc
                             min_attainment: float | None) -> dict[str, float | None]:
     """Each constraint's value at one stage (metric percentiles in ms; attainment as the share of good)."""
     names = _constraint_names(slos_ms, percentile, min_attainment)
-    sample = _sample(stage, names, slos_ms)
+    sample = stage_sample(stage, names, slos_ms)
     out: dict[str, float | None] = {}
     for name, metric in names.items():
         v = sample.sorted_values[name]
@@ -305,11 +219,11 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
     names = _constraint_names(slos_ms, percentile, min_attainment)
     quantiles = {n: (min_attainment if m == ATTAINMENT else percentile / 100.0) for n, m in names.items()}
     needed = {n: samples_needed(q * 100.0) for n, q in quantiles.items()}
-    samples = [_sample(s, names, slos_ms) for s in curve]
+    samples = [stage_sample(s, names, slos_ms) for s in curve]
     # a percentile wants its samples independent: what counts is what they are worth (requests in flight
     # together move together)
     widen = [{n: 0 < s.effective[n] < needed[n] for n in names} for s in samples]
-    point = [_evaluate(s, np.ones((1, s.attempted), dtype=np.int64), quantiles, w, None)
+    point = [evaluate_draws(s, np.ones((1, s.attempted), dtype=np.int64), quantiles, w, None)
              for s, w in zip(samples, widen)]
     rates = np.array([s.rate for s in samples])
     shown = [stage_constraint_values(s, slos_ms, percentile, min_attainment) for s in curve]
@@ -324,12 +238,13 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
             notes.append(f"{name}: no samples at any stage; not checked")
             continue
         limit = float(min_attainment if metric == ATTAINMENT else slos_ms[metric])  # type: ignore[arg-type]
-        b, status = _boundaries(row, loads, 1.0 if metric == ATTAINMENT else limit, True)
+        b, status, bent = _boundaries(row, loads, 1.0 if metric == ATTAINMENT else limit, True)
         values = [shown[i][name] for i in range(len(curve))]
         n = [int(s.sorted_values[name].size) for s in samples]
         independent = [s.effective[name] for s in samples]
         constraints.append(Constraint(name, limit, metric != ATTAINMENT, values,
-                                      None if status[0] == BELOW else float(b[0]), str(status[0]), n, needed[name]))
+                                      None if status[0] == BELOW else float(b[0]), str(status[0]), n, needed[name],
+                                      float(bent[0]) if status[0] == WITHIN else None))
         _note_recovery(notes, name, row[0], 1.0 if metric == ATTAINMENT else limit, curve)
         few = [f"{s.name} ({k:,} samples, worth {b:,} independent ones)"
                for s, k, b, w in zip(curve, n, independent, widen) if w[name]]
@@ -343,7 +258,8 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
               f"interpolated linearly between stages on each constraint's quantile (attainment: on the "
               f"{_q_text(min_attainment or 0.95)} of each request's worst value/limit); {confidence:.0%} "
               f"percentile-bootstrap interval, {resamples} resamples of each stage's requests in blocks of one "
-              f"median request life, one draw feeding every constraint and the rate, seed {seed}; percentiles: "
+              f"median request life, one draw feeding every constraint and the rate, spanning both a straight "
+              f"and a quadratic (three-stage) crossing, seed {seed}; percentiles: "
               f"{PERCENTILE_METHOD}")
     axis = curve[0].load_axis if curve else "concurrency"
     result = SloCapacity(method=method, axis=str(axis), stages=[s.name for s in curve],
@@ -360,6 +276,10 @@ def slo_capacity(curve: Sequence[StageData], slos_ms: Mapping[str, float], *, pe
         result.binding = best.name
         result.why_binding = _why(best, constraints, axis)
         result.notes.insert(0, result.why_binding)
+        if best.curved_load is not None and abs(best.curved_load - best.boundary_load) > 0.01 * best.boundary_load:
+            result.notes.append(f"{best.name}: a curve through three stages crosses at {best.curved_load:.3g}, the "
+                                f"straight line between two at {best.boundary_load:.3g}: the stages are far apart "
+                                f"where the curve bends; the interval spans both, a closer ladder narrows it")
     if best.status != BELOW:
         load = best.boundary_load
         result.load, result.rate_rps = load, rate_at(load, loads, rates, conc, axis == "concurrency")
@@ -408,7 +328,7 @@ def _order(c: Constraint) -> float:
     return -np.inf if c.status == BELOW else (c.boundary_load if c.status == WITHIN else np.inf)  # type: ignore
 
 
-def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str], quantiles: dict[str, float],
+def _bootstrap(result: SloCapacity, samples: list[StageSample], names: dict[str, str], quantiles: dict[str, float],
                widen: list[dict[str, bool]], loads: np.ndarray, resamples: int, confidence: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     checked = [c.name for c in result.constraints]
@@ -416,17 +336,18 @@ def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str
     rates = np.empty((resamples, len(samples)))
     for j, s in enumerate(samples):
         width = max(s.attempted, max((v.size for v in s.sorted_values.values()), default=1), 1)
-        step = max(1, _CELLS_PER_CHUNK // width)
+        step = max(1, CELLS_PER_CHUNK // width)
         for start in range(0, resamples, step):
             rows = min(step, resamples - start)
-            blocks = s.blocks
-            counts = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=rows)[:, s.block] \
-                if s.attempted else np.zeros((rows, 0), dtype=np.int64)
-            v, r = _evaluate(s, counts, {n: quantiles[n] for n in checked}, widen[j], rng)
+            counts = draw_counts(s, rows, rng)
+            v, r = evaluate_draws(s, counts, {n: quantiles[n] for n in checked}, widen[j], rng)
             for n in checked:
                 values[n][start:start + rows, j] = v[n]
             rates[start:start + rows, j] = r
-    lowest = np.full(resamples, np.inf)
+    # per resample, the answer by the lower and the higher of the straight and the curved crossing, and by the
+    # straight one alone (each the lowest boundary over the constraints); the interval spans both: the lower
+    # end from the lower, the upper from the higher
+    lowest = np.full((3, resamples), np.inf)
     below = np.zeros(resamples, dtype=bool)
     for c in result.constraints:
         v = values[c.name]
@@ -434,31 +355,34 @@ def _bootstrap(result: SloCapacity, samples: list[_Sample], names: dict[str, str
         # an unbounded draw (too few samples to bound the quantile) is bounded by the stage above it: latency
         # does not fall as load rises, so a miss is never made up where a higher load is known to pass
         for j in range(v.shape[1] - 2, -1, -1):
-            v[:, j] = np.where(v[:, j] >= _UNBOUNDED, v[:, j + 1], v[:, j])
+            v[:, j] = np.where(v[:, j] >= UNBOUNDED, v[:, j + 1], v[:, j])
         # still unbounded: a miss by an unknown amount, at least the stage's largest sample; the crossing is
         # interpolated against that least value (any larger one would put it at a lower load)
         for j, sample in enumerate(samples):
             known = sample.sorted_values[c.name]
-            known = known[known < _UNBOUNDED]
+            known = known[known < UNBOUNDED]
             least = max(float(known[-1]) if known.size else limit, limit) * (1 + 1e-9) + 1e-12
-            v[:, j] = np.where(v[:, j] >= _UNBOUNDED, least, v[:, j])
-        load, status = _boundaries(v, loads, limit, True)
+            v[:, j] = np.where(v[:, j] >= UNBOUNDED, least, v[:, j])
+        load, status, bent = _boundaries(v, loads, limit, True)
         is_below = status == BELOW
         below |= is_below
-        lowest = np.minimum(lowest, np.where(is_below | np.isnan(load), np.inf, load))
+        for k, crossing in enumerate((np.fmin(load, bent), np.fmax(load, bent), load)):
+            lowest[k] = np.minimum(lowest[k], np.where(is_below | np.isnan(crossing), np.inf, crossing))
     boot_load = np.where(below, 0.0, np.where(np.isinf(lowest), loads[-1], lowest))
     conc = np.array([s.in_flight for s in samples])
     closed = result.axis == "concurrency"
-    boot_rate = np.array([0.0 if b else rate_at(x, loads, row, conc, closed)
-                          for x, b, row in zip(boot_load, below, rates)])
+    boot_rate = np.array([[0.0 if b else rate_at(x, loads, row, conc, closed)
+                           for x, b, row in zip(side, below, rates)] for side in boot_load])
     tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(boot_load, [tail, 1.0 - tail])
-    rate_lo, rate_hi = np.nanquantile(boot_rate, [tail, 1.0 - tail])
+    lo, hi = np.quantile(boot_load[0], tail), np.quantile(boot_load[1], 1.0 - tail)
+    rate_lo, rate_hi = (np.nanquantile(boot_rate[:2].min(axis=0), tail),
+                        np.nanquantile(boot_rate[:2].max(axis=0), 1.0 - tail))
     result.ci_load, result.ci_rate_rps = (float(lo), float(hi)), (float(rate_lo), float(rate_hi))
+    result.draws = {"load": boot_load[2], "rate_rps": boot_rate[2]}
     if below.mean() > tail:
         result.ci_censored = "lower"
         result.notes.append(f"{below.mean():.0%} of resamples miss an SLO at the lowest load tested")
-    elif np.mean(boot_load >= loads[-1]) > tail:
+    elif np.mean(boot_load[1] >= loads[-1]) > tail:
         result.ci_censored = "upper"
         result.notes.append("the upper end is the highest load tested: the SLOs may hold beyond it")
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from report_fixtures import stage
 
-from serve_bench.report.slo import ABOVE, ATTAINMENT, BELOW, WITHIN, _weighted_quantile, slo_capacity
+from serve_bench.report.resample import weighted_quantile
+from serve_bench.report.slo import ABOVE, ATTAINMENT, BELOW, WITHIN, slo_capacity
 
 pytestmark = pytest.mark.unit
 
@@ -137,11 +138,11 @@ def test_weighted_quantile_of_a_draw_is_the_percentile_of_the_drawn_requests():
     values = np.sort(rng.lognormal(0, 1, 300))
     counts = rng.multinomial(300, np.full(300, 1 / 300), size=50)
     for q in (0.5, 0.9, 0.99):
-        fast = _weighted_quantile(values, counts, q, False, None)
+        fast = weighted_quantile(values, counts, q, False, None)
         slow = [np.percentile(np.repeat(values, c), q * 100) for c in counts]
         assert fast == pytest.approx(slow, rel=1e-12)
     # widened: a draw between the K-th and (K + 1)-th values, K ~ Binomial(n, q); unbounded when K = n
-    wide = _weighted_quantile(values, np.ones((20_000, 300), dtype=np.int64), 0.99, True, np.random.default_rng(2))
+    wide = weighted_quantile(values, np.ones((20_000, 300), dtype=np.int64), 0.99, True, np.random.default_rng(2))
     assert np.mean(wide > 1e200) == pytest.approx(0.99 ** 300, abs=0.01)
     finite = wide[wide < 1e200]
     assert finite.min() >= values[0] and finite.max() <= values[-1]
@@ -177,3 +178,20 @@ def test_open_loop_stages_are_on_a_rate_axis_and_latency_counts_from_the_intende
     ramp = stage_data(stage_file(stage="ramp", kind="ramp", target={"start_users": 1, "end_users": 8}),
                       records("ramp", 2, [0.1] * 4))
     assert not ramp.usable and ramp.excluded_because == "no single load level (a ramp)"
+
+
+def test_the_interval_spans_the_bend_a_straight_line_between_stages_misses():
+    # TTFT 10 ms × load²: 500 ms is crossed at √50 = 7.07 users; a straight line from 4 users (160 ms) to 8
+    # (640 ms) crosses at 6.83, and identical requests leave a bootstrap nothing to move
+    stages = curve(lambda load: 0.01 * load * load, n=1200)
+    cap = slo_capacity(stages, {"ttft_ms": 500}, percentile=90, min_attainment=None, resamples=200)
+    assert cap.load == pytest.approx(4 + 340 / 480 * 4)
+    [c] = cap.constraints
+    assert c.curved_load == pytest.approx(50 ** 0.5)
+    assert cap.ci_load == pytest.approx((cap.load, 50 ** 0.5))
+    assert any("a curve through three stages crosses at 7.07" in n for n in cap.notes)
+    # a straight curve: both crossings agree and nothing is said
+    straight = slo_capacity(curve(lambda load: 0.1 * load, n=1200), {"ttft_ms": 500}, percentile=90,
+                            min_attainment=None, resamples=200)
+    assert straight.constraints[0].curved_load == pytest.approx(5.0)
+    assert not any("three stages" in n for n in straight.notes)
