@@ -17,7 +17,8 @@
                                     server stopped answering; finished tasks are kept)
 
 Third-party exceptions are wrapped at the boundary with ``raise ... from err``.
-Exit code 130 is used for Ctrl-C.
+Exit code 130 is used for Ctrl-C; 8 (EXIT_REGRESSION) is not an error: ``serve-bench compare
+--max-regression`` found a figure significantly worse than the gate allows.
 """
 
 from __future__ import annotations
@@ -88,3 +89,4 @@ class EvalError(ServeBenchError):
 
 
 EXIT_INTERRUPTED = 130
+EXIT_REGRESSION = 8

@@ -11,7 +11,16 @@ import click
 from rich.console import Console
 
 from serve_bench import __version__
-from serve_bench.cli import dashboards_cmd, eval_cmd, model_cmd, prune_cmd, report_cmd, run_cmd, selfcheck_cmd
+from serve_bench.cli import (
+    compare_cmd,
+    dashboards_cmd,
+    eval_cmd,
+    model_cmd,
+    prune_cmd,
+    report_cmd,
+    run_cmd,
+    selfcheck_cmd,
+)
 from serve_bench.errors import EXIT_INTERRUPTED, ServeBenchError
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,7 +50,8 @@ def cli(verbose: int) -> None:
     and plan capacity from what was measured.
 
     Exit codes: 0 ok, 1 error, 2 bad configuration, 3 model, 4 pruning,
-    5 server, 6 load generator, 7 evaluation, 130 interrupted.
+    5 server, 6 load generator, 7 evaluation, 8 regression (compare
+    --max-regression), 130 interrupted.
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
@@ -57,6 +67,7 @@ def _register() -> None:
     cli.add_command(eval_cmd.eval_)
     cli.add_command(report_cmd.report)
     cli.add_command(selfcheck_cmd.selfcheck)
+    cli.add_command(compare_cmd.compare)
 
 
 _register()

@@ -102,22 +102,22 @@ def to_json(report: Report) -> dict[str, Any]:
     for checkpoint in data["checkpoints"]:  # the bootstrap's draws are for comparing runs, not for the file
         (checkpoint.get("slo") or {}).pop("draws", None)
     data["verdicts"] = report.verdicts
-    return _clean(data)
+    return json_safe(data)
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN/inf -> None (JSON has neither); numpy scalars -> Python; tuples -> lists."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (np.floating, float)):
         f = float(value)
         return f if np.isfinite(f) else None
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
+        return json_safe(value.tolist())
     return value
 
 

@@ -144,7 +144,7 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float, widen: 
 
 
 def evaluate_draws(sample: StageSample, counts: np.ndarray, quantiles: dict[str, float], widen: dict[str, bool],
-              rng: np.random.Generator | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                   rng: np.random.Generator | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every constraint's value and the stage's rate for each row of ``counts`` (how often each attempted
     request is drawn): the one draw feeds them all."""
     values = {}

@@ -1,0 +1,53 @@
+"""Run directories made in virtual time: a closed-loop ladder against the engine, written as ``serve-bench run``
+writes one (manifest, checkpoint, records, stage files), so that everything that reads runs (the report,
+``serve-bench compare``) can be checked against a known truth without a clock, and a seed per trial stands
+for a second run of the same server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from serve_bench.rundir import MANIFEST, RECORDS, RunDir, StageFile, write_json
+from serve_bench.simengine.params import EngineParams
+from serve_bench.simengine.simulate import closed_loop
+
+PROFILE = "sim-ladder"
+HARDWARE = {"cpu_model": "virtual time (serve_bench.simengine)", "logical_cpus": 0, "gpus": []}
+
+
+def write_ladder_run(root: Path, engines: Mapping[str, EngineParams], *, users: Sequence[int] = (8, 16, 24, 32),
+                     requests: int = 400, prompt_tokens: int = 64, output_tokens: int = 32,
+                     slo: Mapping[str, Any] | None = None) -> Path:
+    """A completed run at ``root``: per checkpoint name, its engine, loaded with ``users`` closed-loop users
+    (``requests`` a stage). ``slo``: the run's resolved SLO set as the manifest keeps it."""
+    root.mkdir(parents=True, exist_ok=True)
+    profile = {"name": PROFILE, "mode": "closed", "stages": [{"name": f"c{n}", "users": n} for n in users],
+               "prompt_tokens": prompt_tokens, "output_tokens": output_tokens, "requests": requests}
+    write_json(root / MANIFEST, {"status": "completed", "study": {"name": root.name}, "profiles": [profile],
+                                 "command": ["simulated"], "hardware": HARDWARE, "slo": dict(slo) if slo else None,
+                                 "checkpoints": [{"name": n} for n in engines]})
+    run = RunDir(root)
+    for name, params in engines.items():
+        write_json(run.checkpoint_dir(name) / "checkpoint.json", {"name": name, "label": name, "base": name})
+        lines = []
+        for index, n in enumerate(users, 1):
+            recs = [r.model_copy(update={"profile": PROFILE}) for r in
+                    closed_loop(params.model_copy(update={"seed": params.seed * 1000 + n}), users=n,
+                                requests=requests, prompt_tokens=prompt_tokens, output_tokens=output_tokens,
+                                stage=f"c{n}")]
+            lines += [r.model_dump_json() for r in recs]
+            result = StageFile(checkpoint=name, profile=PROFILE, index=index, stage=f"c{n}", kind="concurrency",
+                               target={"users": n, "requests": requests}, started_s=min(r.send_s for r in recs),
+                               ended_s=max(r.end_s or r.send_s for r in recs), warmup_end_s=None,
+                               records=len(recs), summary={},
+                               energy={"measured": False, "reason": "virtual time"})
+            write_json(run.stage_path(name, index, f"c{n}"), result.model_dump(mode="json"))
+        (run.checkpoint_dir(name) / RECORDS).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def manifest_of(root: Path) -> dict[str, Any]:
+    return json.loads((root / MANIFEST).read_text())
