@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +24,7 @@ from serve_bench.measure.stage_result import load_label
 from serve_bench.observe.energy import server_gpus
 from serve_bench.observe.observer import Observer
 from serve_bench.report import build_report
-from serve_bench.rundir import EVAL_DIR, RESULTS, SUMMARY, RunDir, StageFile, write_json
+from serve_bench.rundir import EVAL_DIR, RESULTS, SERIES, SUMMARY, RunDir, StageFile, write_json
 from serve_bench.serve.server import ServerSpec, VllmServer
 from serve_bench.study import StudySpec
 from serve_bench.summary import collect, render_markdown
@@ -61,15 +62,110 @@ class RunOutcome:
     problems: list[str] = field(default_factory=list)
     eval_problems: int = 0  # how many of the problems are failed evaluations (exit 7 when they are all)
     report: Any = None  # serve_bench.report.ReportFiles, when the report was written
+    trials: list[RunOutcome] = field(default_factory=list)  # a repeated run: each trial's own outcome
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a repeated run: its number (from 1), of how many, and the checkpoints in reverse order
+    (every second trial: A B, B A, A B …, so that drift of the host hits every checkpoint alike)."""
+
+    index: int
+    of: int
+    series: Path
+    reverse: bool
+
+    def arrange(self, checkpoints: list[Any]) -> list[Any]:
+        return checkpoints[::-1] if self.reverse else list(checkpoints)
+
+    def describe(self, order: list[str]) -> dict[str, Any]:
+        return {"index": self.index, "of": self.of, "series": str(self.series), "order": order}
 
 
 def run_study(study: StudySpec, events: Events | None = None, command: list[str] | None = None,
               energy_meter: Any = None) -> RunOutcome:
-    """``energy_meter`` replaces the probe of this machine's energy counters (tests without a GPU)."""
+    """``energy_meter`` replaces the probe of this machine's energy counters (tests without a GPU). With
+    ``study.repeats`` > 1: a series directory holding one run directory per trial (see :func:`run_trials`)."""
     ev: Events = events or NoEvents()  # type: ignore[assignment]
     profiles = [load_profile(p) for p in study.profiles]  # bad profiles fail before anything starts
+    if study.repeats > 1:
+        return run_trials(study, profiles, ev, command, energy_meter)
+    return _run_once(study, profiles, RunDir.create(study.out_dir, study.name), ev, command, energy_meter)
+
+
+def run_trials(study: StudySpec, profiles: list[LoadProfile], ev: Events, command: list[str] | None,
+               energy_meter: Any) -> RunOutcome:
+    """``study.repeats`` trials, each a complete run directory ``trial-N`` inside one series directory (so
+    that ``summarize``, ``report`` and ``compare`` read a trial as any run, and ``compare`` a series as its
+    trials). Checkpoint blocks alternate their order; a launched server starts afresh for each block (an
+    empty prefix cache); at ``--url`` the prefix cache is reset between trials where the server offers it.
+    Accuracy is evaluated in the first trial only (greedy decoding gives the same answers again)."""
+    series = RunDir.create(study.out_dir, study.name)
+    info: dict[str, Any] = {"study": study.name, "trials": study.repeats, "cooldown_s": study.cooldown_s,
+                            "started_utc": _now(), "status": "running", "runs": [], "notes": []}
+    write_json(series.path / SERIES, info)
+    ev.run_started(series.path)
+    outcome = RunOutcome(series.path, "running")
+    try:
+        for index in range(1, study.repeats + 1):
+            if index > 1:
+                _between_trials(study, ev, info)
+            trial = Trial(index, study.repeats, series.path, reverse=index % 2 == 0)
+            spec = study if index == 1 else study.model_copy(
+                update={"eval": study.eval.model_copy(update={"enabled": False})})
+            run = RunDir.create(series.path, f"trial-{index}", stamped=False)
+            info["runs"].append(run.path.name)
+            write_json(series.path / SERIES, info)
+            done = _run_once(spec, profiles, run, ev, command, energy_meter, trial)
+            outcome.trials.append(done)
+            outcome.problems += [f"trial {index}: {p}" for p in done.problems]
+            outcome.eval_problems += done.eval_problems
+            if done.status != "completed" and study.on_server_death == "stop":
+                break
+        outcome.status = "failed" if outcome.problems else "completed"
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+        raise
+    except BaseException:
+        outcome.status = "failed"
+        raise
+    finally:
+        info.update(status=outcome.status, ended_utc=_now())
+        write_json(series.path / SERIES, info)
+    if outcome.trials:
+        outcome.rows = outcome.trials[-1].rows
+    return outcome
+
+
+def _between_trials(study: StudySpec, ev: Events, info: dict[str, Any]) -> None:
+    """A cool-down, and the prefix cache of a server serve-bench did not start emptied (a launched server
+    starts afresh for each trial)."""
+    if study.cooldown_s > 0:
+        ev.phase("", f"cooling down {study.cooldown_s:g} s between trials")
+        time.sleep(study.cooldown_s)
+    if study.server.url:
+        said = reset_prefix_cache(study.server.url, api_key(study))
+        if said and said not in info["notes"]:
+            info["notes"].append(said)
+            ev.note(said)
+
+
+def reset_prefix_cache(url: str, key: str | None) -> str | None:
+    """Empty the prefix cache of the server at ``url`` (vLLM's ``POST /reset_prefix_cache``); a sentence when
+    that could not be done, None when it was."""
+    try:
+        resp = requests.post(f"{url.rstrip('/')}/reset_prefix_cache", headers=auth.headers(key), timeout=30)
+    except requests.RequestException as err:
+        return f"the prefix cache at {url} could not be reset between trials ({type(err).__name__})"
+    if resp.status_code < 300:
+        return None
+    return (f"the server at {url} does not reset its prefix cache on request (HTTP {resp.status_code}; vLLM offers "
+            "POST /reset_prefix_cache with VLLM_SERVER_DEV_MODE=1): cached prefixes carry over between trials")
+
+
+def _run_once(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ev: Events, command: list[str] | None,
+              energy_meter: Any, trial: Trial | None = None) -> RunOutcome:
     key = api_key(study)
-    run = RunDir.create(study.out_dir, study.name)
     slo = study.resolved_slo()
     secrets = [key, auth.key_from_env(study.server.api_key_env)]
 
@@ -88,7 +184,8 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         "slo": slo.model_dump(),  # the one SLO set goodput, the exporter, the live view and the report use
     }
     save_manifest()
-    ev.run_started(run.path)
+    if trial is None:
+        ev.run_started(run.path)
     outcome = RunOutcome(run.path, "running")
     observer = Observer(slos_ms=slo.slo_ms, metrics_host=study.metrics.host, metrics_port=study.metrics.port,
                         gpus=_server_gpus(study), idle_s=study.energy.idle_s, meter=energy_meter)
@@ -102,11 +199,19 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         ev.phase("", "preparing the checkpoints (pruned once, then reused)")
         served = _targets(study, key, ev)
         manifest["checkpoints"] = [c.describe() for c in served]
+        if trial is not None:
+            served = trial.arrange(served)
+            manifest["trial"] = trial.describe([c.name for c in served])
         save_manifest()
         for i, ck in enumerate(served):
-            ev.checkpoint_started(ck.label or ck.name, i, len(served))
+            if trial is None:
+                ev.checkpoint_started(ck.label or ck.name, i, len(served))
+            else:  # the live view counts every trial's stages
+                ev.checkpoint_started(f"{ck.label or ck.name} (trial {trial.index}/{trial.of})",
+                                      (trial.index - 1) * len(served) + i, len(served) * trial.of)
             try:
-                _serve_and_load(study, profiles, run, ck, ev, outcome, key, observer)
+                _serve_and_load(study, profiles, run, ck, ev, outcome, key, observer,
+                                trial.index if trial else None)
             except ServerError as err:
                 outcome.problems.append(f"{ck.name}: {err.message}")
                 ev.problem(f"{ck.name}: {err.message}")
@@ -179,11 +284,11 @@ def _targets(study: StudySpec, key: str | None, ev: Events) -> list[ckpts.Served
 
 
 def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint,
-                    ev: Events, outcome: RunOutcome, key: str | None, observer: Any) -> None:
+                    ev: Events, outcome: RunOutcome, key: str | None, observer: Any, trial: int | None) -> None:
     ck_dir = run.checkpoint_dir(ck.name)
     write_json(ck_dir / "checkpoint.json", ck.describe())
     if study.server.url:
-        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome, key, observer)
+        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome, key, observer, trial)
         _evaluate(study, ck, study.server.url, ck.name, None, ck_dir, ev, outcome, key)
         return
     spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
@@ -199,7 +304,7 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
         raise
     try:
         ev.server_ready(ck.label or ck.name, server.url)
-        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key, observer)
+        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key, observer, trial)
         _evaluate(study, ck, server.url, ck.name, server, ck_dir, ev, outcome, key)
     finally:
         server.stop()
@@ -236,7 +341,7 @@ def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
 
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
           served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None,
-          observer: Any) -> None:
+          observer: Any, trial: int | None) -> None:
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
     label = ck.label or ck.name
     observer.live.on_begin = lambda live: ev.stage_running(label, live.profile, live.stage, live.kind,
@@ -246,13 +351,14 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
     observer.checkpoint_started(ck.name, url, key, lambda i, when: run.server_metrics_path(ck.name, i, when),
                                 run.server_timeseries_path(ck.name))
     try:
-        _run_profiles(study, profiles, run, ck, url, served_name, server, ev, key, observer, remote)
+        _run_profiles(study, profiles, run, ck, url, served_name, server, ev, key, observer, remote, trial)
     finally:
         observer.checkpoint_done()
 
 
 def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
-                  served_name: str, server: Any, ev: Events, key: str | None, observer: Any, remote: Any) -> None:
+                  served_name: str, server: Any, ev: Events, key: str | None, observer: Any, remote: Any,
+                  trial: int | None) -> None:
     index = 0
 
     def on_record(record: Any) -> None:
@@ -263,7 +369,7 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
         def on_stage(result: Any, profile: LoadProfile = profile) -> None:
             nonlocal index
             index += 1
-            done = StageFile(checkpoint=ck.name, profile=profile.name, index=index, **dict(result),
+            done = StageFile(checkpoint=ck.name, profile=profile.name, index=index, trial=trial, **dict(result),
                              **observer.stage_done(index, profile.name, result, result.load_text))
             write_json(run.stage_path(ck.name, index, result.stage), done.model_dump(mode="json"))
             ev.stage_done(ck.label or ck.name, done)
@@ -273,7 +379,7 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
                               records_path=run.records_path(ck.name), log_path=run.loadgen_log_path(ck.name),
                               on_record=on_record, slos_ms=study.resolved_slo().slo_ms, on_stage=on_stage,
                               workers=study.remote_workers or study.workers, remote=remote, api_key=key,
-                              worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live)
+                              worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live, trial=trial)
         died = any(r.server_died for r in results) or (server is not None and not server.alive())
         if died:
             tail = server.log_tail() if server is not None else ""

@@ -13,6 +13,9 @@ evaluation table, selfcheck, the dry run's history) reads its files through the 
     <run>/<checkpoint>/eval/                           accuracy: lm-eval's results on the same server
     <run>/dichotomy.md, dichotomy.json                 accuracy against the base across the checkpoints
     <run>/report/                                      the capacity report
+
+A repeated run (``run --repeats N``) is a series directory: ``series.json`` (trials, order, status) and one run
+directory per trial, ``trial-1`` … ``trial-N``, each laid out as above.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ RESULTS = "results.md"
 RECORDS = "records.jsonl"
 LOADGEN_LOG = "loadgen.log"  # the load process's own output (its workers' logs lie beside it)
 EVAL_DIR = "eval"
+SERIES = "series.json"  # a repeated run's directory: its trials are run directories trial-1, trial-2 … inside
 M = TypeVar("M", bound=Strict)
 
 
@@ -64,6 +68,7 @@ class StageFile(StageResult):
     server: dict[str, Any] | None = Field(None, description="the server's own counters over the stage, "
                                                             "reconciled with the records")
     energy: dict[str, Any] | None = None
+    trial: int | None = Field(None, description="the trial of a repeated run (run --repeats), from 1")
 
 
 class CheckpointFile(Strict):
@@ -95,6 +100,8 @@ class Manifest(Strict):
     problems: list[Any] = Field(default_factory=list)
     dichotomy: Any = None
     report: Any = None
+    trial: dict[str, Any] | None = Field(None, description="a trial of a repeated run: its number, of how many, "
+                                                           "the series directory, the checkpoints' order")
 
 
 def read_model(model: type[M], path: Path) -> M:
@@ -115,9 +122,11 @@ class RunDir:
         self.path = path
 
     @classmethod
-    def create(cls, parent: Path, study_name: str) -> RunDir:
+    def create(cls, parent: Path, study_name: str, *, stamped: bool = True) -> RunDir:
+        """A new directory ``<time>-<study>`` in ``parent`` (``stamped=False``: ``<study>`` as it is, for a
+        trial inside its series)."""
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = parent / f"{stamp}-{_slug(study_name)}"
+        base = parent / (f"{stamp}-{_slug(study_name)}" if stamped else _slug(study_name))
         path, n = base, 1
         while path.exists():
             n += 1

@@ -85,6 +85,9 @@ class StudySpec(Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     slo: dict[str, float] = Field(default_factory=dict, description="e.g. {ttft_ms: 500, tpot_ms: 50}")
     on_server_death: Literal["continue", "stop"] = "continue"
+    repeats: int = Field(1, ge=1, le=100, description="trials: every checkpoint's profiles run this many times, "
+                                                      "the checkpoints' order alternating (A B, B A, A B …)")
+    cooldown_s: float = Field(0.0, ge=0, description="pause between trials (repeats), for the host to settle")
     workers: int = Field(0, ge=0, description="Locust worker processes on this host (0: run in-process)")
     remote_workers: int = Field(0, ge=0, description="Locust workers on other hosts to wait for (serve-bench worker)")
     master_bind_host: str = Field("127.0.0.1", description="where remote workers connect; Locust's master "

@@ -52,6 +52,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
                       ("master_bind_host", "master_bind_host"), ("master_port", "master_port"),
                       ("metrics_host", "metrics.host"), ("metrics_port", "metrics.port"),
                       ("on_server_death", "on_server_death"), ("evaluate", "eval.enabled"),
+                      ("repeats", "repeats"), ("cooldown", "cooldown_s"),
                       ("data_dir", "eval.data_dir")):
         if flags[key] is not None:
             put(path, flags[key])
@@ -102,6 +103,10 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Offline evaluation data, laid out as shared/datasets "
                    "(default: $SERVE_BENCH_DATA_DIR, else the hub).")
+@click.option("--repeats", type=int, default=None, metavar="N",
+              help="Run every stage N times (trials; the checkpoints' order alternates: A B, B A …); "
+                   "a series directory holds one run directory per trial.")
+@click.option("--cooldown", type=float, default=None, metavar="S", help="Pause between trials, seconds (default 0).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Parent directory of run directories (default: runs).")
 @click.option("--quiet", is_flag=True, help="Plain lines, one per event, even on a terminal.")
@@ -150,12 +155,18 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
             console.print(f"[yellow]interrupted:[/] every finished stage and request is kept{where}",
                           soft_wrap=True)
             raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-    _print_table(outcome.rows, f"run {outcome.run_dir}")
+    for trial, done in enumerate(outcome.trials or [outcome], 1):
+        _print_table(done.rows, f"run {done.run_dir}" + (f" (trial {trial} of {len(outcome.trials)})"
+                                                          if outcome.trials else ""))
     console.print(f"results: {outcome.run_dir}")
-    if outcome.report is not None:
-        console.print(f"report: {outcome.report.html}", soft_wrap=True)
-        for line in outcome.report.verdicts:
-            console.print(f"  {line}", soft_wrap=True)
+    for done in outcome.trials or [outcome]:
+        if done.report is not None:
+            console.print(f"report: {done.report.html}", soft_wrap=True)
+            for line in done.report.verdicts:
+                console.print(f"  {line}", soft_wrap=True)
+    if outcome.trials:
+        console.print(f"run to run: serve-bench compare {outcome.run_dir} OTHER_RUN (Welch's t across the trials)",
+                      soft_wrap=True)
     if outcome.problems:
         for p in outcome.problems:
             console.print(f"[red]problem:[/] {p}")

@@ -1,7 +1,7 @@
 """The two sides of a comparison, each one or more trials of the same study, and what must match between them.
 
-A side is a run directory (one trial), a directory of run directories (each a trial: ``serve-bench run --out
-DIR`` run N times), or a report directory (the runs its report.json names). Trials of one side must be the same
+A side is a run directory (one trial), a repeated run (``serve-bench run --repeats N``: its trials), a directory
+of run directories (each a trial: ``serve-bench run --out DIR`` run N times), or a report directory (the runs its report.json names). Trials of one side must be the same
 study (the same load profiles); the two sides must have the same hardware and models unless the user says
 otherwise, and only their matching load profiles are compared.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from serve_bench.errors import ConfigError
 from serve_bench.report.inputs import RunData, read_run
-from serve_bench.rundir import MANIFEST, read_json
+from serve_bench.rundir import MANIFEST, SERIES, read_json
 
 REPORT_JSON = "report.json"
 # what "the same hardware" means: a different platform string (kernel patch level) is not a different machine
@@ -51,6 +51,14 @@ def run_paths(path: Path) -> list[Path]:
     path = Path(path)
     if (path / MANIFEST).is_file():
         return [path]
+    if (path / SERIES).is_file():  # a repeated run: its trials, in the order they ran
+        try:
+            named = [path / str(name) for name in read_json(path / SERIES).get("runs") or []]
+        except (OSError, ValueError, AttributeError):
+            raise ConfigError(f"{path / SERIES} is not a serve-bench series file") from None
+        named = [p for p in named if (p / MANIFEST).is_file()]
+        if named:
+            return named
     if (path / REPORT_JSON).is_file():
         try:
             named = [Path(r["path"]) for r in read_json(path / REPORT_JSON).get("runs") or []]

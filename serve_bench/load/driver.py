@@ -76,8 +76,9 @@ def run(spec: LoadSpec, events: Events) -> None:
 
     try:
         with RecordWriter(spec.records_path) as writer:  # flushed per record: the orchestrator reads them there
+            sink = writer if spec.trial is None else (lambda r: writer(r.model_copy(update={"trial": spec.trial})))
             run_profile(LoadProfile.model_validate(spec.profile), url=spec.url, model=spec.model,
-                        model_path=spec.model_path, sink=writer, slos_ms=spec.slos_ms, on_stage=on_stage,
+                        model_path=spec.model_path, sink=sink, slos_ms=spec.slos_ms, on_stage=on_stage,
                         saturation_lag_ms=spec.saturation_lag_ms, workers=spec.workers,
                         worker_log_dir=Path(spec.worker_log_dir) if spec.worker_log_dir else None,
                         remote=RemoteMaster(**spec.remote) if spec.remote else None,

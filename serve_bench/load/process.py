@@ -70,6 +70,7 @@ class LoadSpec(Strict):
     remote: dict[str, Any] | None = None
     worker_log_dir: str | None = None
     saturation_lag_ms: float = SATURATION_LAG_MS
+    trial: int | None = None  # stamped on every record (a repeated run's trial)
 
 
 class RecordTail:
@@ -94,7 +95,7 @@ class RecordTail:
 def run_profile(profile: LoadProfile, *, url: str, model: str, records_path: Path, log_path: Path,
                 model_path: str | None = None, slos_ms: Mapping[str, float] | None = None, workers: int = 0,
                 remote: RemoteMaster | None = None, api_key: str | None = None,
-                worker_log_dir: Path | None = None, live: LiveStage | None = None,
+                worker_log_dir: Path | None = None, live: LiveStage | None = None, trial: int | None = None,
                 on_record: Callable[[RequestRecord], None] | None = None,
                 on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
     """Every stage of ``profile`` in a load process of its own (see the module's doc); records are
@@ -103,7 +104,7 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, records_path: Pat
     spec = LoadSpec(profile=profile.model_dump(mode="json"), url=url, model=model, model_path=model_path,
                     records_path=str(records_path), slos_ms=dict(slos_ms) if slos_ms else None, workers=workers,
                     remote=None if remote is None else dataclasses.asdict(remote),
-                    worker_log_dir=None if worker_log_dir is None else str(worker_log_dir))
+                    worker_log_dir=None if worker_log_dir is None else str(worker_log_dir), trial=trial)
     records_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail = RecordTail(records_path)

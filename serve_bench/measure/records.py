@@ -44,6 +44,7 @@ class RequestRecord(Strict):
     prefix_id: int | None = Field(None, description="the shared prefix this request's prompt starts with")
     conversation_id: str | None = Field(None, description="multi-turn: the conversation this turn belongs to")
     turn_index: int | None = Field(None, description="multi-turn: 0 for the first turn")
+    trial: int | None = Field(None, description="the trial of a repeated run (run --repeats), from 1")
 
 
 class RecordWriter:

@@ -217,7 +217,7 @@ def _warmup_time(warm: Warmup, users: int, model: CostModel, prompt: int, out: i
 def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profiles: list[LoadProfile],
               server: ServerPlan, energy: EnergyPlan, model: CostModel = CPU_HOST,
               measured: History | None = None, notes: list[str] | None = None,
-              evaluation: EvalPlan | None = None) -> StudyPlan:
+              evaluation: EvalPlan | None = None, trials: int = 1, cooldown_s: float = 0.0) -> StudyPlan:
     """The plan and its estimate from already resolved parts (pure: no files read, nothing started)."""
     plans = [plan_profile(p, checkpoints, model, measured) for p in profiles]
     parts = [Part("start-up: interpreter, imports, energy probe, exporter", model.startup_s)]
@@ -248,16 +248,23 @@ def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profi
         measured_text = "measured" if measured_n == total_stages else f"{measured_n} measured"
         pieces.append(f"{total_stages} stage{'s' if total_stages != 1 else ''} {secs(stage_s)}"
                       + (f" ({measured_text})" if measured_n else ""))
-        if evaluation is not None:
+        seconds *= trials  # each trial starts the server again and runs every stage again
+        if evaluation is not None:  # the first trial's only
             seconds += evaluation.seconds_for(ck.kept)
             pieces.append(f"evaluation {secs(evaluation.seconds_for(ck.kept))}")
         if launch:
             pieces.append(f"stop {secs(model.stop_s)}")
+        if trials > 1:
+            pieces.append(f"all but evaluation × {trials} trials")
         parts.append(Part(f"{ck.name}: " + ", ".join(pieces), seconds,
                           "measured" if measured_n == total_stages and total_stages else "model"))
+    if trials > 1 and cooldown_s:
+        parts.append(Part(f"cool-down between trials ({trials - 1} × {secs(cooldown_s)})", (trials - 1) * cooldown_s))
     if checkpoints:
         parts.append(Part("load generator's first tokenizer load", model.first_client_s))
-    parts.append(Part("summary and exit", model.finish_s))
+    parts.append(Part("summary and exit" + (f" (× {trials} trials)" if trials > 1 else ""), model.finish_s * trials))
     if checkpoints:
-        parts.append(Part("capacity report (plots, HTML, JSON)", model.report_s))
-    return StudyPlan(name, out_dir, checkpoints, server, plans, energy, parts, model, list(notes or []), evaluation)
+        parts.append(Part("capacity report (plots, HTML, JSON)" + (f" (× {trials} trials)" if trials > 1 else ""),
+                          model.report_s * trials))
+    return StudyPlan(name, out_dir, checkpoints, server, plans, energy, parts, model, list(notes or []), evaluation,
+                     trials)

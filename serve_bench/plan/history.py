@@ -11,7 +11,7 @@ from typing import Any
 
 from serve_bench.environment import _cpu_model
 from serve_bench.errors import ConfigError
-from serve_bench.rundir import RunDir
+from serve_bench.rundir import MANIFEST, SERIES, RunDir
 from serve_bench.workload.profiles import LoadProfile
 
 
@@ -26,6 +26,17 @@ def profile_fingerprint(profile: LoadProfile | dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def run_dirs(out_dir: Path) -> list[Path]:
+    """The run directories in ``out_dir``: each run, and each trial of a repeated run (in its series)."""
+    found = []
+    for p in out_dir.iterdir():
+        if (p / MANIFEST).is_file():
+            found.append(p)
+        elif (p / SERIES).is_file():
+            found += [t for t in p.iterdir() if (t / MANIFEST).is_file()]
+    return found
+
+
 def read_history(out_dir: Path, *, cpu: tuple[str | None, int | None] | None = None) -> History | None:
     """Stage timings of earlier runs in ``out_dir`` on a machine like this one (latest run wins)."""
     if cpu is None:
@@ -33,7 +44,7 @@ def read_history(out_dir: Path, *, cpu: tuple[str | None, int | None] | None = N
     stages: dict[tuple[str, str, str], tuple[float, int, int]] = {}
     used: list[str] = []
     try:
-        runs = sorted((p for p in out_dir.iterdir() if (p / "manifest.json").is_file()), reverse=True)
+        runs = sorted(run_dirs(out_dir), reverse=True)
     except OSError:
         return None
     for path in runs:

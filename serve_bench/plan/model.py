@@ -112,13 +112,14 @@ class StudyPlan:
     model: CostModel
     notes: list[str] = field(default_factory=list)
     evaluation: EvalPlan | None = None
+    trials: int = 1  # every stage runs this many times (run --repeats)
 
     @property
     def total_s(self) -> float:
         return sum(p.seconds for p in self.parts)
 
     def stage_count(self) -> int:
-        return sum(len(p.stages) for p in self.profiles) * len(self.checkpoints)
+        return sum(len(p.stages) for p in self.profiles) * len(self.checkpoints) * self.trials
 
     def requests(self) -> tuple[int, int, bool]:
         """All sends (warm-up included), the warm-up ones, and whether any count is an estimate."""
@@ -130,4 +131,4 @@ class StudyPlan:
                     total += e.requests or 0
                     warm += e.warmup_requests or 0
                     estimated |= e.requests_how == "estimate"
-        return total, warm, estimated
+        return total * self.trials, warm * self.trials, estimated

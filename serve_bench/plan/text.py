@@ -120,7 +120,8 @@ def render_plan(plan: StudyPlan, *, run_dir_hint: bool = True) -> str:
     total, warm, estimated = plan.requests()
     add("")
     add(f"requests: {'≈' if estimated else ''}{total} in all, {warm} of them warm-up "
-        f"({len(plan.checkpoints)} checkpoint(s) × {sum(len(p.stages) for p in plan.profiles)} stage(s))")
+        f"({len(plan.checkpoints)} checkpoint(s) × {sum(len(p.stages) for p in plan.profiles)} stage(s)"
+        + (f" × {plan.trials} trials)" if plan.trials > 1 else ")"))
     add("")
     add(f"estimated wall time: {secs(plan.total_s)}")
     add(f"  model: {plan.model.name}; other machines differ")
