@@ -1,9 +1,10 @@
 """The two sides of a comparison, each one or more trials of the same study, and what must match between them.
 
-A side is a run directory (one trial), a repeated run (``serve-bench run --repeats N``: its trials), a directory
-of run directories (each a trial: ``serve-bench run --out DIR`` run N times), or a report directory (the runs its report.json names). Trials of one side must be the same
-study (the same load profiles); the two sides must have the same hardware and models unless the user says
-otherwise, and only their matching load profiles are compared.
+A side is a run directory (one trial), a repeated run (``serve-bench run --repeats N``: its trials), a
+directory of run directories (each a trial: ``serve-bench run --out DIR`` run N times), or a report directory
+(the runs its report.json names). Trials of one side must be the same study (the same load profiles); the two
+sides must have the same hardware and models unless the user says otherwise, and only their matching load
+profiles are compared.
 """
 
 from __future__ import annotations
