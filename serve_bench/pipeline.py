@@ -134,6 +134,8 @@ def run_trials(study: StudySpec, profiles: list[LoadProfile], ev: Events, comman
         write_json(series.path / SERIES, info)
     if outcome.trials:
         outcome.rows = outcome.trials[-1].rows
+        if len(outcome.trials) > 1:  # run to run, across the trials (each trial has its own report too)
+            outcome.report = _report(series, ev)
     return outcome
 
 
@@ -344,8 +346,11 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
           observer: Any, trial: int | None) -> None:
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
     label = ck.label or ck.name
-    observer.live.on_begin = lambda live: ev.stage_running(label, live.profile, live.stage, live.kind,
-                                                           load_label(live.target))
+    def on_begin(live: Any) -> None:
+        observer.stage_begun()
+        ev.stage_running(label, live.profile, live.stage, live.kind, load_label(live.target))
+
+    observer.live.on_begin = on_begin
     if observer.meter.available and study.energy.idle_s > 0:
         ev.phase(label, f"measuring idle power with the model loaded ({study.energy.idle_s:g} s)")
     observer.checkpoint_started(ck.name, url, key, lambda i, when: run.server_metrics_path(ck.name, i, when),
@@ -369,8 +374,9 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
         def on_stage(result: Any, profile: LoadProfile = profile) -> None:
             nonlocal index
             index += 1
-            done = StageFile(checkpoint=ck.name, profile=profile.name, index=index, trial=trial, **dict(result),
-                             **observer.stage_done(index, profile.name, result, result.load_text))
+            observed = observer.stage_done(index, profile.name, result, result.load_text)
+            done = StageFile(checkpoint=ck.name, profile=profile.name, index=index, trial=trial,
+                             **{**dict(result), **observed})
             write_json(run.stage_path(ck.name, index, result.stage), done.model_dump(mode="json"))
             ev.stage_done(ck.label or ck.name, done)
 

@@ -68,6 +68,8 @@ class StageFile(StageResult):
     server: dict[str, Any] | None = Field(None, description="the server's own counters over the stage, "
                                                             "reconciled with the records")
     energy: dict[str, Any] | None = None
+    host: dict[str, Any] | None = Field(None, description="what else ran on the host during the stage "
+                                                          "(observe.host_noise)")
     trial: int | None = Field(None, description="the trial of a repeated run (run --repeats), from 1")
 
 
@@ -102,6 +104,18 @@ class Manifest(Strict):
     report: Any = None
     trial: dict[str, Any] | None = Field(None, description="a trial of a repeated run: its number, of how many, "
                                                            "the series directory, the checkpoints' order")
+
+
+def series_runs(path: Path) -> list[Path] | None:
+    """The trial run directories of a repeated run's series directory, in the order they ran; None when
+    ``path`` is not a series."""
+    if not (path / SERIES).is_file():
+        return None
+    try:
+        names = read_json(path / SERIES).get("runs") or []
+    except (OSError, ValueError, AttributeError):
+        raise ConfigError(f"{path / SERIES} is not a serve-bench series file") from None
+    return [path / str(n) for n in names if (path / str(n) / MANIFEST).is_file()]
 
 
 def read_model(model: type[M], path: Path) -> M:

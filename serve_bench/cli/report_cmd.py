@@ -11,6 +11,7 @@ from serve_bench.cli.options import parse_slos
 from serve_bench.evaluate.table import TABLE_MD, dichotomy_table
 from serve_bench.measure.metrics import SLO_METRICS
 from serve_bench.report import build_report, settings_for
+from serve_bench.report.build import expand_series
 
 
 @click.command()
@@ -43,7 +44,7 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
     if slo_percentile is not None:
         overrides["slo_percentile"] = slo_percentile
     paths = list(run_dirs)
-    files = build_report(paths, out, settings_for(paths, overrides))
+    files = build_report(paths, out, settings_for(expand_series(paths), overrides))
     click.echo(f"report: {files.html}")
     for path in (files.markdown, files.json):
         click.echo(f"        {path}")

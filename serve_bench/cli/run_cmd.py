@@ -165,8 +165,11 @@ def run(study: Path | None, no_prune: bool, quiet: bool, json_events: Path | Non
             for line in done.report.verdicts:
                 console.print(f"  {line}", soft_wrap=True)
     if outcome.trials:
-        console.print(f"run to run: serve-bench compare {outcome.run_dir} OTHER_RUN (Welch's t across the trials)",
-                      soft_wrap=True)
+        if outcome.report is not None:
+            console.print(f"run to run ({len(outcome.trials)} trials): {outcome.report.html}", soft_wrap=True)
+            for line in outcome.report.verdicts:
+                console.print(f"  {line}", soft_wrap=True)
+        console.print(f"against another run: serve-bench compare {outcome.run_dir} OTHER_RUN", soft_wrap=True)
     if outcome.problems:
         for p in outcome.problems:
             console.print(f"[red]problem:[/] {p}")

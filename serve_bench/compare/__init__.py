@@ -7,7 +7,3 @@ more than a gate allows?
     build         the comparison: alignment, tests, the gate's verdict
     render        terminal/Markdown table and JSON
 """
-
-from serve_bench.compare.build import Comparison, Row, compare
-
-__all__ = ["Comparison", "Row", "compare"]

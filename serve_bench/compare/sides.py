@@ -15,7 +15,7 @@ from typing import Any
 
 from serve_bench.errors import ConfigError
 from serve_bench.report.inputs import RunData, read_run
-from serve_bench.rundir import MANIFEST, SERIES, read_json
+from serve_bench.rundir import MANIFEST, read_json, series_runs
 
 REPORT_JSON = "report.json"
 # what "the same hardware" means: a different platform string (kernel patch level) is not a different machine
@@ -52,14 +52,9 @@ def run_paths(path: Path) -> list[Path]:
     path = Path(path)
     if (path / MANIFEST).is_file():
         return [path]
-    if (path / SERIES).is_file():  # a repeated run: its trials, in the order they ran
-        try:
-            named = [path / str(name) for name in read_json(path / SERIES).get("runs") or []]
-        except (OSError, ValueError, AttributeError):
-            raise ConfigError(f"{path / SERIES} is not a serve-bench series file") from None
-        named = [p for p in named if (p / MANIFEST).is_file()]
-        if named:
-            return named
+    trials = series_runs(path)  # a repeated run: its trials, in the order they ran
+    if trials:
+        return trials
     if (path / REPORT_JSON).is_file():
         try:
             named = [Path(r["path"]) for r in read_json(path / REPORT_JSON).get("runs") or []]

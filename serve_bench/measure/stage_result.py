@@ -19,7 +19,8 @@ SATURATION_LAG_MS = 100.0
 # The flags a stage's result can carry (its fields below), in the words every view uses: the run's tables, the live
 # view, the report. A flagged stage is kept on disk and in the tables, and left off the load curves.
 STAGE_FLAGS = {"server_died": "server died", "generator_saturated": "load generator saturated",
-               "rejected": "requests rejected", "stopped_early": "stopped early"}
+               "rejected": "requests rejected", "stopped_early": "stopped early",
+               "host_contended": "host busy with other work"}
 
 
 def stage_flags(result: Mapping[str, Any]) -> dict[str, str]:
@@ -62,6 +63,8 @@ class StageResult(Strict):
     rejected: bool = Field(False, description="stopped early: every request so far got an HTTP 4xx (model name, key…)")
     generator_saturated: bool = False
     stopped_early: bool = False
+    host_contended: bool = Field(False, description="other processes or the hypervisor took the host's CPU (or a "
+                                                    "GPU throttled) during the stage: the result file's host says")
     warnings: list[str] = Field(default_factory=list)
     locust_requests: int = 0
     locust_failures: int = 0

@@ -4,8 +4,9 @@
     checkpoint_started()    the server's metrics: a time series while it serves, a scrape at each boundary;
                             the idle power with the model loaded, before any request
     record()                every finished request (exporter, per-stage reconciliation)
+    stage_begun()           the host's CPU accounts at a stage's start
     stage_done()            what goes into the stage's result: the server's view reconciled with the
-                            client's, and the energy over the stage's steady window
+                            client's, the energy over the stage's steady window, what else ran on the host
     checkpoint_done(), close()
 
 The pipeline stays the only orchestrator; this module only watches.
@@ -25,6 +26,7 @@ from serve_bench.observe import server_metrics
 from serve_bench.observe.energy import EnergyMeter, IdleBaseline, idle_baseline, probe, stage_energy
 from serve_bench.observe.energy_track import EnergyTrack
 from serve_bench.observe.exporter import DEFAULT_PORT, ENERGY_BASES, Exporter
+from serve_bench.observe.host_noise import HostNoise, nvml_state
 from serve_bench.serve.server import port_in_use
 
 
@@ -40,6 +42,8 @@ class Observer:
         self.idle_s = idle_s
         self.idle = IdleBaseline(None, None, None, self.meter.reason)
         self.host, self.port = metrics_host, metrics_port
+        self.gpus = gpus
+        self.noise: HostNoise | None = None
         self.notes: list[str] = []
         self._url = ""
         self._key: str | None = None
@@ -78,6 +82,8 @@ class Observer:
         self._last_text = self._boundary(0, "start")
         self._scraper = server_metrics.ServerScraper(url, key, timeseries_path)
         self._scraper.start()
+        if self.noise is None or self.noise.server_url != url:
+            self.noise = HostNoise(url, nvml_state(self.gpus) if self.meter.available else None)
         if self.meter.available and self.idle_s > 0:
             # the scraper's and the exporter's threads go on meanwhile
             self.idle = idle_baseline(self.meter, self.idle_s, key=f"serve-bench-idle-{name}")
@@ -85,6 +91,11 @@ class Observer:
                 self.exporter.set_idle_power(name, device, watts)
         elif self.meter.available:
             self.idle = IdleBaseline(None, None, None, "idle baseline skipped (energy.idle_s is 0)")
+
+    def stage_begun(self) -> None:
+        """A stage's first request is about to go: the host's CPU accounts start here."""
+        if self.noise is not None:
+            self.noise.begin()
 
     def record(self, record: RequestRecord) -> None:
         self.exporter.observe(record, self.live.checkpoint)
@@ -101,7 +112,9 @@ class Observer:
         energy = self._stage_energy(result.summary)
         for basis in ENERGY_BASES:
             self.exporter.set_energy_per_token(key, basis, energy["energy_per_output_token_joules"][basis])
-        return {"server": reconciled, "energy": energy}
+        host = self.noise.stage() if self.noise is not None else None
+        return {"server": reconciled, "energy": energy, "host": host,
+                "host_contended": bool(host and host["contended"])}
 
     def _stage_energy(self, s: Mapping[str, Any]) -> dict[str, Any]:
         """Over the steady window (every user busy, or the schedule running), else the whole measured part."""

@@ -14,6 +14,7 @@ from serve_bench.report.accuracy import TaskScore, read_accuracy
 from serve_bench.report.inputs import CheckpointData, RunData, StageData
 from serve_bench.report.knee import Knee, find_knee
 from serve_bench.report.slo import ABOVE, BELOW, SloCapacity, slo_capacity, stage_constraint_values
+from serve_bench.report.trials import TrialsSummary, summarize_trials
 from serve_bench.study import DEFAULT_SLO_MS, DEFAULT_SLO_SOURCE, ReportSettings, run_slos
 
 SHOWN_PERCENTILES = (50, 90, 99)
@@ -51,9 +52,17 @@ class Report:
     assumptions: list[str]
     checkpoints: list[CheckpointReport]
     percentile_method: str = PERCENTILE_METHOD
+    trials: TrialsSummary | None = None  # the runs are the trials of one repeated run: run to run
 
     @property
     def verdicts(self) -> list[str]:
+        """Across the trials where the runs are trials (each trial's own verdicts are in :attr:`trial_verdicts`)."""
+        if self.trials is not None:
+            return self.trials.verdicts
+        return self.trial_verdicts
+
+    @property
+    def trial_verdicts(self) -> list[str]:
         return [c.verdict for c in self.checkpoints if c.verdict]
 
 
@@ -93,9 +102,19 @@ def analyse(runs: list[RunData], settings: ReportSettings) -> Report:
         c.verdict = capacity.verdict(c.label, c.plan, base.label, base.plan,
                                      capacity.accuracy_deltas(c.accuracy, base.accuracy), pruned_text=who,
                                      rps=settings.capacity.rps)
+    trials = None
+    if many and _one_series(runs):
+        trials = summarize_trials([[c for c in checkpoints if c.run == r.name] for r in runs], [r.name for r in runs],
+                                  settings.capacity.rps, settings.confidence)
     return Report(generated_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   runs=[_run_info(r) for r in runs], settings=settings.model_dump(mode="json"), slos_ms=slos,
-                  slo_source=source, assumptions=list(capacity.ASSUMPTIONS), checkpoints=checkpoints)
+                  slo_source=source, assumptions=list(capacity.ASSUMPTIONS), checkpoints=checkpoints, trials=trials)
+
+
+def _one_series(runs: list[RunData]) -> bool:
+    """Are the runs the trials of one repeated run (``run --repeats``)?"""
+    series = {(r.manifest.get("trial") or {}).get("series") for r in runs}
+    return len(series) == 1 and None not in series
 
 
 def _run_info(run: RunData) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from serve_bench.report.analysis import Report, analyse
 from serve_bench.report.figures import build_figures
 from serve_bench.report.inputs import read_run
 from serve_bench.report.render_png import write_png
-from serve_bench.rundir import read_json
+from serve_bench.rundir import read_json, series_runs
 from serve_bench.study import ReportSettings
 from serve_bench.validation import validate
 
@@ -70,10 +70,14 @@ def build_report(run_dirs: list[Path], out: Path | None = None, settings: Report
         raise ConfigError("no run directory given")
     if out is None and len(run_dirs) > 1:
         raise ConfigError("several run directories: say where the report goes", hint="pass --out DIR")
+    given = Path(run_dirs[0])
+    run_dirs = expand_series(run_dirs)
+    if not run_dirs:
+        raise ConfigError(f"{given} is a repeated run with no finished trial yet")
     settings = settings or settings_for(list(run_dirs))
     runs = [read_run(Path(p)) for p in run_dirs]
     report = analyse(runs, settings)
-    directory = Path(out) if out is not None else Path(run_dirs[0]) / REPORT_DIR
+    directory = Path(out) if out is not None else given / REPORT_DIR
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -83,6 +87,15 @@ def build_report(run_dirs: list[Path], out: Path | None = None, settings: Report
     except OSError as err:
         raise ConfigError(f"cannot write the report in {directory}: {err.strerror}",
                           hint="choose a writable --out") from None
+
+
+def expand_series(run_dirs: list[Path]) -> list[Path]:
+    """Run directories, a repeated run's series directory standing for its trials."""
+    out: list[Path] = []
+    for path in map(Path, run_dirs):
+        trials = series_runs(path)
+        out += trials if trials is not None else [path]
+    return out
 
 
 def write(report: Report, directory: Path) -> ReportFiles:

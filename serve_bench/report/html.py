@@ -7,7 +7,16 @@ from html import escape
 from serve_bench.report.analysis import Report
 from serve_bench.report.figures import Figure
 from serve_bench.report.render_plotly import figure_div, plotly_js
-from serve_bench.report.tables import Table, capacity_table, runs_table, settings_lines, slo_table, stage_table
+from serve_bench.report.tables import (
+    Table,
+    capacity_table,
+    runs_table,
+    settings_lines,
+    slo_table,
+    stage_table,
+    trials_capacity_table,
+    trials_stage_table,
+)
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto; max-width: 1400px;
@@ -46,7 +55,14 @@ def render(report: Report, figures: list[Figure], png_names: dict[str, str]) -> 
                          "the report covers the stages finished so far.</p>")
     verdicts = report.verdicts or ["no pruned checkpoint with a base in the same run"]
     parts += ["<h2>Verdicts</h2>", '<ul class="verdict">' + "".join(f"<li>{escape(v)}</li>" for v in verdicts)
-              + "</ul>", "<h2>Capacity plan</h2>", html_table(capacity_table(report)),
+              + "</ul>"]
+    if report.trials is not None:
+        t = report.trials
+        parts += [f"<h2>Run to run ({t.trials} trials)</h2>",
+                  f"<p>Method: {escape(t.method)}. A figure whose trials' CV exceeds {t.unstable_cv:.0%} is marked "
+                  "unstable.</p>", html_table(trials_capacity_table(report)), html_table(trials_stage_table(report)),
+                  "<p>Each trial's own verdicts:</p>", _ul(report.trial_verdicts)]
+    parts += ["<h2>Capacity plan</h2>", html_table(capacity_table(report)),
               "<p>Settings:</p>", _ul(settings_lines(report)), "<p>Assumptions:</p>", _ul(report.assumptions)]
     for c in report.checkpoints:
         parts.append(f"<h2>{escape(c.label)}</h2>")

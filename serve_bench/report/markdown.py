@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from serve_bench.report.analysis import Report
 from serve_bench.report.figures import Figure
-from serve_bench.report.tables import Table, capacity_table, runs_table, settings_lines, slo_table, stage_table
+from serve_bench.report.tables import (
+    Table,
+    capacity_table,
+    runs_table,
+    settings_lines,
+    slo_table,
+    stage_table,
+    trials_capacity_table,
+    trials_stage_table,
+)
 
 
 def md_table(table: Table) -> str:
@@ -28,6 +37,12 @@ def render(report: Report, figures: list[Figure], png_names: dict[str, str]) -> 
         out.append(f"> **{r['name']} is {r['status_text']}**: the report covers the stages finished so far.\n")
     out += ["## Verdicts", ""]
     out += [f"- {v}" for v in report.verdicts] or ["- no pruned checkpoint with a base in the same run"]
+    if report.trials is not None:
+        t = report.trials
+        out += ["", f"## Run to run ({t.trials} trials)", "", f"Method: {t.method}. A figure whose trials' CV "
+                f"exceeds {t.unstable_cv:.0%} is marked unstable.", "", md_table(trials_capacity_table(report)),
+                md_table(trials_stage_table(report)), "Each trial's own verdicts:", ""]
+        out += [f"- {v}" for v in report.trial_verdicts] or ["- none"]
     out += ["", "## Capacity plan", "", md_table(capacity_table(report)), "Settings:", ""]
     out += [f"- {line}" for line in settings_lines(report)]
     out += ["", "Assumptions:", ""] + [f"- {a}" for a in report.assumptions] + [""]

@@ -139,3 +139,40 @@ def settings_lines(report: Report) -> list[str]:
         f"percentiles: {report.percentile_method} interpolation; bootstrap: {s['bootstrap_resamples']} resamples, "
         f"{s['confidence']:.0%} interval, seed {s['seed']}",
     ]
+
+
+def _spread(s: Any, fmt: str = "{:.3g}") -> str:
+    """mean ± sd (CV) [t interval]; the unstable mark when the CV is over the threshold."""
+    if s.mean is None:
+        return s.note or "–"
+    if s.sd is None:
+        return f"{num(s.mean, fmt)} ({s.note})"
+    text = f"{num(s.mean, fmt)} ± {num(s.sd, fmt)} (CV {s.cv:.1%})" if s.cv is not None else num(s.mean, fmt)
+    if s.ci is not None:
+        text += f" [{num(s.ci[0], fmt)} – {num(s.ci[1], fmt)}]"
+    return text + (" ⚠ unstable" if s.unstable else "")
+
+
+def trials_capacity_table(report: Report) -> Table:
+    """Per checkpoint, the capacity across the trials and which noise its interval is made of."""
+    t = report.trials
+    head = ["checkpoint", "req/s per replica: mean ± sd (CV) [95% t CI]", "by trial", "highest load within SLOs",
+            "replicas by trial", "interval's noise"]
+    rows = []
+    for c in t.checkpoints if t else []:
+        rows.append([c.label, _spread(c.capacity_rps), " / ".join(num(v) for v in c.capacity_rps.values),
+                     _spread(c.load), " / ".join(num(v, "{:.0f}") for v in c.replicas.values), c.noise])
+    return head, rows
+
+
+def trials_stage_table(report: Report) -> Table:
+    """Per checkpoint and stage, each headline figure across the trials."""
+    t = report.trials
+    head = ["checkpoint", "stage", "figure", "by trial", "mean ± sd (CV) [95% t CI]", "note"]
+    rows = []
+    for c in t.checkpoints if t else []:
+        for st in c.stages:
+            for f in st.figures:
+                rows.append([c.label, st.stage, f"{f.figure} ({f.unit})",
+                             " / ".join(num(v) for v in f.values), _spread(f), f.note or "–"])
+    return head, rows

@@ -5,12 +5,11 @@ for a second run of the same server."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from serve_bench.rundir import MANIFEST, RECORDS, RunDir, StageFile, write_json
+from serve_bench.rundir import MANIFEST, RECORDS, SERIES, RunDir, StageFile, write_json
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.simulate import closed_loop
 
@@ -20,18 +19,22 @@ HARDWARE = {"cpu_model": "virtual time (serve_bench.simengine)", "logical_cpus":
 
 def write_ladder_run(root: Path, engines: Mapping[str, EngineParams], *, users: Sequence[int] = (8, 16, 24, 32),
                      requests: int = 400, prompt_tokens: int = 64, output_tokens: int = 32,
-                     slo: Mapping[str, Any] | None = None) -> Path:
+                     slo: Mapping[str, Any] | None = None, bases: Mapping[str, str] | None = None,
+                     trial: Mapping[str, Any] | None = None) -> Path:
     """A completed run at ``root``: per checkpoint name, its engine, loaded with ``users`` closed-loop users
-    (``requests`` a stage). ``slo``: the run's resolved SLO set as the manifest keeps it."""
+    (``requests`` a stage). ``slo``: the run's resolved SLO set as the manifest keeps it; ``bases``: checkpoint
+    -> the one it was pruned from (default: itself); ``trial``: the manifest's trial entry."""
     root.mkdir(parents=True, exist_ok=True)
     profile = {"name": PROFILE, "mode": "closed", "stages": [{"name": f"c{n}", "users": n} for n in users],
                "prompt_tokens": prompt_tokens, "output_tokens": output_tokens, "requests": requests}
     write_json(root / MANIFEST, {"status": "completed", "study": {"name": root.name}, "profiles": [profile],
                                  "command": ["simulated"], "hardware": HARDWARE, "slo": dict(slo) if slo else None,
-                                 "checkpoints": [{"name": n} for n in engines]})
+                                 "checkpoints": [{"name": n} for n in engines],
+                                 "trial": dict(trial) if trial else None})
     run = RunDir(root)
     for name, params in engines.items():
-        write_json(run.checkpoint_dir(name) / "checkpoint.json", {"name": name, "label": name, "base": name})
+        base = (bases or {}).get(name, name)
+        write_json(run.checkpoint_dir(name) / "checkpoint.json", {"name": name, "label": name, "base": base})
         lines = []
         for index, n in enumerate(users, 1):
             recs = [r.model_copy(update={"profile": PROFILE}) for r in
@@ -49,5 +52,10 @@ def write_ladder_run(root: Path, engines: Mapping[str, EngineParams], *, users: 
     return root
 
 
-def manifest_of(root: Path) -> dict[str, Any]:
-    return json.loads((root / MANIFEST).read_text())
+def write_series(root: Path, trials: Sequence[Mapping[str, EngineParams]], **kw: Any) -> Path:
+    """A repeated run at ``root`` (series.json and trial-1…N), one mapping of engines per trial."""
+    names = [f"trial-{i}" for i in range(1, len(trials) + 1)]
+    for i, (name, engines) in enumerate(zip(names, trials), 1):
+        write_ladder_run(root / name, engines, trial={"index": i, "of": len(trials), "series": str(root)}, **kw)
+    write_json(root / SERIES, {"trials": len(trials), "runs": names, "status": "completed"})
+    return root
