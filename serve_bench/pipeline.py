@@ -120,7 +120,8 @@ def run_trials(study: StudySpec, profiles: list[LoadProfile], ev: Events, comman
             outcome.trials.append(done)
             outcome.problems += [f"trial {index}: {p}" for p in done.problems]
             outcome.eval_problems += done.eval_problems
-            if done.status != "completed" and study.on_server_death == "stop":
+            server_failed = len(done.problems) > done.eval_problems
+            if server_failed and study.on_server_death == "stop":
                 break
         outcome.status = "failed" if outcome.problems else "completed"
     except KeyboardInterrupt:

@@ -139,7 +139,9 @@ def compare(baseline: Path, candidate: Path, *, alpha: float = DEFAULT_ALPHA,
     pairs, unpaired = _checkpoint_pairs(base, cand)
     result.notes += unpaired
     rng = np.random.default_rng(seed)
-    b_reports, c_reports = _capacity(base, settings), _capacity(cand, settings)
+    # across trials only the point capacities are tested: the least bootstrap the report allows will do
+    cap_settings = settings.model_copy(update={"bootstrap_resamples": 50 if welch else resamples})
+    b_reports, c_reports = _capacity(base, cap_settings), _capacity(cand, cap_settings)
     for b_name, c_name in pairs:
         label = b_name if b_name == c_name else f"{b_name} / {c_name}"
         result.rows += _stage_rows(base, cand, b_name, c_name, label, profiles, settings, welch, resamples, rng,

@@ -53,7 +53,7 @@ def welch(baseline: Sequence[float], candidate: Sequence[float], confidence: flo
     if not mb:
         return Test.none("the baseline's mean is 0: no ratio")
     vb, vc = b.var(ddof=1) / b.size, c.var(ddof=1) / c.size
-    if vb + vc == 0:  # identical trials on both sides: no spread to test against
+    if math.sqrt(vb + vc) <= 1e-9 * max(abs(mb), abs(mc)):  # identical trials on both sides: no spread to test
         return Test(WELCH, ratio, (ratio, ratio), 1.0 if mb == mc else 0.0)  # type: ignore[arg-type]
     res = stats.ttest_ind(c, b, equal_var=False)
     df = (vb + vc) ** 2 / (vb ** 2 / (b.size - 1) + vc ** 2 / (c.size - 1))

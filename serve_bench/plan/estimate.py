@@ -264,7 +264,8 @@ def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profi
         parts.append(Part("load generator's first tokenizer load", model.first_client_s))
     parts.append(Part("summary and exit" + (f" (× {trials} trials)" if trials > 1 else ""), model.finish_s * trials))
     if checkpoints:
-        parts.append(Part("capacity report (plots, HTML, JSON)" + (f" (× {trials} trials)" if trials > 1 else ""),
-                          model.report_s * trials))
+        reports = trials + 1 if trials > 1 else 1  # each trial's, and the series' run to run
+        parts.append(Part("capacity report (plots, HTML, JSON)" + (f" (× {reports}: each trial's and the series')"
+                                                                   if trials > 1 else ""), model.report_s * reports))
     return StudyPlan(name, out_dir, checkpoints, server, plans, energy, parts, model, list(notes or []), evaluation,
                      trials)

@@ -72,7 +72,8 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
         notes.append("the cost model is the bundled 135M model's: a larger model's stages take longer")
     if study.repeats > 1:
         notes.append(f"{study.repeats} trials: every stage runs {study.repeats} times, the checkpoints' order "
-                     "alternating (A B, B A …); accuracy is evaluated in the first trial only")
+                     "alternating (A B, B A …)" + ("; accuracy is evaluated in the first trial only"
+                                                   if study.eval.enabled else ""))
     return make_plan(study.name, study.out_dir, checkpoints, profiles, server, energy, model, history, notes,
                      _evaluation(study, model), trials=study.repeats, cooldown_s=study.cooldown_s)
 

@@ -90,11 +90,12 @@ def build_report(run_dirs: list[Path], out: Path | None = None, settings: Report
 
 
 def expand_series(run_dirs: list[Path]) -> list[Path]:
-    """Run directories, a repeated run's series directory standing for its trials."""
+    """Run directories, a repeated run's series directory standing for its trials (those with a finished stage:
+    a trial interrupted before its first is left out)."""
     out: list[Path] = []
     for path in map(Path, run_dirs):
         trials = series_runs(path)
-        out += trials if trials is not None else [path]
+        out += [t for t in trials if any(t.glob("*/stages/*.json"))] if trials is not None else [path]
     return out
 
 

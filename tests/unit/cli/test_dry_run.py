@@ -179,3 +179,19 @@ def test_planning_and_reading_a_study_import_no_torch(module: str) -> None:
     # a fresh interpreter: this one has imported torch for the CLI
     code = f"import sys, {module}; sys.exit('torch' in sys.modules or 'locust' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_repeats_are_counted_in_the_plan_and_its_estimate(home, tmp_path) -> None:
+    def total_s(text: str) -> float:
+        m = re.search(r"estimated wall time: (?:(\d+) min )?(\d+) s", text)
+        return 60 * int(m.group(1) or 0) + int(m.group(2))
+
+    once = dry("--no-prune", "--no-eval", "--out", str(tmp_path / "runs"))
+    thrice = dry("--no-prune", "--no-eval", "--repeats", "3", "--cooldown", "20", "--out", str(tmp_path / "runs"))
+    assert once.exit_code == 0 and thrice.exit_code == 0, thrice.output
+    assert "× 3 trials)" in thrice.output and "cool-down between trials (2 × 20 s)" in thrice.output
+    said = " ".join(thrice.output.split())  # the notes are wrapped
+    assert "every stage runs 3 times" in said and "accuracy" not in said.split("3 trials:")[1]
+    assert total_s(thrice.output) > 2.5 * total_s(once.output)
+    bad = dry("--repeats", "0", "--out", str(tmp_path / "runs"))
+    assert bad.exit_code == 2 and "repeats" in bad.output

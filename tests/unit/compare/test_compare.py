@@ -62,10 +62,10 @@ def test_an_engine_15_percent_slower_per_token_is_a_regression(sides):
 
 
 def test_one_trial_a_side_uses_the_bootstrap_and_says_what_it_covers(sides):
-    same = compare(sides["a"] / "trial-1", sides["b"] / "trial-1", max_regression_pct=5)
+    same = compare(sides["a"] / "trial-1", sides["b"] / "trial-1", max_regression_pct=5, resamples=200)
     assert "bootstrap" in same.method and "not how far a second run would move" in same.method
     assert {r.test.method for r in same.rows} >= {sig.BOOTSTRAP}
-    slow = compare(sides["a"] / "trial-1", sides["slow"] / "trial-1", max_regression_pct=5)
+    slow = compare(sides["a"] / "trial-1", sides["slow"] / "trial-1", max_regression_pct=5, resamples=200)
     assert any(r.key == "output_throughput" for r in slow.regressions)
     # a figure from too few samples says so
     p99 = next(r for r in slow.rows if r.key == "p99 tpot_ms")
@@ -73,7 +73,7 @@ def test_one_trial_a_side_uses_the_bootstrap_and_says_what_it_covers(sides):
 
 
 def test_uneven_trials_compare_the_first_of_each_and_say_so(sides):
-    c = compare(sides["a"], sides["b"] / "trial-1")
+    c = compare(sides["a"], sides["b"] / "trial-1", resamples=200)
     assert "bootstrap" in c.method
     assert any("only the first trial of each" in n for n in c.notes)
 

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from serve_bench.report.build import build_report
+from serve_bench.report.analysis import analyse
+from serve_bench.report.build import build_report, expand_series, settings_for
+from serve_bench.report.inputs import read_run
 from serve_bench.report.trials import spread
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.runs import write_series
@@ -24,8 +26,13 @@ def series(root, pruned_speed: float, trials: int = 3):
     return write_series(root, engines, slo=SLO, requests=200, users=(8, 16, 24, 32), bases={"p40": "base"})
 
 
+def report(series_dir):
+    settings = settings_for([series_dir / "trial-1"]).model_copy(update={"bootstrap_resamples": 200})
+    return build_report([series_dir], settings=settings)
+
+
 def test_a_faster_pruned_copy_is_established_across_trials(tmp_path):
-    files = build_report([series(tmp_path / "s", 1.25)])
+    files = report(series(tmp_path / "s", 1.25))
     [verdict] = files.verdicts
     assert "established, more capacity per replica" in verdict and "over 3 trials" in verdict
     data = json.loads(files.json.read_text())
@@ -40,7 +47,9 @@ def test_a_faster_pruned_copy_is_established_across_trials(tmp_path):
 
 
 def test_the_same_engine_is_not_established(tmp_path):
-    [verdict] = build_report([series(tmp_path / "s", 1.0)]).verdicts
+    root = series(tmp_path / "s", 1.0)
+    settings = settings_for([root / "trial-1"]).model_copy(update={"bootstrap_resamples": 200})
+    [verdict] = analyse([read_run(p) for p in expand_series([root])], settings).verdicts  # no files: quicker
     assert "not established" in verdict
 
 
