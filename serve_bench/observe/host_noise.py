@@ -3,8 +3,9 @@ server nor the load generator nor serve-bench itself, the CPU time the hyperviso
 temperature, clocks and throttle reasons. A stage run under contention is flagged (``host_contended``) and
 left off the load curves, as a saturated one is: its latencies measure the neighbours as much as the server.
 
-"Ours" is this process and every descendant (a launched vLLM server, the load process and its workers), plus,
-for a server at a loopback ``--url``, the process listening on its port and that process's descendants. The
+"Ours" is this process and every descendant (a launched vLLM server, the load process and its workers), load
+workers started by hand on this host (``serve-bench worker``), and, for a server at a loopback ``--url``, the
+process listening on its port and that process's descendants. The
 others' CPU time is the host's busy time (``/proc/stat``) less ours; a process of ours that ended during the
 stage (a Locust worker) stays ours through its parent's reaped-children time.
 
@@ -29,6 +30,7 @@ import psutil
 # daemons (0.01-0.05 core here).
 CONTENDED_CORES = 0.5
 CONTENDED_STEAL = 0.10
+WORKER_MODULE = "serve_bench.load.worker"  # what `serve-bench worker` execs (python -m serve_bench.load.worker)
 
 
 def _busy_and_steal(t: Any) -> tuple[float, float, float]:
@@ -117,6 +119,10 @@ class HostNoise:
             with contextlib.suppress(psutil.Error):
                 server = psutil.Process(self.server_pid)
                 procs += [server, *server.children(recursive=True)]
+        # load workers started by hand on this host (`serve-bench worker`) are the load generator too
+        for proc in psutil.process_iter(["cmdline"]):
+            if WORKER_MODULE in (proc.info.get("cmdline") or []):
+                procs.append(proc)
         seen: dict[int, psutil.Process] = {p.pid: p for p in procs}
         return list(seen.values())
 
