@@ -4,10 +4,12 @@ a crash or Ctrl-C keeps all finished results; servers are always stopped."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -107,29 +109,24 @@ def run_trials(study: StudySpec, profiles: list[LoadProfile], ev: Events, comman
     ev.run_started(series.path)
     outcome = RunOutcome(series.path, "running")
     try:
-        for index in range(1, study.repeats + 1):
-            if index > 1:
-                _between_trials(study, ev, info)
-            trial = Trial(index, study.repeats, series.path, reverse=index % 2 == 0)
-            spec = study if index == 1 else study.model_copy(
-                update={"eval": study.eval.model_copy(update={"enabled": False})})
-            run = RunDir.create(series.path, f"trial-{index}", stamped=False)
-            info["runs"].append(run.path.name)
-            write_json(series.path / SERIES, info)
-            done = _run_once(spec, profiles, run, ev, command, energy_meter, trial)
-            outcome.trials.append(done)
-            outcome.problems += [f"trial {index}: {p}" for p in done.problems]
-            outcome.eval_problems += done.eval_problems
-            server_failed = len(done.problems) > done.eval_problems
-            if server_failed and study.on_server_death == "stop":
-                break
-        outcome.status = "failed" if outcome.problems else "completed"
-    except KeyboardInterrupt:
-        outcome.status = "interrupted"
-        raise
-    except BaseException:
-        outcome.status = "failed"
-        raise
+        with _settled(outcome):
+            for index in range(1, study.repeats + 1):
+                if index > 1:
+                    _between_trials(study, ev, info)
+                trial = Trial(index, study.repeats, series.path, reverse=index % 2 == 0)
+                spec = study if index == 1 else study.model_copy(
+                    update={"eval": study.eval.model_copy(update={"enabled": False})})
+                run = RunDir.create(series.path, f"trial-{index}", stamped=False)
+                info["runs"].append(run.path.name)
+                write_json(series.path / SERIES, info)
+                done = _run_once(spec, profiles, run, ev, command, energy_meter, trial)
+                outcome.trials.append(done)
+                outcome.problems += [f"trial {index}: {p}" for p in done.problems]
+                outcome.eval_problems += done.eval_problems
+                server_failed = len(done.problems) > done.eval_problems
+                if server_failed and study.on_server_death == "stop":
+                    break
+            outcome.status = "failed" if outcome.problems else "completed"
     finally:
         info.update(status=outcome.status, ended_utc=_now())
         write_json(series.path / SERIES, info)
@@ -151,6 +148,19 @@ def _between_trials(study: StudySpec, ev: Events, info: dict[str, Any]) -> None:
         if said and said not in info["notes"]:
             info["notes"].append(said)
             ev.note(said)
+
+
+@contextlib.contextmanager
+def _settled(outcome: RunOutcome) -> Iterator[None]:
+    """A run (or series) that raises is 'interrupted' (Ctrl-C) or 'failed', and the error goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+        raise
+    except BaseException:
+        outcome.status = "failed"
+        raise
 
 
 def reset_prefix_cache(url: str, key: str | None) -> str | None:
@@ -193,40 +203,35 @@ def _run_once(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ev: Ev
     observer = Observer(slos_ms=slo.slo_ms, metrics_host=study.metrics.host, metrics_port=study.metrics.port,
                         gpus=_server_gpus(study), idle_s=study.energy.idle_s, meter=energy_meter)
     try:
-        manifest["metrics_url"] = observer.start()
-        save_manifest()
-        ev.metrics_started(manifest["metrics_url"])
-        ev.observing(observer)
-        for note in observer.notes:
-            ev.note(note)
-        ev.phase("", "preparing the checkpoints (pruned once, then reused)")
-        served = _targets(study, key, ev)
-        manifest["checkpoints"] = [c.describe() for c in served]
-        if trial is not None:
-            served = trial.arrange(served)
-            manifest["trial"] = trial.describe([c.name for c in served])
-        save_manifest()
-        for i, ck in enumerate(served):
-            if trial is None:
-                ev.checkpoint_started(ck.label or ck.name, i, len(served))
-            else:  # the live view counts every trial's stages
-                ev.checkpoint_started(f"{ck.label or ck.name} (trial {trial.index}/{trial.of})",
-                                      (trial.index - 1) * len(served) + i, len(served) * trial.of)
-            try:
-                _serve_and_load(study, profiles, run, ck, ev, outcome, key, observer,
-                                trial.index if trial else None)
-            except ServerError as err:
-                outcome.problems.append(f"{ck.name}: {err.message}")
-                ev.problem(f"{ck.name}: {err.message}")
-                if study.on_server_death == "stop":
-                    break
-        outcome.status = "failed" if outcome.problems else "completed"
-    except KeyboardInterrupt:
-        outcome.status = "interrupted"
-        raise
-    except BaseException:
-        outcome.status = "failed"
-        raise
+        with _settled(outcome):
+            manifest["metrics_url"] = observer.start()
+            save_manifest()
+            ev.metrics_started(manifest["metrics_url"])
+            ev.observing(observer)
+            for note in observer.notes:
+                ev.note(note)
+            ev.phase("", "preparing the checkpoints (pruned once, then reused)")
+            served = _targets(study, key, ev)
+            manifest["checkpoints"] = [c.describe() for c in served]
+            if trial is not None:
+                served = trial.arrange(served)
+                manifest["trial"] = trial.describe([c.name for c in served])
+            save_manifest()
+            for i, ck in enumerate(served):
+                if trial is None:
+                    ev.checkpoint_started(ck.label or ck.name, i, len(served))
+                else:  # the live view counts every trial's stages
+                    ev.checkpoint_started(f"{ck.label or ck.name} (trial {trial.index}/{trial.of})",
+                                          (trial.index - 1) * len(served) + i, len(served) * trial.of)
+                try:
+                    _serve_and_load(study, profiles, run, ck, ev, outcome, key, observer,
+                                    trial.index if trial else None)
+                except ServerError as err:
+                    outcome.problems.append(f"{ck.name}: {err.message}")
+                    ev.problem(f"{ck.name}: {err.message}")
+                    if study.on_server_death == "stop":
+                        break
+            outcome.status = "failed" if outcome.problems else "completed"
     finally:
         observer.close()
         manifest.update(status=outcome.status, ended_utc=_now(), problems=outcome.problems)
