@@ -49,6 +49,14 @@ def judge(base: Path, cand: Path) -> dict:
             "throughput_found": sum(1 for r in tput if r.regression), "throughput_stages": len(tput)}
 
 
+def tally(pairs: list[dict], n: int) -> str:
+    """The table's cells for one setting, from each pair's :func:`judge`."""
+    tested = sum(g["tested"] for g in pairs)
+    raw = sum(g["raw_significant"] for g in pairs)
+    return (f"{tested} | {raw} ({raw / max(tested, 1):.1%}) | {sum(g['gate'] for g in pairs)} of {n} | "
+            f"{sum(g['throughput_found'] for g in pairs)} of {sum(g['throughput_stages'] for g in pairs)}")
+
+
 def virtual(args: argparse.Namespace) -> None:
     print(f"virtual time: ladder {args.users} users, {args.requests} requests a stage, jitter {args.jitter}, "
           f"{args.trials_list} trials a side, {args.pairs} pairs; α = {ALPHA}")
@@ -57,7 +65,7 @@ def virtual(args: argparse.Namespace) -> None:
     for slowdown in args.slowdown:
         for trials in args.trials_list:
             t0 = time.time()
-            tested = raw = flagged = found = stages = 0
+            judged = []
             for pair in range(args.pairs):
                 with tempfile.TemporaryDirectory() as tmp:
                     root = Path(tmp)
@@ -66,14 +74,9 @@ def virtual(args: argparse.Namespace) -> None:
                             seed = 100_000 * (side == "b") + 1000 * pair + t
                             write_ladder_run(root / side / f"trial-{t + 1}", {"sim": engine(slow, seed, args.jitter)},
                                              users=args.users, requests=args.requests, slo=SLO)
-                    got = judge(root / "a", root / "b")
-                tested += got["tested"]
-                raw += got["raw_significant"]
-                flagged += got["gate"]
-                found += got["throughput_found"]
-                stages += got["throughput_stages"]
-            print(f"| {slowdown:.0%} | {trials} | {tested} | {raw} ({raw / max(tested, 1):.1%}) | {flagged} of "
-                  f"{args.pairs} | {found} of {stages} | ({time.time() - t0:.0f} s)")
+                    judged.append(judge(root / "a", root / "b"))
+            print(f"| {slowdown:.0%} | {trials} | {tally(judged, args.pairs)} | ({time.time() - t0:.0f} s)",
+                  flush=True)
 
 
 def real(args: argparse.Namespace) -> None:
@@ -98,7 +101,6 @@ def real(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|")
     for slowdown in args.slowdown:
         t0 = time.time()
-        tested = raw = flagged = found = stages = 0
         detail = []
         for pair in range(args.pairs):
             pair_dir = work / f"slow{slowdown:g}-pair{pair}"
@@ -121,15 +123,8 @@ def real(args: argparse.Namespace) -> None:
                         outcome = run_study(study)
                         if outcome.status != "completed":
                             raise SystemExit(f"a run failed: {outcome.problems}")
-            got = judge(pair_dir / "a", pair_dir / "b")
-            detail.append(got)
-            tested += got["tested"]
-            raw += got["raw_significant"]
-            flagged += got["gate"]
-            found += got["throughput_found"]
-            stages += got["throughput_stages"]
-        print(f"| {slowdown:.0%} | {tested} | {raw} ({raw / max(tested, 1):.1%}) | {flagged} of {args.pairs} | "
-              f"{found} of {stages} | {time.time() - t0:.0f} s |", flush=True)
+            detail.append(judge(pair_dir / "a", pair_dir / "b"))
+        print(f"| {slowdown:.0%} | {tally(detail, args.pairs)} | {time.time() - t0:.0f} s |", flush=True)
         for i, got in enumerate(detail):
             if got["worse"]:
                 print(f"    pair {i}: gate named {', '.join(got['worse'])}", flush=True)
