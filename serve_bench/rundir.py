@@ -54,6 +54,14 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write aside, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 

@@ -45,11 +45,11 @@ def compare(baseline: Path, candidate: Path, out: Path | None, max_regression: f
     result = compare_runs(baseline, candidate, alpha=alpha, max_regression_pct=max_regression, force=force,
                           resamples=resamples, seed=seed)
     md, js = render.write(result, out if out is not None else Path(candidate) / "compare")
-    head, rows = render.table(result, None if show_all else [r for r in result.rows if r.significant
-                                                             or r.regression])
+    picked = result.rows if show_all else result.significant  # a regression is significant too
+    head, rows = render.table(result, picked)
     shown = Table(*head, title=f"{result.candidate['given']} against {result.baseline['given']}", title_justify="left")
-    for row in rows:
-        shown.add_row(*row, style="bold red" if row[8] == "REGRESSION" else None)
+    for row, cells in zip(picked, rows):
+        shown.add_row(*cells, style="bold red" if row.regression else None)
     if rows:
         console.print(shown)
     quiet = len(result.rows) - len(rows)

@@ -141,7 +141,7 @@ def compare(baseline: Path, candidate: Path, *, alpha: float = DEFAULT_ALPHA,
     rng = np.random.default_rng(seed)
     # across trials only the point capacities are tested: the least bootstrap the report allows will do
     cap_settings = settings.model_copy(update={"bootstrap_resamples": 50 if welch else resamples})
-    b_reports, c_reports = _capacity(base, cap_settings), _capacity(cand, cap_settings)
+    b_reports, c_reports = _capacity(base, cap_settings, welch), _capacity(cand, cap_settings, welch)
     for b_name, c_name in pairs:
         label = b_name if b_name == c_name else f"{b_name} / {c_name}"
         result.rows += _stage_rows(base, cand, b_name, c_name, label, profiles, settings, welch, resamples, rng,
@@ -220,9 +220,11 @@ def _stage_row(f: Figure, label: str, key: tuple[str | None, str], b: list[Stage
                test, note=f"too few samples: {too_few}" if too_few else "")
 
 
-def _capacity(side: Side, settings: ReportSettings) -> list[dict[str, CheckpointReport]]:
-    """Per trial, checkpoint name -> its capacity report (judged by ``settings``: the baseline's SLO)."""
-    return [{c.name: c for c in analyse([run], settings).checkpoints} for run in side.runs]
+def _capacity(side: Side, settings: ReportSettings, every_trial: bool) -> list[dict[str, CheckpointReport]]:
+    """Per trial (the first only, unless ``every_trial``), checkpoint name -> its capacity report (judged by
+    ``settings``: the baseline's SLO)."""
+    runs = side.runs if every_trial else side.runs[:1]
+    return [{c.name: c for c in analyse([run], settings).checkpoints} for run in runs]
 
 
 def _capacity_rows(b_reports: list[dict[str, CheckpointReport]], c_reports: list[dict[str, CheckpointReport]],

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from serve_bench.compare.build import Comparison, Row
+from serve_bench.errors import ConfigError
 from serve_bench.report.build import json_safe
 from serve_bench.report.markdown import md_table
 from serve_bench.report.tables import Table, num
-from serve_bench.rundir import write_json
+from serve_bench.rundir import write_json, write_text
 
 MARKDOWN, JSON = "compare.md", "compare.json"
 METHOD_WORDS = {"welch": "Welch t", "bootstrap": "bootstrap", "z": "z (lm-eval SE)", "none": "–"}
@@ -97,10 +97,11 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
 
 
 def write(comparison: Comparison, directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
     md, js = directory / MARKDOWN, directory / JSON
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(render_markdown(comparison), encoding="utf-8")
-    tmp.replace(md)
-    write_json(js, json.loads(json.dumps(to_json(comparison), allow_nan=False)))
+    try:
+        write_text(md, render_markdown(comparison))
+        write_json(js, to_json(comparison))  # json_safe: no NaN left
+    except OSError as err:
+        raise ConfigError(f"cannot write the comparison in {directory}: {err.strerror}",
+                          hint="choose a writable --out") from None
     return md, js

@@ -65,6 +65,14 @@ def _report_live(live: LiveStage, events: Events) -> None:
             events.send("live", in_flight=live.in_flight(), cpu=live.loadgen_cpu())
 
 
+def _stamped(writer: RecordWriter, trial: int) -> Any:
+    """The sink of a repeated run's trial: each record (this process's own, written once) carries the trial."""
+    def sink(record: Any) -> None:
+        record.trial = trial
+        writer(record)
+    return sink
+
+
 def run(spec: LoadSpec, events: Events) -> None:
     live = LiveStage()
     live.on_begin = lambda s: events.send("begin", profile=s.profile, stage=s.stage, kind=s.kind, target=s.target,
@@ -76,7 +84,7 @@ def run(spec: LoadSpec, events: Events) -> None:
 
     try:
         with RecordWriter(spec.records_path) as writer:  # flushed per record: the orchestrator reads them there
-            sink = writer if spec.trial is None else (lambda r: writer(r.model_copy(update={"trial": spec.trial})))
+            sink = writer if spec.trial is None else _stamped(writer, spec.trial)
             run_profile(LoadProfile.model_validate(spec.profile), url=spec.url, model=spec.model,
                         model_path=spec.model_path, sink=sink, slos_ms=spec.slos_ms, on_stage=on_stage,
                         saturation_lag_ms=spec.saturation_lag_ms, workers=spec.workers,

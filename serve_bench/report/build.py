@@ -17,7 +17,7 @@ from serve_bench.report.analysis import Report, analyse
 from serve_bench.report.figures import build_figures
 from serve_bench.report.inputs import read_run
 from serve_bench.report.render_png import write_png
-from serve_bench.rundir import read_json, series_runs
+from serve_bench.rundir import read_json, series_runs, write_text
 from serve_bench.study import ReportSettings
 from serve_bench.validation import validate
 
@@ -105,9 +105,9 @@ def write(report: Report, directory: Path) -> ReportFiles:
     files = ReportFiles(directory, directory / MARKDOWN, directory / HTML, directory / JSON,
                         verdicts=report.verdicts)
     files.pngs = [write_png(f, directory / png_names[f.slug]) for f in figures]
-    _write_text(files.markdown, markdown.render(report, figures, png_names))
-    _write_text(files.html, html.render(report, figures, png_names))
-    _write_text(files.json, json.dumps(to_json(report), indent=1, default=_default, allow_nan=False) + "\n")
+    write_text(files.markdown, markdown.render(report, figures, png_names))
+    write_text(files.html, html.render(report, figures, png_names))
+    write_text(files.json, json.dumps(to_json(report), indent=1, default=_default, allow_nan=False) + "\n")
     return files
 
 
@@ -139,7 +139,3 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -51,10 +51,6 @@ class Spread:
     note: str = ""
 
     @property
-    def n(self) -> int:
-        return sum(v is not None for v in self.values)
-
-    @property
     def unstable(self) -> bool:
         return self.cv is not None and self.cv > UNSTABLE_CV
 
@@ -87,10 +83,6 @@ class StageSpread:
     profile: str | None
     stage: str
     figures: list[Spread]
-
-    @property
-    def unstable(self) -> list[str]:
-        return [f.figure for f in self.figures if f.unstable]
 
 
 @dataclass

@@ -36,3 +36,7 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     assert_clean_error(sb("compare", str(base), str(tmp_path / "nothing")), 2, "is not a serve-bench run directory")
     assert_clean_error(sb("compare", str(base), str(base), "--max-regression", "150"), 2, "--max-regression 150")
     assert_clean_error(sb("compare", str(base), str(base), "--alpha", "2"), 2, "--alpha 2")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert_clean_error(sb("compare", str(base), str(base), "--out", str(blocker / "out")), 2,
+                       "cannot write the comparison", "--out")
