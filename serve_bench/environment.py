@@ -34,9 +34,26 @@ def hardware() -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "physical_cpus": psutil.cpu_count(logical=False),
         "memory_bytes": psutil.virtual_memory().total,
+        "cpu_bf16": cpu_has_bf16(),
         "gpus": _gpus(),
     }
     return info
+
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bf16() -> bool | None:
+    """Whether this x86 CPU has bf16 arithmetic (AVX512-BF16 or AMX); None where /proc/cpuinfo does not say."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return any(f in flags for f in BF16_CPU_FLAGS)
+    except OSError:
+        pass
+    return None
 
 
 def _cpu_model() -> str | None:

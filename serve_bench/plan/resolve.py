@@ -22,7 +22,7 @@ from serve_bench.plan.model import CheckpointPlan, EnergyPlan, EvalPlan, ServerP
 from serve_bench.prune import MANIFEST, Target
 from serve_bench.prune.criteria import get as get_criterion
 from serve_bench.prune.plan import plan as k_plan
-from serve_bench.serve.server import CPU_DEFAULT_ARGS, CPU_DEFAULT_ENV, port_in_use, vllm_build
+from serve_bench.serve.server import CPU_DEFAULT_ENV, engine_args_for, port_in_use, vllm_build
 from serve_bench.study import is_loopback
 from serve_bench.workload.profiles import load_profile
 
@@ -98,8 +98,7 @@ def _server(study: StudySpec, notes: list[str]) -> ServerPlan:
         return ServerPlan("url", url=s.url, host=s.host)
     build = vllm_build()
     args, key = auth.split_api_key(s.engine_args)
-    if build == "cpu":
-        args = [a for a in CPU_DEFAULT_ARGS if a not in args and "--no-enforce-eager" not in args] + args
+    args = engine_args_for(build, args)
     defaults = CPU_DEFAULT_ENV if build == "cpu" else {}
     env = {**defaults, **os.environ, **s.env}  # as VllmServer.start: the environment beats the CPU defaults
     shown_env = {k: v for k, v in env.items() if k in s.env or k in defaults}

@@ -21,11 +21,29 @@ from pathlib import Path
 import requests
 
 from serve_bench import auth
+from serve_bench.environment import cpu_has_bf16
 from serve_bench.errors import ConfigError, ServerDiedError, ServerStartError
 from serve_bench.processes import die_with_parent
 
 CPU_DEFAULT_ARGS = ["--enforce-eager"]  # compilation costs ~50 s per start on a small CPU
 CPU_DEFAULT_ENV = {"VLLM_CPU_KVCACHE_SPACE": "4"}
+# Where the CPU has no bf16 arithmetic (AVX2-only x86), torch emulates bf16 matrix products: prefill ran 4.4x
+# slower than in float32 (TTFT 1.49 s against 0.34 s, 60-token prompt, the bundled model, 2026-12-07;
+# docs/benchmarks.md, "bf16 on a CPU without bf16"), so such hosts serve in float32 unless engine_args say.
+CPU_NO_BF16_ARGS = ["--dtype", "float32"]
+
+
+def engine_args_for(build: str | None, engine_args: list[str]) -> list[str]:
+    """The engine arguments a launched server gets: the study's, after the CPU build's defaults that it does
+    not override."""
+    args = list(engine_args)
+    if build != "cpu":
+        return args
+    given = {a.split("=", 1)[0] for a in args}
+    defaults = [] if "--no-enforce-eager" in given else [a for a in CPU_DEFAULT_ARGS if a not in given]
+    if cpu_has_bf16() is False and "--dtype" not in given:
+        defaults += CPU_NO_BF16_ARGS
+    return defaults + args
 
 
 def vllm_build() -> str | None:
@@ -89,9 +107,7 @@ class VllmServer:
         if build is None:
             raise ServerStartError("vLLM is not installed in this environment",
                                    hint="run scripts/setup.sh (it installs vllm or vllm-cpu)")
-        args = list(self.spec.engine_args)
-        if build == "cpu":
-            args = [a for a in CPU_DEFAULT_ARGS if a not in args and "--no-enforce-eager" not in args] + args
+        args = engine_args_for(build, self.spec.engine_args)
         # `python -m` rather than the `vllm` command: vllm-cpu's console script
         # looks up a distribution named `vllm` and fails.
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.spec.model_path),
