@@ -143,8 +143,8 @@ def _between_trials(study: StudySpec, ev: Events, info: dict[str, Any]) -> None:
     if study.cooldown_s > 0:
         ev.phase("", f"cooling down {study.cooldown_s:g} s between trials")
         time.sleep(study.cooldown_s)
-    if study.server.url:
-        said = reset_prefix_cache(study.server.url, api_key(study))
+    for url in study.server.urls:
+        said = reset_prefix_cache(url, api_key(study))
         if said and said not in info["notes"]:
             info["notes"].append(said)
             ev.note(said)
@@ -264,14 +264,14 @@ def _report(run: RunDir, ev: Events) -> Any:
 def api_key(study: StudySpec) -> str | None:
     """The key sent to the server: the study's environment variable, else vLLM's --api-key in engine_args."""
     from_env = auth.key_from_env(study.server.api_key_env)
-    if study.server.url:
+    if study.server.urls:
         return from_env
     return from_env or auth.split_api_key(study.server.engine_args)[1]
 
 
 def _server_gpus(study: StudySpec) -> list[int] | None:
     """The GPUs the launched server uses; with --url, unknown (every GPU visible here is measured)."""
-    if study.server.url:
+    if study.server.urls:
         return None
     try:
         return server_gpus(study.server.engine_args, {**os.environ, **study.server.env})
@@ -280,11 +280,11 @@ def _server_gpus(study: StudySpec) -> list[int] | None:
 
 
 def _targets(study: StudySpec, key: str | None, ev: Events) -> list[ckpts.ServedCheckpoint]:
-    if study.server.url:
-        name, root = _served_model(study.server.url, study.server.served_model, key)
+    if study.server.urls:
+        name, root = served_fleet(study.server.urls, study.server.served_model, key)
         tokenizer = study.server.tokenizer or root
         if tokenizer is None:
-            raise ConfigError(f"cannot tell which tokenizer {study.server.url} uses for {name!r}; synthetic "
+            raise ConfigError(f"cannot tell which tokenizer {study.server.urls[0]} uses for {name!r}; synthetic "
                               "prompts of an exact length need it", hint="pass --tokenizer DIR")
         return [ckpts.ServedCheckpoint(name, Path(tokenizer), "remote", "", name)]
     return ckpts.prepare(study, say=lambda text: ev.phase("", text),
@@ -295,9 +295,10 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
                     ev: Events, outcome: RunOutcome, key: str | None, observer: Any, trial: int | None) -> None:
     ck_dir = run.checkpoint_dir(ck.name)
     write_json(ck_dir / "checkpoint.json", ck.describe())
-    if study.server.url:
-        _load(study, profiles, run, ck, study.server.url, ck.name, None, ev, outcome, key, observer, trial)
-        _evaluate(study, ck, study.server.url, ck.name, None, ck_dir, ev, outcome, key)
+    if study.server.urls:
+        # a fleet is evaluated at its first endpoint: every endpoint serves the same model (served_fleet)
+        _load(study, profiles, run, ck, study.server.urls[0], ck.name, None, ev, outcome, key, observer, trial)
+        _evaluate(study, ck, study.server.urls[0], ck.name, None, ck_dir, ev, outcome, key)
         return
     spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
                       host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
@@ -360,7 +361,7 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
     if observer.meter.available and study.energy.idle_s > 0:
         ev.phase(label, f"measuring idle power with the model loaded ({study.energy.idle_s:g} s)")
     observer.checkpoint_started(ck.name, url, key, lambda i, when: run.server_metrics_path(ck.name, i, when),
-                                run.server_timeseries_path(ck.name))
+                                run.server_timeseries_path(ck.name), endpoints=study.server.urls)
     try:
         _run_profiles(study, profiles, run, ck, url, served_name, server, ev, key, observer, remote, trial)
     finally:
@@ -391,7 +392,9 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
                               records_path=run.records_path(ck.name), log_path=run.loadgen_log_path(ck.name),
                               on_record=on_record, slos_ms=study.resolved_slo().slo_ms, on_stage=on_stage,
                               workers=study.remote_workers or study.workers, remote=remote, api_key=key,
-                              worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live, trial=trial)
+                              worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live, trial=trial,
+                              endpoints=study.server.urls if len(study.server.urls) > 1 else None,
+                              balance=study.server.balance, stop_on_death=study.on_server_death == "stop")
         died = any(r.server_died for r in results) or (server is not None and not server.alive())
         if died:
             tail = server.log_tail() if server is not None else ""
@@ -399,8 +402,52 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
                                   + (f"; last lines of its log:\n{tail}" if tail else ""))
 
 
+def served_fleet(urls: list[str], wanted: str | None, key: str | None) -> tuple[str, str | None]:
+    """The model every endpoint serves and, when vLLM reports it as a local directory, its checkpoint. A fleet
+    whose endpoints serve different models or tokenizers is refused, naming the endpoint that differs."""
+    name, root = _served_model(urls[0], wanted, key)
+    if len(urls) == 1:
+        return name, root
+    card = _model_card(urls[0], name, key)
+    probe = _tokenize(urls[0], name, key)
+    for url in urls[1:]:
+        other = _model_card(url, name, key)  # refuses an endpoint that does not serve the first one's model
+        if card.get("root") and other.get("root") and other["root"] != card["root"]:
+            raise ConfigError(f"{url} serves {name!r} from {other['root']}, but {urls[0]} from {card['root']}: a "
+                              "fleet's endpoints must serve the same model",
+                              hint="point every --url at a replica of the same checkpoint")
+        tokens = _tokenize(url, name, key)
+        if probe is not None and tokens is not None and tokens != probe:
+            raise ConfigError(f"{url} tokenizes text differently from {urls[0]}: a fleet's endpoints must serve "
+                              "the same tokenizer", hint="point every --url at a replica of the same checkpoint")
+    return name, root
+
+
+# A text whose tokens tell tokenizers apart: words, digits, punctuation, a non-ASCII letter.
+_TOKENIZER_PROBE = "serve-bench checks 12 replicas: naïve, fast... or slow?"
+
+
+def _tokenize(url: str, model: str, key: str | None) -> list[int] | None:
+    """The probe's token ids from vLLM's ``POST /tokenize``; None where the server does not offer it."""
+    try:
+        resp = requests.post(f"{url.rstrip('/')}/tokenize", json={"model": model, "prompt": _TOKENIZER_PROBE},
+                             headers=auth.headers(key), timeout=10)
+        tokens = resp.json().get("tokens") if resp.status_code == 200 else None
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
+    return tokens if isinstance(tokens, list) else None
+
+
 def _served_model(url: str, wanted: str | None, key: str | None) -> tuple[str, str | None]:
     """The model to load at ``url`` and, when vLLM reports it as a local directory, its checkpoint."""
+    entry = _model_card(url, wanted, key)
+    root = entry.get("root")
+    return entry["id"], root if root and Path(root).is_dir() else None
+
+
+def _model_card(url: str, wanted: str | None, key: str | None) -> dict[str, Any]:
+    """``/v1/models``' entry for ``wanted`` (None: the first model) at ``url``; a ConfigError that says why
+    when the server cannot be listed or does not serve it."""
     try:
         resp = requests.get(f"{url.rstrip('/')}/v1/models", headers=auth.headers(key), timeout=10)
     except requests.RequestException as err:
@@ -419,9 +466,7 @@ def _served_model(url: str, wanted: str | None, key: str | None) -> tuple[str, s
     if not ids or (wanted and wanted not in ids):
         raise ConfigError(f"{url} does not serve {wanted!r}" if wanted else f"{url} serves no model",
                           hint=f"models served there: {', '.join(map(str, ids)) or 'none'}")
-    entry = models[ids.index(wanted)] if wanted else models[0]
-    root = entry.get("root")
-    return entry["id"], root if root and Path(root).is_dir() else None
+    return models[ids.index(wanted)] if wanted else models[0]
 
 
 def _now() -> str:

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from serve_bench.auth import DEFAULT_KEY_ENV
 from serve_bench.evaluate.settings import EvalSettings
+from serve_bench.load.balance import DEFAULT_BALANCE, Balance
 from serve_bench.measure.metrics import SLO_METRICS
 from serve_bench.prune.criteria import ALIASES, CRITERIA
 from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
@@ -54,6 +55,11 @@ class PruneSettings(Strict):
 
 class ServerSettings(Strict):
     url: str | None = Field(None, description="an OpenAI-compatible server to load instead of launching vLLM")
+    endpoints: list[str] = Field(default_factory=list,
+                                 description="several servers of the same model, loaded as one fleet (instead "
+                                             "of url); requests spread over them by balance")
+    balance: Balance = Field(DEFAULT_BALANCE, description="how a fleet's requests are spread: least-outstanding "
+                                                          "(fewest in flight) or round-robin")
     served_model: str | None = Field(None, description="model name at --url; default: the server's first model")
     tokenizer: str | None = Field(None, description="tokenizer directory for --url; default: the root vLLM reports")
     engine_args: list[str] = Field(default_factory=lambda: ["--max-model-len", "2048"])
@@ -64,6 +70,24 @@ class ServerSettings(Strict):
     api_key_env: str = Field(DEFAULT_KEY_ENV, min_length=1,
                              description="environment variable holding the API key sent on every request; "
                                          "vLLM's --api-key in engine_args is used when this is unset")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ServerSettings:
+        if self.url and self.endpoints:
+            raise ValueError("give url (one server) or endpoints (a fleet), not both")
+        seen = [u.rstrip("/") for u in self.endpoints]
+        if len(set(seen)) != len(seen):
+            raise ValueError("endpoints name the same server twice: " +
+                             ", ".join(sorted({u for u in seen if seen.count(u) > 1})))
+        for u in self.endpoints:
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"endpoint {u!r} is not an http(s) URL")
+        return self
+
+    @property
+    def urls(self) -> list[str]:
+        """The servers to load (one, or a fleet's endpoints); empty when serve-bench launches vLLM."""
+        return [u.rstrip("/") for u in self.endpoints] if self.endpoints else [self.url] if self.url else []
 
 
 class MetricsSettings(Strict):

@@ -17,6 +17,7 @@ from serve_bench.cli import views
 from serve_bench.cli.options import count_or_all, engine_args, parse_slos, split_list
 from serve_bench.cli.plan_view import show_plan
 from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
+from serve_bench.load.balance import BALANCE_POLICIES
 from serve_bench.measure.metrics import SLO_METRICS
 from serve_bench.rundir import RunDir
 from serve_bench.study import StudySpec, is_loopback
@@ -45,7 +46,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
         if flags[key]:
             put(path, list(flags[key]))
     for key, path in (("criterion", "prune.criterion"), ("divisor", "prune.divisor"),
-                      ("include_base", "prune.include_base"), ("url", "server.url"),
+                      ("include_base", "prune.include_base"), ("balance", "server.balance"),
                       ("served_model", "server.served_model"), ("tokenizer", "server.tokenizer"),
                       ("port", "server.port"), ("out", "out_dir"),
                       ("workers", "workers"), ("expect_workers", "remote_workers"),
@@ -56,6 +57,10 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
                       ("data_dir", "eval.data_dir")):
         if flags[key] is not None:
             put(path, flags[key])
+    if len(flags["url"]) == 1:
+        put("server.url", flags["url"][0])
+    elif flags["url"]:
+        put("server.endpoints", list(flags["url"]))
     if flags["limit"] is not None:
         put("eval.limit", count_or_all("--limit", flags["limit"]))
     if flags["engine_args"] is not None:
@@ -76,7 +81,12 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--criterion", default=None, help="Pruning criterion (ppm, maw, maxabs, vow, pon, l2).")
 @click.option("--divisor", type=int, default=None, help="Round k to a multiple of this (0, 32, 64, 128, 256).")
 @click.option("--profile", "profiles", multiple=True, help="Load profile name in load_profiles/ or a YAML path.")
-@click.option("--url", default=None, help="Load an already running OpenAI-compatible server instead of launching vLLM.")
+@click.option("--url", multiple=True,
+              help="Load an already running OpenAI-compatible server instead of launching vLLM; repeat it for a "
+                   "fleet of servers of the same model, loaded as one (requests spread by --balance).")
+@click.option("--balance", type=click.Choice(BALANCE_POLICIES), default=None,
+              help="How a fleet's requests are spread: least-outstanding (default: the endpoint with the fewest "
+                   "in flight) or round-robin.")
 @click.option("--served-model", default=None, help="Model name at --url (default: the server's first).")
 @click.option("--tokenizer", default=None, help="Tokenizer directory for --url (default: the path vLLM reports).")
 @click.option("--engine-args", default=None, help="vLLM engine arguments, quoted: --engine-args '--max-num-seqs 64'.")

@@ -11,6 +11,7 @@ What is sent is :mod:`serve_bench.workload`'s; what a record holds and how it is
     stage_state  what one stage's users share: whose turn it is, dealt indices, counters
     prompt_feed  a child process building a time-bound stage's prompts ahead of use
     user         the streaming Locust user
+    balance      which of a fleet's endpoints gets each request; a dead endpoint is left out
     barrier      the start barrier: the clock starts when every user is connected
     gc_quiet     no garbage-collector pauses inside a measured stage
     liveness     is the server refusing connections; the load generator's CPU share

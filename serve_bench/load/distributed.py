@@ -38,7 +38,7 @@ from locust.runners import STATE_MISSING
 
 from serve_bench.errors import LoadError
 from serve_bench.load.barrier import await_barrier
-from serve_bench.load.liveness import CpuShare, refused
+from serve_bench.load.liveness import CpuShare
 from serve_bench.load.process import API_KEY_ENV, RemoteMaster
 from serve_bench.load.stage_context import StageContext, StageOutcome, Stop
 from serve_bench.load.stage_plan import StagePlan
@@ -99,7 +99,8 @@ def run_distributed(ctx: StageContext, workers: int) -> StageOutcome:
         lambda client_id, data: take_records(data.pop("serve_bench_records", None)))
 
     spec = {"profile": profile.model_dump(mode="json"), "stage": ctx.stage.model_dump(mode="json"), "url": url,
-            "model": ctx.model, "model_path": ctx.model_path, "prompt_offset": ctx.prompt_offset, "seed": ctx.seed,
+            "endpoints": list(ctx.endpoints), "balance": ctx.balance, "model": ctx.model,
+            "model_path": ctx.model_path, "prompt_offset": ctx.prompt_offset, "seed": ctx.seed,
             "master_port": port}
     procs = [] if remote else [_spawn_worker(port, w, log_dir, ctx.api_key) for w in range(workers)]
     outcome = StageOutcome(started_s=now_s())
@@ -132,7 +133,8 @@ def run_distributed(ctx: StageContext, workers: int) -> StageOutcome:
         runner.send_message("sb_go", {"t0_s": t0})
         if plan.ramp:
             runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
-        outcome.stop, lost = _watch(runner, clients, procs, pids, plan, url, status, done)
+        outcome.stop, lost = _watch(runner, clients, procs, pids, plan, ctx, status, done)
+        outcome.dead_endpoints = sorted({u for c in clients for u in status.get(c, {}).get("dead", [])})
         if lost:
             outcome.lost_workers = [_short(c) for c in lost]
             outcome.notes.append(f"stage {plan.name}: load worker(s) {', '.join(outcome.lost_workers)} "
@@ -167,13 +169,15 @@ def run_distributed(ctx: StageContext, workers: int) -> StageOutcome:
 
 
 def _watch(runner: Any, clients: list[str], procs: list[subprocess.Popen[bytes]], pids: dict[Any, str],
-           plan: StagePlan, url: str, status: dict[str, dict[str, Any]], done: set[str]) -> tuple[Stop, list[str]]:
-    """Until every worker is done, the server died, every request is rejected, or a worker is lost: why the
-    stage stopped, and the workers lost."""
-    threshold = max(1, min(plan.users, 3))
+           plan: StagePlan, ctx: StageContext, status: dict[str, dict[str, Any]],
+           done: set[str]) -> tuple[Stop, list[str]]:
+    """Until every worker is done, the server died (every endpoint, or with ``stop_on_death`` any: each
+    worker's balancer finds its dead endpoints), every request is rejected, or a worker is lost: why the stage
+    stopped, and the workers lost."""
     while not done >= set(clients):
         gevent.sleep(_TICK_S)
-        if sum(s.get("refused", 0) for s in status.values()) >= threshold and refused(url):
+        dead = {u for s in status.values() for u in s.get("dead", [])}
+        if dead and (ctx.stop_on_death or dead >= set(ctx.endpoints)):
             return Stop.SERVER_DIED, []
         if (sum(s.get("client_errors", 0) for s in status.values()) >= max(10, 2 * plan.users)
                 and not any(s.get("succeeded", 0) for s in status.values())):

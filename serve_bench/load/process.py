@@ -27,12 +27,13 @@ import selectors
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from serve_bench import errors
 from serve_bench.errors import LoadError, ServeBenchError
+from serve_bench.load.balance import DEFAULT_BALANCE
 from serve_bench.load.live import LiveStage
 from serve_bench.measure.clock import anchor_env, now_s
 from serve_bench.measure.records import RequestRecord
@@ -71,6 +72,9 @@ class LoadSpec(Strict):
     worker_log_dir: str | None = None
     saturation_lag_ms: float = SATURATION_LAG_MS
     trial: int | None = None  # stamped on every record (a repeated run's trial)
+    endpoints: list[str] | None = None  # a fleet's base URLs (None: url alone)
+    balance: str = DEFAULT_BALANCE
+    stop_on_death: bool = False
 
 
 class RecordTail:
@@ -96,15 +100,19 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, records_path: Pat
                 model_path: str | None = None, slos_ms: Mapping[str, float] | None = None, workers: int = 0,
                 remote: RemoteMaster | None = None, api_key: str | None = None,
                 worker_log_dir: Path | None = None, live: LiveStage | None = None, trial: int | None = None,
+                endpoints: Sequence[str] | None = None, balance: str = DEFAULT_BALANCE, stop_on_death: bool = False,
                 on_record: Callable[[RequestRecord], None] | None = None,
                 on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
     """Every stage of ``profile`` in a load process of its own (see the module's doc); records are
     appended to ``records_path``, the load process's own output goes to ``log_path``. Raises what the
-    load process raised (a bad profile, prompts too long for the server…) as the same error class."""
+    load process raised (a bad profile, prompts too long for the server…) as the same error class.
+    ``endpoints``: a fleet's base URLs, requests spread by ``balance`` (load.balance); a dead one is left
+    out and the stage goes on, or stops with ``stop_on_death``."""
     spec = LoadSpec(profile=profile.model_dump(mode="json"), url=url, model=model, model_path=model_path,
                     records_path=str(records_path), slos_ms=dict(slos_ms) if slos_ms else None, workers=workers,
                     remote=None if remote is None else dataclasses.asdict(remote),
-                    worker_log_dir=None if worker_log_dir is None else str(worker_log_dir), trial=trial)
+                    worker_log_dir=None if worker_log_dir is None else str(worker_log_dir), trial=trial,
+                    endpoints=list(endpoints) if endpoints else None, balance=balance, stop_on_death=stop_on_death)
     records_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail = RecordTail(records_path)

@@ -16,7 +16,7 @@ gevent; import it before other network libraries where you can.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,12 @@ from locust.env import Environment
 
 from serve_bench import auth
 from serve_bench.errors import ConfigError
+from serve_bench.load.balance import DEFAULT_BALANCE
 from serve_bench.load.barrier import await_barrier
 from serve_bench.load.distributed import run_distributed
 from serve_bench.load.gc_quiet import gc_quiet
 from serve_bench.load.live import LiveStage
-from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, max_model_len, refused
+from serve_bench.load.liveness import LOADGEN_CPU_LIMIT, CpuShare, max_model_len
 from serve_bench.load.process import RemoteMaster
 from serve_bench.load.prompt_feed import start_feed, stop_feed
 from serve_bench.load.stage_context import StageContext, StageOutcome, Stop
@@ -47,7 +48,7 @@ from serve_bench.load.user import make_user_class
 from serve_bench.measure.clock import now_s
 from serve_bench.measure.metrics import summarize
 from serve_bench.measure.records import RequestRecord
-from serve_bench.measure.stage_result import SATURATION_LAG_MS, StageResult, sweep_rates
+from serve_bench.measure.stage_result import ENDPOINT_FIGURES, SATURATION_LAG_MS, StageResult, sweep_rates
 from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, SweepStage
 from serve_bench.workload.prompt_sources import profile_prompt_set
 from serve_bench.workload.prompts import PromptSet
@@ -63,11 +64,16 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, 
               slos_ms: Mapping[str, float] | None = None, seed: int | None = None, prompt_offset: int = 0,
               saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0, model_path: str | None = None,
               worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
-              api_key: str | None = None, live: LiveStage | None = None) -> StageResult:
+              api_key: str | None = None, live: LiveStage | None = None, endpoints: Sequence[str] | None = None,
+              balance: str = DEFAULT_BALANCE, stop_on_death: bool = False) -> StageResult:
     """Run one stage to its request count or duration (after warm-up); never raises for failed requests.
 
     ``api_key`` is sent as a bearer token on every request (default: ``OPENAI_API_KEY``). ``live`` is
     kept pointing at the running stage's counters (the exporter reads it).
+
+    ``endpoints``: a fleet's base URLs (default: ``url`` alone), requests spread over them by ``balance``
+    (load.balance); an endpoint that dies is left out and the stage goes on with the rest, or stops when
+    ``stop_on_death``.
 
     ``workers=N`` (N >= 1) runs a Locust master here and N local worker processes,
     or, with ``remote``, waits for N workers started on other hosts; workers build
@@ -88,7 +94,8 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, 
     ctx = StageContext(plan=plan, stage=stage, profile=profile, url=url, model=model, seed=stage_seed,
                        collect=collect, live=live or LiveStage(), prompt_offset=prompt_offset,
                        api_key=auth.key_from_env() if api_key is None else api_key, model_path=model_path,
-                       worker_log_dir=worker_log_dir, remote=remote)
+                       worker_log_dir=worker_log_dir, remote=remote, endpoints=tuple(endpoints or (url,)),
+                       balance=balance, stop_on_death=stop_on_death)
     notes: list[str] = []
     if remote and workers > plan.users:
         # every remote worker must get users (each takes a fixed share of request
@@ -107,9 +114,29 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, 
     result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, records=len(records), summary=summary,
                          workers=workers, warnings=notes,
                          prompts=_prompt_use(prompts, prompt_offset, indices, plan.name, notes),
-                         **outcome.result_fields())
+                         **outcome.result_fields(), **_fleet(records, ctx.endpoints, outcome.warmup_end_s, slos_ms))
     _judge(result, saturation_lag_ms)
     return result
+
+
+def _fleet(records: list[RequestRecord], endpoints: Sequence[str], warmup_end_s: float | None,
+           slos_ms: Mapping[str, float] | None) -> dict[str, Any]:
+    """A fleet's stage-result fields: each endpoint's share and figures, and the balance achieved."""
+    if len(endpoints) < 2:
+        return {}
+    by_endpoint: dict[str, list[RequestRecord]] = {u: [] for u in endpoints}
+    for r in records:
+        if r.endpoint in by_endpoint:
+            by_endpoint[r.endpoint].append(r)
+    out: dict[str, dict[str, Any]] = {}
+    for u, recs in by_endpoint.items():
+        summary = summarize(recs, warmup_end_s=warmup_end_s, slos_ms=slos_ms) if recs else {}
+        out[u] = {"share": None, **{k: summary.get(k) for k in ENDPOINT_FIGURES}}
+    counts = [e["attempted"] or 0 for e in out.values()]
+    total = sum(counts)
+    for e in out.values():
+        e["share"] = (e["attempted"] or 0) / total if total else None
+    return {"endpoints": out, "balance": min(counts) / max(counts) if max(counts) else None}
 
 
 def _prompts(profile: LoadProfile, model_path: str | None) -> PromptSet:
@@ -140,8 +167,8 @@ def _prompt_use(prompts: PromptSet | None, offset: int, sent: int, stage: str,
 
 def _run_local(ctx: StageContext, prompts: PromptSet) -> StageOutcome:
     plan, profile, url, prompt_offset, live = ctx.plan, ctx.profile, ctx.url, ctx.prompt_offset, ctx.live
-    state = new_state(plan, profile, model=ctx.model, prompts=prompts, sink=ctx.collect, prompt_offset=prompt_offset,
-                      api_key=ctx.api_key)
+    state = new_state(plan, profile, model=ctx.model, prompts=prompts, sink=ctx.collect, endpoints=ctx.endpoints,
+                      balance=ctx.balance, prompt_offset=prompt_offset, api_key=ctx.api_key)
     state.sync.finished, state.sync.ready = gevent.event.Event(), gevent.event.Event()
     if not plan.open_loop and plan.warmup.requests:
         state.sync.warmup_gate = gevent.event.Event()
@@ -168,9 +195,11 @@ def _run_local(ctx: StageContext, prompts: PromptSet) -> StageOutcome:
             state.sync.ready.set()
             if plan.ramp:
                 runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
-            outcome.stop = _monitor(state, url, plan.users)
+            outcome.stop = _monitor(state, plan.users, ctx.stop_on_death)
             outcome.loadgen_cpu["master"] = cpu.ratio()
     finally:
+        if state.balancer is not None:
+            outcome.dead_endpoints = state.balancer.dead_urls()
         live.end()
         state.sync.finished.set()
         env.stop_timeout = 0  # the stage is over: whatever is still running is cut (and recorded as such)
@@ -182,13 +211,14 @@ def _run_local(ctx: StageContext, prompts: PromptSet) -> StageOutcome:
     return outcome
 
 
-def _monitor(state: StageState, url: str, users: int) -> Stop:
-    """Return when the stage is done, its server is dead, or its drain grace is over: why it stopped."""
-    refused_threshold = max(1, min(users, 3))
+def _monitor(state: StageState, users: int, stop_on_death: bool) -> Stop:
+    """Return when the stage is done, its server (every endpoint, or with ``stop_on_death`` any) is dead, or
+    its drain grace is over: why it stopped."""
     drain_deadline: float | None = None
+    balancer = state.balancer
     while True:
         gevent.sleep(_TICK_S)
-        if state.counts.consecutive_refused >= refused_threshold and refused(url):
+        if balancer is not None and balancer.dead and (stop_on_death or not balancer.alive):
             state.sync.stopping = True
             return Stop.SERVER_DIED
         if state.counts.succeeded == 0 and state.counts.client_errors >= max(10, 2 * users):
@@ -214,6 +244,11 @@ def _judge(result: StageResult, saturation_lag_ms: float) -> None:
         result.warnings.append(f"stage {result.stage}: stopped before every request finished (a request outlived "
                                f"the drain grace, or a load worker was lost); unfinished requests are recorded as "
                                f"failed")
+    if result.dead_endpoints:
+        went = "the stage stopped" if result.server_died else "the rest of the fleet went on"
+        result.warnings.append(f"stage {result.stage}: endpoint(s) {', '.join(result.dead_endpoints)} stopped "
+                               f"accepting connections mid-stage; {went}; their finished requests are kept, and the "
+                               f"stage is left off the load curves")
     busy = {name: r for name, r in result.loadgen_cpu.items() if r is not None and r >= LOADGEN_CPU_LIMIT}
     if busy:
         result.generator_saturated = True
@@ -238,11 +273,14 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
                 prompts: PromptSet | None = None, on_stage: Callable[[StageResult], None] | None = None,
                 saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0,
                 worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
-                api_key: str | None = None, live: LiveStage | None = None) -> list[StageResult]:
-    """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died."""
+                api_key: str | None = None, live: LiveStage | None = None, endpoints: Sequence[str] | None = None,
+                balance: str = DEFAULT_BALANCE, stop_on_death: bool = False) -> list[StageResult]:
+    """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died
+    (a fleet: every endpoint, or any with ``stop_on_death``)."""
     if prompts is None and (not workers or remote):
         prompts = _prompts(profile, model_path)
-    check_context(prompts, url, api_key if api_key is not None else auth.key_from_env(), profile)
+    for u in endpoints or (url,):
+        check_context(prompts, u, api_key if api_key is not None else auth.key_from_env(), profile)
     results: list[StageResult] = []
     offset = 0
 
@@ -253,7 +291,7 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
                       seed=profile.seed + len(results), prompt_offset=0 if isinstance(stage, ReplayStage) else offset,
                       saturation_lag_ms=saturation_lag_ms,
                       workers=workers, model_path=model_path, worker_log_dir=worker_log_dir, remote=remote,
-                      api_key=api_key, live=live)
+                      api_key=api_key, live=live, endpoints=endpoints, balance=balance, stop_on_death=stop_on_death)
         offset += (r.prompts or {}).get("requests", r.records)  # indices used (a conversation is one)
         results.append(r)
         if on_stage is not None:

@@ -35,6 +35,9 @@ class StageContext:
     model_path: str | None = None  # the tokenizer workers build their prompts with
     worker_log_dir: Path | None = None
     remote: RemoteMaster | None = None
+    endpoints: tuple[str, ...] = ()  # the fleet's base URLs (``url`` alone for one server)
+    balance: str = "least-outstanding"
+    stop_on_death: bool = False  # a fleet: stop the stage when any endpoint dies (else go on with the rest)
 
 
 class Stop(enum.Enum):
@@ -58,6 +61,7 @@ class StageOutcome:
     loadgen_cpu: dict[str, float | None] = field(default_factory=dict)
     worker_clocks: dict[str, dict[str, float]] = field(default_factory=dict)
     lost_workers: list[str] = field(default_factory=list)
+    dead_endpoints: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def result_fields(self) -> dict[str, Any]:
@@ -66,4 +70,5 @@ class StageOutcome:
                 "server_died": self.stop is Stop.SERVER_DIED, "rejected": self.stop is Stop.REJECTED,
                 "stopped_early": self.stop is not Stop.DONE, "locust_requests": self.locust_requests,
                 "locust_failures": self.locust_failures, "loadgen_cpu": self.loadgen_cpu,
-                "worker_clocks": self.worker_clocks, "lost_workers": self.lost_workers}
+                "worker_clocks": self.worker_clocks, "lost_workers": self.lost_workers,
+                "dead_endpoints": self.dead_endpoints}

@@ -8,9 +8,12 @@ same stage and profile.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from serve_bench.load.balance import DEFAULT_BALANCE, Balancer
+from serve_bench.load.liveness import refused
 from serve_bench.load.stage_state import RecordSink, StageConfig, StageState
 from serve_bench.workload.datasets import expand
 from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, Warmup
@@ -104,12 +107,20 @@ def _plan_replay(stage: ReplayStage, profile: LoadProfile, warmup: Warmup, commo
 
 
 def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: PromptSet, sink: RecordSink,
-              prompt_offset: int = 0, worker_index: int = 0, api_key: str | None = None) -> StageState:
-    return StageState(StageConfig(stage=plan.name, api=profile.api, model=model, max_tokens=profile.output_tokens,
-                                  ignore_eos=profile.ignore_eos, timeout_s=profile.timeout_s, prompts=prompts,
-                                  sink=sink, worker_id=f"w{worker_index}", profile=profile.name,
-                                  requests=plan.requests, warmup_requests=plan.warmup.requests,
-                                  prompt_offset=prompt_offset, api_key=api_key))
+              endpoints: Sequence[str] = (), balance: str = DEFAULT_BALANCE, prompt_offset: int = 0,
+              worker_index: int = 0, api_key: str | None = None) -> StageState:
+    """A stage's state in one load-generator process; ``endpoints``: the base URLs requests are spread over
+    (none: the user class's host, with no balancer to find it dead)."""
+    config = StageConfig(stage=plan.name, api=profile.api, model=model, max_tokens=profile.output_tokens,
+                         ignore_eos=profile.ignore_eos, timeout_s=profile.timeout_s, prompts=prompts,
+                         sink=sink, worker_id=f"w{worker_index}", profile=profile.name,
+                         requests=plan.requests, warmup_requests=plan.warmup.requests,
+                         prompt_offset=prompt_offset, api_key=api_key,
+                         endpoints=tuple(u.rstrip("/") for u in endpoints), balance=balance)
+    # a few refusals in a row (fewer with fewer users), then a fresh connection refused: that endpoint is dead
+    balancer = Balancer(config.endpoints, balance, is_refused=refused,
+                        threshold=max(1, min(plan.users, 3))) if config.endpoints else None
+    return StageState(config, balancer=balancer)
 
 
 def start_clock(state: StageState, plan: StagePlan, t0_s: float) -> None:

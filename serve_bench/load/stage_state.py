@@ -9,9 +9,9 @@ are global and dealt by ``slots`` out of every ``period``: one process takes
 them all (slots [0], period 1); with workers, the master deals each worker as
 many residues of the period as it runs users (:func:`deal`), so every worker
 runs out of work at the same time whatever Locust's user split. It also counts
-users at the start barrier, in-flight requests and consecutive refused
-connections, which the runner watches to start the stage and to stop it early
-when the server has died.
+users at the start barrier and in-flight requests, which the runner watches to
+start the stage, and holds the balancer that spreads requests over the fleet's
+endpoints and finds a dead one (load.balance).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from serve_bench.load.balance import Balancer
 from serve_bench.measure.clock import now_s
 from serve_bench.measure.records import RequestRecord
 from serve_bench.workload.prompts import PromptSet
@@ -46,6 +47,8 @@ class StageConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = None
     prompt_offset: int = 0                 # profile-wide: each stage gets fresh prompts (no cross-stage cache hits)
+    endpoints: tuple[str, ...] = ()        # the fleet's base URLs; () : the user class's host alone
+    balance: str = "least-outstanding"    # load.balance's policy across endpoints
 
 
 @dataclass
@@ -69,7 +72,6 @@ class StageCounters:
     in_flight: int = 0
     users_created: int = 0
     users_ready: int = 0                   # users connected and waiting at the start barrier
-    consecutive_refused: int = 0
     succeeded: int = 0
     client_errors: int = 0                 # HTTP 4xx: usually a misconfiguration (model name, API key)
     warmup_finished: int = 0
@@ -93,6 +95,7 @@ class StageState:
     turns: StageTurns = field(default_factory=StageTurns)
     counts: StageCounters = field(default_factory=StageCounters)
     sync: StageSync = field(default_factory=StageSync)
+    balancer: Balancer | None = None  # which endpoint gets each request (new_state makes it)
 
     @property
     def outstanding(self) -> int:
@@ -149,10 +152,6 @@ class StageState:
     def record(self, record: RequestRecord, final: bool = True) -> None:
         """Count and keep a finished request; ``final``: its index is done (a conversation's last turn)."""
         counts, gate = self.counts, self.sync.warmup_gate
-        if record.status == 0 and record.error and "refused" in record.error.lower():
-            counts.consecutive_refused += 1
-        elif record.status != 0:
-            counts.consecutive_refused = 0
         if record.ok:
             counts.succeeded += 1
         elif 400 <= record.status < 500:

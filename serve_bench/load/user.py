@@ -41,6 +41,18 @@ _JOIN_TIMEOUT_S = 10.0
 _CONTENT = {"chat": b'"content":"', "completions": b'"text":"'}
 
 
+class _Target:
+    """One endpoint as a user sees it: its base URL, request paths and keep-alive connection."""
+
+    def __init__(self, base: str, path: str, network_timeout: float, connection_timeout: float) -> None:
+        self.base = base
+        self.uri = URL(base + path).request_uri
+        self.models_uri = URL(base + "/v1/models").request_uri
+        # insecure, as Locust's FastHttpUser: a test server's self-signed certificate is accepted
+        self.http = HTTPClient.from_url(base + "/", concurrency=1, network_timeout=network_timeout,
+                                        connection_timeout=connection_timeout, insecure=True)
+
+
 class StreamError(Exception):
     """A response that is not a complete, well-formed stream (reported to Locust as the failure)."""
 
@@ -57,30 +69,30 @@ class StreamingUser(User):
         state = self.state
         self.user_number = state.next_user_number()
         self.path = PATHS[state.config.api]
-        base = self.host.rstrip("/")
-        self.uri = URL(base + self.path).request_uri
-        self.models_uri = URL(base + "/v1/models").request_uri
-        # insecure, as Locust's FastHttpUser: a test server's self-signed certificate is accepted
-        self.http = HTTPClient.from_url(base + "/", concurrency=1, network_timeout=self.network_timeout,
-                                        connection_timeout=self.connection_timeout, insecure=True)
+        # one keep-alive connection per endpoint of the fleet (one endpoint: the stage's host)
+        self.targets = [_Target(base, self.path, self.network_timeout, self.connection_timeout)
+                        for base in state.config.endpoints or (self.host.rstrip("/"),)]
         self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream",
                         **auth.headers(state.config.api_key)}
         self.marker = _CONTENT[state.config.api]
         self.joined = False
         self.plan: dict[str, Any] = {}  # the current request's planned fields (PromptSet.request_fields)
+        self.picked: int | None = None  # the endpoint of this user's last request
 
     def on_stop(self) -> None:
-        self.http.close()
+        for target in self.targets:
+            target.http.close()
 
     def _join(self) -> None:
-        """Open this user's connection, then check in at the start barrier."""
-        try:
-            with gevent.Timeout(_JOIN_TIMEOUT_S):
-                resp = self.http.get(self.models_uri, headers=self.headers)
-                resp.read()
-                resp.release()
-        except (gevent.Timeout, Exception):  # noqa: BLE001 - the first real request records why
-            pass
+        """Open this user's connections, then check in at the start barrier."""
+        for target in self.targets:
+            try:
+                with gevent.Timeout(_JOIN_TIMEOUT_S):
+                    resp = target.http.get(target.models_uri, headers=self.headers)
+                    resp.read()
+                    resp.release()
+            except (gevent.Timeout, Exception):  # noqa: BLE001 - the first real request records why
+                pass
         self.state.counts.users_ready += 1
 
     @task
@@ -142,6 +154,7 @@ class StreamingUser(User):
         if intended_s is not None and intended_s > now_s():
             gevent.sleep(intended_s - now_s())
         history: list[dict[str, str]] = []
+        endpoint: int | None = None  # every turn goes where the first went, while that endpoint lives
         for turn, text in enumerate(texts):
             if turn:
                 if prompts.think_time_s:
@@ -152,9 +165,10 @@ class StreamingUser(User):
             state.counts.in_flight += 1
             try:
                 ok = self._request(index, intended_s if turn == 0 else None, self._body({"messages": history}),
-                                   reply=reply, last=turn == len(texts) - 1)
+                                   reply=reply, last=turn == len(texts) - 1, prefer=endpoint)
             finally:
                 state.counts.in_flight -= 1
+            endpoint = self.picked
             if not ok:
                 return
             history.append({"role": "assistant", "content": "".join(reply)})
@@ -170,22 +184,31 @@ class StreamingUser(User):
                 **self.plan, "requested_output_tokens": self.plan.get("requested_output_tokens") or config.max_tokens}
 
     def _request(self, index: int, intended_s: float | None, data: bytes, reply: list[str] | None = None,
-                 last: bool = True) -> bool:
+                 last: bool = True, prefer: int | None = None) -> bool:
         """Send one request and record it; True when it succeeded. ``reply`` collects the answer's text
-        (conversations only: it costs a JSON parse per chunk); ``last``: the index's last request."""
+        (conversations only: it costs a JSON parse per chunk); ``last``: the index's last request; ``prefer``:
+        the endpoint to send to while it lives (a conversation's, whose prefix cache holds its history)."""
         state = self.state
         fields = self._fields(index, intended_s)
         chunks: list[float] = []
         self.response_bytes = 0
+        balancer = state.balancer
+        pick = balancer.pick(prefer) if balancer is not None else 0
+        self.picked = pick
+        target = self.targets[pick or 0]
+        fields["endpoint"] = target.base
         send_s = now_s()
         fields["send_s"] = send_s
         fields["warmup"] = state.is_warmup(index, send_s, intended_s)
         resp = None
         killed = False
         try:
+            if pick is None:
+                raise StreamError("the server has died" if len(self.targets) == 1 else
+                                  "every endpoint of the fleet has died")
             with gevent.Timeout(state.config.timeout_s, StreamError(f"timeout: no complete response after "
                                                             f"{state.config.timeout_s:g} s")):
-                resp = self.http.request("POST", self.uri, body=data, headers=self.headers)
+                resp = target.http.request("POST", target.uri, body=data, headers=self.headers)
                 fields["status"] = resp.status_code
                 if resp.status_code != 200:
                     text = resp.read()[:_MAX_ERROR_BODY].decode("utf-8", "replace")
@@ -207,6 +230,8 @@ class StreamingUser(User):
             fields["end_s"] = now_s()
             if resp is not None:
                 resp.release()
+            if balancer is not None and pick is not None:
+                balancer.done(pick, refused=fields["status"] == 0 and "refused" in (fields.get("error") or "").lower())
             if chunks:
                 fields["first_token_s"], fields["last_token_s"] = chunks[0], chunks[-1]
             fields["chunk_times_s"] = chunks

@@ -28,6 +28,7 @@ from pydantic import TypeAdapter
 
 from serve_bench import auth
 from serve_bench.errors import ServeBenchError
+from serve_bench.load.balance import DEFAULT_BALANCE
 from serve_bench.load.gc_quiet import pause_collector, resume_collector
 from serve_bench.load.liveness import CpuShare
 from serve_bench.load.process import API_KEY_ENV, DEFAULT_MASTER_PORT
@@ -98,7 +99,9 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
             prompts = profile_prompt_set(profile, _tokenizer_path(spec, tokenizer))
             key = os.environ.get(API_KEY_ENV) or auth.key_from_env()
             state = new_state(plan, profile, model=spec["model"], prompts=prompts, sink=buffer.append,
-                              prompt_offset=spec["prompt_offset"], worker_index=spec["worker_index"], api_key=key)
+                              endpoints=spec.get("endpoints") or [spec["url"]],
+                              balance=spec.get("balance", DEFAULT_BALANCE), prompt_offset=spec["prompt_offset"],
+                              worker_index=spec["worker_index"], api_key=key)
             state.sync.ready, state.sync.finished = gevent.event.Event(), gevent.event.Event()
         except (ServeBenchError, ValueError, KeyError) as err:
             fail(err)
@@ -166,7 +169,8 @@ def run_stage_worker(master_host: str, master_port: int, tokenizer: str | None =
                 runner.send_message("sb_records", drain())
             cpu = holder["cpu"].ratio() if "cpu" in holder else None
             counts = state.counts
-            runner.send_message("sb_status", {"refused": counts.consecutive_refused, "succeeded": counts.succeeded,
+            dead = state.balancer.dead_urls() if state.balancer is not None else []
+            runner.send_message("sb_status", {"dead": dead, "succeeded": counts.succeeded,
                                               "client_errors": counts.client_errors,
                                               "users_ready": counts.users_ready, "cpu": cpu,
                                               "in_flight": counts.in_flight})

@@ -45,6 +45,7 @@ class RequestRecord(Strict):
     conversation_id: str | None = Field(None, description="multi-turn: the conversation this turn belongs to")
     turn_index: int | None = Field(None, description="multi-turn: 0 for the first turn")
     trial: int | None = Field(None, description="the trial of a repeated run (run --repeats), from 1")
+    endpoint: str | None = Field(None, description="the base URL the request went to (one of a fleet's endpoints)")
 
 
 class RecordWriter:

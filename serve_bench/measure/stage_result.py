@@ -14,13 +14,16 @@ from pydantic import Field
 from serve_bench.validation import Strict
 
 SATURATION_LAG_MS = 100.0
+# Each endpoint's figures in a fleet's stage result (keys of its records' summary).
+ENDPOINT_FIGURES = ("attempted", "completed", "failed", "request_throughput", "output_throughput", "mean_in_flight",
+                    "p50_ttft_ms", "p99_ttft_ms", "p50_tpot_ms", "p99_tpot_ms", "p50_e2el_ms", "p99_e2el_ms")
 
 
 # The flags a stage's result can carry (its fields below), in the words every view uses: the run's tables, the live
 # view, the report. A flagged stage is kept on disk and in the tables, and left off the load curves.
 STAGE_FLAGS = {"server_died": "server died", "generator_saturated": "load generator saturated",
                "rejected": "requests rejected", "stopped_early": "stopped early",
-               "host_contended": "host busy with other work"}
+               "host_contended": "host busy with other work", "dead_endpoints": "a replica died"}
 
 
 def stage_flags(result: Mapping[str, Any]) -> dict[str, str]:
@@ -78,6 +81,15 @@ class StageResult(Strict):
     lost_workers: list[str] = Field(default_factory=list, description="workers that disconnected mid-stage")
     prompts: dict[str, Any] | None = Field(None, description="the prompt set: kind, distinct prompts, exhaust "
                                                               "(cycle | stop) and whether this stage cycled")
+    endpoints: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="a fleet (several endpoints): each endpoint's share of the requests and "
+                                          "its own figures (ENDPOINT_FIGURES of its records' summary)")
+    balance: float | None = Field(None, description="a fleet: requests at the least-loaded endpoint over those at the "
+                                                    "most-loaded (1: even; least-outstanding gives a slower replica "
+                                                    "fewer on purpose)")
+    dead_endpoints: list[str] = Field(default_factory=list, description="endpoints that stopped accepting "
+                                                                         "connections mid-stage; the stage went on "
+                                                                         "with the rest of the fleet")
 
     @property
     def flags(self) -> dict[str, str]:

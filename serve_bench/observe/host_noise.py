@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -53,10 +54,11 @@ class _Snapshot:
 class HostNoise:
     """Snapshots at a stage's start and end; :meth:`stage` says what else ran between them."""
 
-    def __init__(self, server_url: str | None = None, gpu: Any = None) -> None:
+    def __init__(self, server_urls: Sequence[str] = (), gpu: Any = None) -> None:
         self.root = psutil.Process(os.getpid())
-        self.server_url = server_url
-        self.server_pid = _listening_pid(server_url) if server_url else None
+        self.server_urls = list(server_urls)
+        # the --url servers (a fleet's every endpoint) that run on this host are the server, not other work
+        self.server_pids = [p for p in map(_listening_pid, self.server_urls) if p is not None]
         self.gpu = gpu  # a callable giving {"temperature_c", "sm_clock_mhz", "throttle_reasons"} per GPU, or None
         self._start: _Snapshot | None = None
         self._gpu_start: Any = None
@@ -83,7 +85,7 @@ class HostNoise:
             "wall_s": round(wall, 3), "cpus": psutil.cpu_count() or 0, "load_average_1m": round(load1, 2),
             "busy_cores": round(busy / wall, 3), "ours_cores": round(ours / wall, 3),
             "others_cores": round(others / wall, 3), "steal_share": round(steal_share, 4),
-            "server_process": self.server_pid,  # the --url server's process, when it runs here
+            "server_processes": self.server_pids,  # the --url servers' processes that run here
             "thresholds": {"others_cores": CONTENDED_CORES, "steal_share": CONTENDED_STEAL},
         }
         reasons = []
@@ -115,9 +117,9 @@ class HostNoise:
         procs = [self.root]
         with contextlib.suppress(psutil.Error):
             procs += self.root.children(recursive=True)
-        if self.server_pid is not None:
+        for pid in self.server_pids:
             with contextlib.suppress(psutil.Error):
-                server = psutil.Process(self.server_pid)
+                server = psutil.Process(pid)
                 procs += [server, *server.children(recursive=True)]
         # load workers started by hand on this host (`serve-bench worker`) are the load generator too
         for proc in psutil.process_iter(["cmdline"]):

@@ -15,7 +15,7 @@ The pipeline stays the only orchestrator; this module only watches.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,16 +74,18 @@ class Observer:
         return url
 
     def checkpoint_started(self, name: str, url: str, key: str | None, boundary_path: Callable[[int, str], Path],
-                           timeseries_path: Path) -> None:
-        """``boundary_path(index, when)``: where the scrape after stage ``index`` goes (0: before the first)."""
+                           timeseries_path: Path, endpoints: Sequence[str] = ()) -> None:
+        """``boundary_path(index, when)``: where the scrape after stage ``index`` goes (0: before the first);
+        ``endpoints``: a fleet's every server (``url`` is the one scraped), none of them other work."""
         self.live.checkpoint = name
         self._url, self._key, self._path = url, key, boundary_path
         self._records.clear()
         self._last_text = self._boundary(0, "start")
         self._scraper = server_metrics.ServerScraper(url, key, timeseries_path)
         self._scraper.start()
-        if self.noise is None or self.noise.server_url != url:
-            self.noise = HostNoise(url, nvml_state(self.gpus) if self.meter.available else None)
+        servers = list(endpoints or [url])
+        if self.noise is None or self.noise.server_urls != servers:
+            self.noise = HostNoise(servers, nvml_state(self.gpus) if self.meter.available else None)
         if self.meter.available and self.idle_s > 0:
             # the scraper's and the exporter's threads go on meanwhile
             self.idle = idle_baseline(self.meter, self.idle_s, key=f"serve-bench-idle-{name}")

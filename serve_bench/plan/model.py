@@ -65,6 +65,8 @@ class ProfilePlan:
 class ServerPlan:
     mode: str                    # launch, url
     url: str | None = None
+    endpoints: list[str] = field(default_factory=list)  # a fleet's (several --url)
+    balance: str | None = None
     build: str | None = None     # cpu, cuda, None (vLLM not installed)
     engine_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)

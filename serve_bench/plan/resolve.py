@@ -43,12 +43,14 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
     notes: list[str] = []
     gpus = pipeline._server_gpus(study)
     server = _server(study, notes)
-    if study.server.url:
-        name, root = pipeline._served_model(study.server.url, study.server.served_model, key)
+    urls = study.server.urls
+    if urls:
+        name, root = pipeline.served_fleet(urls, study.server.served_model, key)
         if not (study.server.tokenizer or root):
-            raise ConfigError(f"cannot tell which tokenizer {study.server.url} uses for {name!r}; synthetic "
+            raise ConfigError(f"cannot tell which tokenizer {urls[0]} uses for {name!r}; synthetic "
                               "prompts of an exact length need it", hint="pass --tokenizer DIR")
-        checkpoints = [CheckpointPlan(name, "remote", "remote", f"served at {study.server.url}", name)]
+        where = urls[0] if len(urls) == 1 else f"{len(urls)} endpoints"
+        checkpoints = [CheckpointPlan(name, "remote", "remote", f"served at {where}", name)]
         notes.append("the server at --url is not the model's: its stage times are a guess")
     else:
         checkpoints = _checkpoints(study, verify, notes)
@@ -68,7 +70,7 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
         notes.append("the estimate's constants come from vLLM's CPU build: on a GPU expect far shorter stages")
     if server.mode == "launch" and server.build is None:
         notes.append("vLLM is not installed here: a real run would stop at the first server start")
-    if not study.server.url and any(m.model not in (None, "default") for m in study.models):
+    if not urls and any(m.model not in (None, "default") for m in study.models):
         notes.append("the cost model is the bundled 135M model's: a larger model's stages take longer")
     if study.repeats > 1:
         notes.append(f"{study.repeats} trials: every stage runs {study.repeats} times, the checkpoints' order "
@@ -94,8 +96,9 @@ def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
 
 def _server(study: StudySpec, notes: list[str]) -> ServerPlan:
     s = study.server
-    if s.url:
-        return ServerPlan("url", url=s.url, host=s.host)
+    if s.urls:
+        return ServerPlan("url", url=s.urls[0], endpoints=s.urls if len(s.urls) > 1 else [], balance=s.balance,
+                          host=s.host)
     build = vllm_build()
     args, key = auth.split_api_key(s.engine_args)
     args = engine_args_for(build, args)
@@ -113,7 +116,7 @@ def _check_ports(study: StudySpec) -> None:
     if study.metrics.port and port_in_use(study.metrics.host, study.metrics.port):
         raise ConfigError(f"metrics port {study.metrics.port} on {study.metrics.host} is already in use",
                           hint="choose another --metrics-port, or 0 for any free port")
-    if not study.server.url and study.server.port and port_in_use(study.server.host, study.server.port):
+    if not study.server.urls and study.server.port and port_in_use(study.server.host, study.server.port):
         raise ConfigError(f"port {study.server.port} on {study.server.host} is already in use",
                           hint="choose another --port, or omit it to pick a free one")
 

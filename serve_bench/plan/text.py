@@ -70,7 +70,10 @@ def render_plan(plan: StudyPlan, *, run_dir_hint: bool = True) -> str:
         add(f"     {c.detail}")
     add("")
     s = plan.server
-    if s.mode == "url":
+    if s.mode == "url" and s.endpoints:
+        add(f"server: a fleet of {len(s.endpoints)} endpoints, already running (not launched), requests spread "
+            f"{s.balance}: {', '.join(s.endpoints)}")
+    elif s.mode == "url":
         add(f"server: already running at {s.url} (not launched)")
     else:
         build = {"cpu": "vLLM, CPU build", "cuda": "vLLM"}.get(s.build or "", "vLLM (not installed here)")

@@ -89,3 +89,22 @@ def test_turns_send_the_growing_history(tmp_path: Path) -> None:
     assert s["later"]["completed"] == sum(turns.values()) - 4
     assert s["later"]["prompt_tokens"]["mean"] > s["first"]["prompt_tokens"]["mean"]
     assert result.summary["attempted"] == len(records)
+
+
+def test_a_fleet_keeps_each_conversation_on_one_endpoint(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"message {i} " + "w " * i}) + "\n" for i in range(60)))
+    prof = profile_from_data({"name": "conv", "input_tokens": 8, "output_tokens": 4, "timeout_s": 10,
+                              "warmup": {"requests": 0}, "prompts": {"kind": "jsonl", "path": str(path)},
+                              "conversation": {"turns": {"kind": "uniform", "min_tokens": 3, "max_tokens": 4}},
+                              "stages": [{"kind": "concurrency", "users": 2, "requests": 6}]})
+    records: list[RequestRecord] = []
+    with fake_server(Echo) as a, fake_server(Echo) as b:
+        run_stage(prof.expanded_stages()[0], url=a, model="m", profile=prof, sink=records.append,
+                  endpoints=[a, b], balance="round-robin")
+    assert all(r.ok for r in records) and len(records) >= 18
+    by_conv: dict[str, set[str | None]] = {}
+    for r in records:
+        by_conv.setdefault(r.conversation_id or "", set()).add(r.endpoint)
+    assert len(by_conv) == 6 and all(len(e) == 1 for e in by_conv.values())  # the history's cache stays warm
+    assert {r.endpoint for r in records} == {a.rstrip("/"), b.rstrip("/")}

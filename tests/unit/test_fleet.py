@@ -1,0 +1,134 @@
+"""A fleet loaded as one: requests spread over several endpoints, each record naming its endpoint, a dead
+replica left out, and endpoints that serve different models refused. Against two known-capacity engines."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+
+import pytest
+import yaml
+
+from serve_bench.errors import ConfigError
+from serve_bench.load.process import run_profile
+from serve_bench.measure.records import read_records
+from serve_bench.pipeline import run_study, served_fleet
+from serve_bench.plan import plan_study
+from serve_bench.plan.text import render_plan
+from serve_bench.rundir import RunDir
+from serve_bench.simengine.params import EngineParams
+from serve_bench.simengine.server import read_log, running
+from serve_bench.study import EnergySettings, EvalSettings, ServerSettings, StudySpec
+from serve_bench.workload.profiles import profile_from_data
+
+pytestmark = pytest.mark.system
+
+FAST, SLOW = EngineParams(step_ms=4, per_seq_ms=1), EngineParams(step_ms=40, per_seq_ms=1)
+
+
+def profile(tmp_path, stage):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": "tok " * 8}) + "\n" for _ in range(8)))
+    return profile_from_data({"name": "p", "api": "chat", "input_tokens": 8, "output_tokens": 4, "ignore_eos": True,
+                              "timeout_s": 30, "prompts": {"kind": "jsonl", "path": str(prompts)},
+                              "stages": [stage]})
+
+
+@contextlib.contextmanager
+def fleet(tmp_path):
+    with running(FAST, log_path=tmp_path / "fast.jsonl", model="m") as (fast, _), \
+            running(SLOW, log_path=tmp_path / "slow.jsonl", model="m") as (slow, slow_proc):
+        yield fast, slow, slow_proc
+
+
+def test_requests_spread_by_policy_and_every_record_names_the_endpoint_that_served_it(tmp_path):
+    prof = profile(tmp_path, {"kind": "concurrency", "name": "c4", "users": 4, "requests": 40})
+    with fleet(tmp_path) as (fast, slow, _):
+        out = {}
+        for policy in ("least-outstanding", "round-robin"):
+            path = tmp_path / f"{policy}.jsonl"
+            [result] = run_profile(prof, url=fast, endpoints=[fast, slow], balance=policy, model="m",
+                                   records_path=path, log_path=tmp_path / "load.log")
+            out[policy] = (result, read_records(path))
+    served = {"fast": read_log(tmp_path / "fast.jsonl"), "slow": read_log(tmp_path / "slow.jsonl")}
+    counts = {}
+    for policy, (result, records) in out.items():
+        assert all(r.ok for r in records) and len(records) == 40
+        by = {u: sum(r.endpoint == u for r in records) for u in (fast, slow)}
+        assert sum(by.values()) == 40  # every record names one of the fleet's endpoints
+        assert {u: e["attempted"] for u, e in result.endpoints.items()} == by
+        assert sum(e["share"] for e in result.endpoints.values()) == pytest.approx(1.0)
+        assert result.balance == pytest.approx(min(by.values()) / max(by.values()))
+        assert result.endpoints[slow]["p50_e2el_ms"] > result.endpoints[fast]["p50_e2el_ms"]
+        assert not result.dead_endpoints and not result.flags
+        counts[policy] = by
+    # the engines' own logs agree with the records on who served how many
+    assert len(served["fast"]) == sum(c[fast] for c in counts.values())
+    assert len(served["slow"]) == sum(c[slow] for c in counts.values())
+    assert counts["round-robin"][fast] == counts["round-robin"][slow] == 20
+    # the slow replica (10x the step cost) gets far fewer when each request goes where fewest are in flight
+    assert counts["least-outstanding"][fast] > 2 * counts["least-outstanding"][slow] > 0
+
+
+@pytest.mark.parametrize("stop", [False, True], ids=["goes-on", "stops"])
+def test_a_replica_that_dies_mid_stage_is_named_its_records_kept_and_the_fleet_goes_on_or_stops(tmp_path, stop):
+    prof = profile(tmp_path, {"kind": "concurrency", "name": "c3", "users": 3, "requests": 60})
+    with fleet(tmp_path) as (fast, slow, slow_proc):
+        seen = []
+
+        def kill_slow(record):
+            seen.append(record)
+            if len(seen) == 6:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(slow_proc.pid, signal.SIGKILL)
+
+        [result] = run_profile(prof, url=fast, endpoints=[fast, slow], balance="round-robin", model="m",
+                               records_path=tmp_path / "r.jsonl", log_path=tmp_path / "load.log",
+                               on_record=kill_slow, stop_on_death=stop)
+    records = read_records(tmp_path / "r.jsonl")
+    assert result.dead_endpoints == [slow] and "dead_endpoints" in result.flags
+    assert any(slow in w and "mid-stage" in w for w in result.warnings)
+    before = [r for r in records if r.endpoint == slow and r.ok]
+    assert before, "the dead replica's finished requests are kept"
+    assert result.server_died is stop and result.stopped_early is stop
+    if not stop:
+        assert len(records) == 60
+        last = records[-10:]  # once found dead it gets no more requests
+        assert all(r.endpoint == fast and r.ok for r in last)
+
+
+def test_endpoints_that_serve_different_models_are_refused_naming_the_one_that_differs(tmp_path):
+    with running(FAST, log_path=tmp_path / "a.jsonl", model="m") as (a, _), \
+            running(FAST, log_path=tmp_path / "b.jsonl", model="other") as (b, _):
+        assert served_fleet([a, a + "/"], None, None)[0] == "m"
+        with pytest.raises(ConfigError, match=f"{b} does not serve 'm'"):
+            served_fleet([a, b], None, None)
+
+
+def test_a_run_at_several_urls_loads_the_fleet_and_its_stage_files_say_how_the_load_was_spread(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": "tok " * 8}) + "\n" for _ in range(8)))
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "p", "api": "chat", "input_tokens": 8, "output_tokens": 4, "ignore_eos": True, "timeout_s": 30,
+        "prompts": {"kind": "jsonl", "path": str(prompts)},
+        "stages": [{"kind": "concurrency", "name": "c4", "users": 4, "requests": 24}]}))
+    with fleet(tmp_path) as (fast, slow, _):
+        spec = StudySpec(name="fleet", profiles=[str(path)], out_dir=tmp_path / "runs",
+                         server=ServerSettings(endpoints=[fast, slow], tokenizer="none: prompts from a file"),
+                         eval=EvalSettings(enabled=False), energy=EnergySettings(idle_s=0), metrics={"port": 0})
+        text = render_plan(plan_study(spec, verify=False))
+        outcome = run_study(spec)
+    assert "server: a fleet of 2 endpoints, already running (not launched), requests spread least-outstanding" \
+           in text and f"{fast}, {slow}" in text
+    assert outcome.status == "completed"
+    run = RunDir(outcome.run_dir)
+    [ck] = run.checkpoints()
+    assert {r.endpoint for r in read_records(run.records_path(ck))} == {fast, slow}
+    [stage] = run.stage_results(ck)
+    assert set(stage.endpoints) == {fast, slow} and 0 < stage.balance < 1
+    # both replicas run on this host: the server, not other work that would flag the stage as contended
+    assert len(stage.host["server_processes"]) == 2
+    assert run.manifest().study["server"]["endpoints"] == [fast, slow]
