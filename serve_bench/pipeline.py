@@ -20,16 +20,18 @@ from serve_bench import auth, environment
 from serve_bench import checkpoints as ckpts
 from serve_bench.errors import ConfigError, EvalError, ServeBenchError, ServerDiedError, ServerError, ServerStartError
 from serve_bench.evaluate import evaluate_served
+from serve_bench.evaluate.offline import check_source
 from serve_bench.evaluate.table import TABLE_JSON, TABLE_MD, dichotomy_table
+from serve_bench.evaluate.tasks import resolve as resolve_tasks
 from serve_bench.load.process import RemoteMaster, run_profile
 from serve_bench.measure.stage_result import load_label
 from serve_bench.observe.energy import server_gpus
 from serve_bench.observe.observer import Observer
 from serve_bench.report import build_report
-from serve_bench.rundir import EVAL_DIR, RESULTS, SERIES, SUMMARY, RunDir, StageFile, write_json
+from serve_bench.rundir import EVAL_DIR, RESULTS, SERIES, RunDir, StageFile, write_json
 from serve_bench.serve.server import ServerSpec, VllmServer
 from serve_bench.study import StudySpec
-from serve_bench.summary import collect, render_markdown
+from serve_bench.summary import collect, render_markdown, write_summary
 from serve_bench.workload.profiles import LoadProfile, load_profile
 
 
@@ -90,6 +92,8 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
     ``study.repeats`` > 1: a series directory holding one run directory per trial (see :func:`run_trials`)."""
     ev: Events = events or NoEvents()  # type: ignore[assignment]
     profiles = [load_profile(p) for p in study.profiles]  # bad profiles fail before anything starts
+    if study.eval.enabled:  # so does evaluation data that cannot be read (no hub, a file missing)
+        check_source(resolve_tasks(study.eval), study.eval.data_dir)
     if study.repeats > 1:
         return run_trials(study, profiles, ev, command, energy_meter)
     return _run_once(study, profiles, RunDir.create(study.out_dir, study.name), ev, command, energy_meter)
@@ -237,7 +241,7 @@ def _run_once(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ev: Ev
         manifest.update(status=outcome.status, ended_utc=_now(), problems=outcome.problems)
         save_manifest()
         outcome.rows = collect(run)
-        write_json(run.path / SUMMARY, {"rows": outcome.rows})
+        write_summary(run.path, outcome.rows)
         (run.path / RESULTS).write_text(render_markdown(outcome.rows))
     if outcome.rows:  # from what is on disk now: summary.json is written
         if study.eval.enabled:

@@ -3,6 +3,7 @@ evaluation table, selfcheck, the dry run's history) reads its files through the 
 
     <run>/manifest.json                  versions, hardware, command line, resolved study, status
     <run>/summary.json                   every checkpoint × stage summary (recomputable from records)
+    <run>/summary.csv                    the same rows as CSV
     <run>/results.md                     the comparison table that was printed
     <run>/<checkpoint>/checkpoint.json   path, checksum, pruning manifest of what was served
     <run>/<checkpoint>/server.log        the vLLM server's output
@@ -34,6 +35,7 @@ from serve_bench.validation import Strict, validation_messages
 
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
+SUMMARY_CSV = "summary.csv"
 RESULTS = "results.md"
 RECORDS = "records.jsonl"
 LOADGEN_LOG = "loadgen.log"  # the load process's own output (its workers' logs lie beside it)

@@ -103,6 +103,9 @@ class EnergySettings(Strict):
 
 class StudySpec(Strict):
     name: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="KEY: VALUE pairs that tell runs apart (--label KEY=VALUE); kept in "
+                                               "the manifest, shown in the report and by compare")
     models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry()], min_length=1)
     prune: PruneSettings = Field(default_factory=lambda: PruneSettings(prune=[0.2, 0.4]))
     profiles: list[str] = Field(default_factory=lambda: ["quick"], min_length=1)
@@ -125,6 +128,15 @@ class StudySpec(Strict):
     checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")
     report: ReportSettings = Field(default_factory=lambda: ReportSettings(),
                                    description="the capacity-planning report: SLOs, traffic, prices")
+
+    @model_validator(mode="after")
+    def _evaluate_when(self) -> StudySpec:
+        """Evaluation sends lm-eval's traffic to the server: always to one serve-bench launched, and at --url
+        only when asked (eval.enabled, --eval, or an eval: section that says more than where the data is)."""
+        if self.eval.enabled is None:
+            asked = "eval" in self.model_fields_set and bool(self.eval.model_fields_set - {"data_dir"})
+            self.eval.enabled = not self.server.urls or asked
+        return self
 
     @model_validator(mode="after")
     def _one_worker_kind(self) -> StudySpec:
@@ -152,6 +164,14 @@ class StudySpec(Strict):
     @classmethod
     def _slo(cls, v: dict[str, float]) -> dict[str, float]:
         return _check_slos(v)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not key.strip() or "=" in key:
+                raise ValueError(f"label key {key!r} must be a non-empty name without '='")
+        return v
 
 
 # -- the report (serve_bench.report) ------------------------------------------------------------------------------

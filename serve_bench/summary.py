@@ -7,12 +7,15 @@ a printed number.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from serve_bench.measure.metrics import summarize
 from serve_bench.measure.records import read_records
-from serve_bench.rundir import RunDir, StageFile
+from serve_bench.rundir import SUMMARY, SUMMARY_CSV, RunDir, StageFile, write_json, write_text
 from serve_bench.study import run_slos
 
 # (column title, row key, format)
@@ -98,6 +101,18 @@ def _bases(run: RunDir) -> dict[str, str]:
 def collect(run: RunDir) -> list[dict[str, Any]]:
     rows = [row(res) for name in run.checkpoints() for res in run.stage_results(name)]
     return _with_labels(_with_ratios(rows, _bases(run)), run)
+
+
+def write_summary(run_path: Path, rows: list[dict[str, Any]]) -> None:
+    """summary.json (``{"rows": rows}``) and summary.csv: the same rows, one line each, every field a column in
+    the order the rows first name them (a spreadsheet's or pandas' view of the run)."""
+    write_json(run_path / SUMMARY, {"rows": rows})
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(run_path / SUMMARY_CSV, buf.getvalue())
 
 
 def recompute(run: RunDir) -> list[dict[str, Any]]:

@@ -55,6 +55,9 @@ def compare(baseline: Path, candidate: Path, out: Path | None, max_regression: f
     quiet = len(result.rows) - len(rows)
     if quiet:
         console.print(f"{quiet} figure(s) not significantly different or untested (--all prints them)")
+    for role, side in (("baseline", result.baseline), ("candidate", result.candidate)):
+        if side.get("labels"):
+            console.print(f"{role}: {render.side_line(side)}", highlight=False)
     console.print(f"test: {result.method}")
     for note in result.notes:
         console.print(f"note: {note}")

@@ -14,7 +14,7 @@ from serve_bench import auth
 from serve_bench.cli.options import count_or_all, engine_args, split_list
 from serve_bench.errors import ConfigError
 from serve_bench.evaluate import evaluate_served
-from serve_bench.evaluate.offline import check_data
+from serve_bench.evaluate.offline import check_source
 from serve_bench.evaluate.settings import NUM_CONCURRENT, EvalSettings
 from serve_bench.evaluate.tasks import DEFAULT_TASKS
 from serve_bench.evaluate.tasks import resolve as resolve_tasks
@@ -99,9 +99,7 @@ def eval_(model: str | None, url: str | None, served_model: str | None, tokenize
                                                              "--url http://127.0.0.1:8000")
     settings = _settings(flags)
     # every check that needs no server before one is contacted or started
-    tasks = resolve_tasks(settings)
-    if settings.data_dir:
-        check_data(tasks, settings.data_dir)
+    check_source(resolve_tasks(settings), settings.data_dir)
     args = engine_args(engine_args_text)
     out = _out_dir(out)
     key = auth.key_from_env()

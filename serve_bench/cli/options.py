@@ -31,6 +31,17 @@ def engine_args(text: str) -> list[str]:
                                                               "'--max-num-seqs 64 --dtype bfloat16'") from None
 
 
+def parse_labels(items: tuple[str, ...]) -> dict[str, str]:
+    """``--label KEY=VALUE`` flags as a mapping (a later one for the same key wins)."""
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--label {item}: expected KEY=VALUE, e.g. --label gpu=h100")
+        labels[key.strip()] = value
+    return labels
+
+
 def parse_slos(items: tuple[str, ...]) -> dict[str, float]:
     """``--slo NAME=MS`` flags as a mapping; names and values are checked where the settings are validated."""
     slo: dict[str, float] = {}

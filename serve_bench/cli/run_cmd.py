@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from serve_bench.cli import views
-from serve_bench.cli.options import count_or_all, engine_args, parse_slos, split_list
+from serve_bench.cli.options import count_or_all, engine_args, parse_labels, parse_slos, split_list
 from serve_bench.cli.plan_view import show_plan
 from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
 from serve_bench.load.balance import BALANCE_POLICIES
@@ -67,6 +67,8 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
         put("server.engine_args", engine_args(flags["engine_args"]))
     if flags["slo"]:
         put("slo", parse_slos(flags["slo"]))
+    if flags["labels"]:
+        put("labels", {**(data.get("labels") or {}), **parse_labels(flags["labels"])})
     return data
 
 
@@ -106,7 +108,9 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--on-server-death", type=click.Choice(["continue", "stop"]), default=None,
               help="After a server dies: go on to the next checkpoint, or stop.")
 @click.option("--eval/--no-eval", "evaluate", default=None,
-              help="Evaluate accuracy (lm-eval) on each checkpoint's server after its load (default: yes).")
+              help="Evaluate accuracy (lm-eval) on each checkpoint's server after its load (default: yes for "
+                   "servers serve-bench launches; at --url only with --eval, --tasks or --limit, or an eval: "
+                   "section in the study).")
 @click.option("--tasks", "tasks", multiple=True,
               help="Evaluation tasks, comma-separated or repeated: --tasks gsm8k,ifeval (default: the study's).")
 @click.option("--limit", default=None, help="Items per evaluation task, or 'all' (default: each task's quick subset).")
@@ -117,6 +121,9 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
               help="Run every stage N times (trials; the checkpoints' order alternates: A B, B A …); "
                    "a series directory holds one run directory per trial.")
 @click.option("--cooldown", type=float, default=None, metavar="S", help="Pause between trials, seconds (default 0).")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+              help="A label that tells this run apart (repeatable): kept in the manifest, shown in the report and "
+                   "by compare; adds to the study's labels.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Parent directory of run directories (default: runs).")
 @click.option("--quiet", is_flag=True, help="Plain lines, one per event, even on a terminal.")

@@ -153,8 +153,8 @@ def compare(baseline: Path, candidate: Path, *, alpha: float = DEFAULT_ALPHA,
 
 
 def _side_info(side: Side) -> dict[str, Any]:
-    return {"given": str(side.given), "trials": side.trials, "runs": [str(r.path) for r in side.runs],
-            "hardware": side.hardware}
+    return {"given": str(side.given), "trials": side.trials, "labels": side.labels,
+            "runs": [str(r.path) for r in side.runs], "hardware": side.hardware}
 
 
 def _checkpoint_pairs(base: Side, cand: Side) -> tuple[list[tuple[str, str]], list[str]]:

@@ -10,7 +10,7 @@ from serve_bench.compare.build import Comparison, Row
 from serve_bench.errors import ConfigError
 from serve_bench.report.build import json_safe
 from serve_bench.report.markdown import md_table
-from serve_bench.report.tables import Table, num
+from serve_bench.report.tables import Table, label_text, num
 from serve_bench.rundir import write_json, write_text
 
 MARKDOWN, JSON = "compare.md", "compare.json"
@@ -72,11 +72,17 @@ def _worse(row: Row) -> str:
     return f"{w:+.1%} worse" if w is not None else "worse"
 
 
+def side_line(side: dict[str, Any]) -> str:
+    """One side in words: where it is, its trials and its labels."""
+    labels = label_text(side.get("labels"))
+    return f"`{side['given']}` ({side['trials']} trial(s))" + (f", labels {labels}" if labels != "–" else "")
+
+
 def render_markdown(comparison: Comparison) -> str:
     c = comparison
     out = ["# serve-bench comparison", "", f"Generated {c.generated_utc}.", "",
-           f"- baseline: `{c.baseline['given']}` ({c.baseline['trials']} trial(s))",
-           f"- candidate: `{c.candidate['given']}` ({c.candidate['trials']} trial(s))",
+           f"- baseline: {side_line(c.baseline)}",
+           f"- candidate: {side_line(c.candidate)}",
            f"- test: {c.method}; ratios are candidate / baseline; significant at α = {c.alpha:g} after Holm's "
            "adjustment over every tested figure",
            f"- SLO (capacity, goodput): {c.slo['slo_ms']} at p{c.slo['percentile']:g}, attainment "

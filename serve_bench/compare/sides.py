@@ -39,6 +39,17 @@ class Side:
         return {k: _gpu_names(hw.get(k)) if k == "gpus" else hw.get(k) for k in HARDWARE_KEYS}
 
     @property
+    def labels(self) -> dict[str, str]:
+        """The runs' labels (--label); a key whose trials disagree shows every value."""
+        out: dict[str, list[str]] = {}
+        for run in self.runs:
+            for k, v in ((run.manifest.get("study") or {}).get("labels") or {}).items():
+                out.setdefault(k, [])
+                if v not in out[k]:
+                    out[k].append(v)
+        return {k: " | ".join(v) for k, v in out.items()}
+
+    @property
     def slo(self) -> dict[str, Any] | None:
         return self.runs[0].manifest.get("slo")
 

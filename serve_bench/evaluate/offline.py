@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from serve_bench.errors import EvalError
@@ -75,6 +76,30 @@ def check_data(tasks: list[ResolvedTask], data_dir: Path) -> None:
         raise EvalError(f"evaluation data missing: expected {missing[0]}{more}",
                         hint="the data directory must be laid out as ../shared/datasets (see its README); "
                              "or drop the task from the study's eval.tasks")
+
+
+# huggingface_hub's own switches: set, the datasets come from the local cache and the hub is never asked
+HUB_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+HUB_TIMEOUT_S = 5.0
+
+
+def check_source(tasks: list[ResolvedTask], data_dir: Path | None) -> None:
+    """The tasks' data can be read: every file under ``data_dir``, else the Hugging Face hub answers. Checked
+    before any server starts or request is sent, so that an offline run fails at once with one message, not
+    after its load with a retry loop per task."""
+    if data_dir is not None:
+        check_data(tasks, data_dir)
+        return
+    if any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on") for k in HUB_OFFLINE_ENV):
+        return  # the user's choice: the hub's cached copies
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        requests.head(endpoint, timeout=HUB_TIMEOUT_S, allow_redirects=False)
+    except requests.RequestException as err:
+        raise EvalError(f"evaluation reads its data from the Hugging Face hub ({endpoint}), which does not answer "
+                        f"from here ({type(err).__name__})",
+                        hint="point --data-dir (or eval.data_dir, or SERVE_BENCH_DATA_DIR) at a copy laid out as "
+                             "shared/datasets, or run with --no-eval") from None
 
 
 def use_nltk_data(data_dir: Path) -> None:

@@ -39,7 +39,10 @@ class TaskSettings(Strict):
 
 
 class EvalSettings(Strict):
-    enabled: bool = Field(True, description="evaluate accuracy after each checkpoint's load profiles")
+    enabled: bool | None = Field(None, description="evaluate accuracy after each checkpoint's load profiles; unset: "
+                                                   "yes for servers serve-bench launches, and at --url (perhaps a "
+                                                   "shared or production endpoint) only when the study has an "
+                                                   "eval: section (StudySpec settles it)")
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS), min_length=1)
     limit: Limit | None = Field(None, description="items per task (per subject for mmlu); 'all': the full sets; "
                                                   "unset: each task's quick subset (tasks.py; docs/benchmarks.md "

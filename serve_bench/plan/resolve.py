@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from serve_bench import auth, settings
 from serve_bench.errors import ConfigError
-from serve_bench.evaluate.offline import check_data
+from serve_bench.evaluate.offline import check_source
 from serve_bench.evaluate.tasks import resolve as resolve_tasks
 from serve_bench.observe.energy import probe
 from serve_bench.plan.cost import BUNDLED_SHAPE, CPU_HOST, CostModel
@@ -86,8 +86,7 @@ def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:
     if not study.eval.enabled:
         return None
     tasks = resolve_tasks(study.eval)
-    if study.eval.data_dir:
-        check_data(tasks, study.eval.data_dir)
+    check_source(tasks, study.eval.data_dir)
     items = {t.name: t.task.items(t.limit) for t in tasks}
     quick = [t.name for t in tasks if t.quick]
     data = str(study.eval.data_dir) if study.eval.data_dir else "the Hugging Face hub"

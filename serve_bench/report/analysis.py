@@ -121,7 +121,8 @@ def _run_info(run: RunData) -> dict[str, Any]:
     m = run.manifest
     return {"name": run.name, "path": str(run.path), "status": run.status, "status_text": run.status_text,
             "started_utc": m.get("started_utc"), "ended_utc": m.get("ended_utc"), "command": m.get("command"),
-            "problems": m.get("problems") or [], "hardware": m.get("hardware") or {}}
+            "problems": m.get("problems") or [], "hardware": m.get("hardware") or {},
+            "labels": (m.get("study") or {}).get("labels") or {}}
 
 
 def _checkpoint(run: RunData, ck: CheckpointData, settings: ReportSettings, slos: dict[str, float],

@@ -33,10 +33,15 @@ def _range(lo: Any, hi: Any, fmt: str, censored: str | None = None) -> str:
     return f"{left} – {right}"
 
 
+def label_text(labels: dict[str, str] | None) -> str:
+    """A run's labels as ``key=value, …`` ('–' for none)."""
+    return ", ".join(f"{k}={v}" for k, v in (labels or {}).items()) or "–"
+
+
 def runs_table(report: Report) -> Table:
-    head = ["run", "status", "started (UTC)", "ended (UTC)", "problems"]
-    rows = [[r["name"], r["status_text"], r["started_utc"] or "–", r["ended_utc"] or "–",
-             "; ".join(r["problems"]) or "–"] for r in report.runs]
+    head = ["run", "labels", "status", "started (UTC)", "ended (UTC)", "problems"]
+    rows = [[r["name"], label_text(r.get("labels")), r["status_text"], r["started_utc"] or "–",
+             r["ended_utc"] or "–", "; ".join(r["problems"]) or "–"] for r in report.runs]
     return head, rows
 
 

@@ -4,6 +4,7 @@ replica left out, and endpoints that serve different models refused. Against two
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import signal
@@ -132,3 +133,9 @@ def test_a_run_at_several_urls_loads_the_fleet_and_its_stage_files_say_how_the_l
     # both replicas run on this host: the server, not other work that would flag the stage as contended
     assert len(stage.host["server_processes"]) == 2
     assert run.manifest().study["server"]["endpoints"] == [fast, slow]
+    # summary.csv: summary.json's rows, a column per field
+    rows = json.loads((outcome.run_dir / "summary.json").read_text())["rows"]
+    with open(outcome.run_dir / "summary.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) == 1 and set(table[0]) == set(rows[0])
+    assert table[0]["stage"] == "c4" and float(table[0]["request_throughput"]) == rows[0]["request_throughput"]

@@ -55,6 +55,11 @@ def test_busy_port(tmp_path):
     assert_clean_error(proc, 2, f"port {port}", "already in use")
 
 
+def test_bad_label_flag(tmp_path):
+    assert_clean_error(sb("run", "--label", "nokey", "--out", str(tmp_path)), 2, "--label nokey: expected KEY=VALUE")
+    assert_clean_error(sb("run", "--label", "=x", "--out", str(tmp_path)), 2, "expected KEY=VALUE")
+
+
 def test_bad_slo_flag(tmp_path):
     assert_clean_error(sb("run", "--slo", "ttft_ms", "--out", str(tmp_path)), 2, "NAME=MILLISECONDS")
     assert_clean_error(sb("run", "--slo", "latency=3", "--out", str(tmp_path)), 2, "unknown SLO 'latency'")
@@ -117,3 +122,39 @@ def test_unbalanced_engine_args_and_an_unwritable_eval_out_are_clear_errors(tmp_
     blocker.write_text("")
     assert_clean_error(sb("eval", "--url", "http://127.0.0.1:9", "--out", str(blocker / "x")), 2,
                        f"--out {blocker / 'x'}: cannot create it")
+
+
+def test_run_at_a_url_evaluates_only_when_asked_and_an_unreachable_hub_is_said_before_any_load(tmp_path):
+    from serve_bench.measure.records import read_records
+    from serve_bench.rundir import RunDir
+    from serve_bench.simengine.params import EngineParams
+    from serve_bench.simengine.server import read_log, running
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": "tok " * 8}) + "\n" for _ in range(8)))
+    profile = tmp_path / "p.yaml"
+    profile.write_text(json.dumps({"name": "p", "api": "chat", "input_tokens": 8, "output_tokens": 4,
+                                   "ignore_eos": True, "prompts": {"kind": "jsonl", "path": str(prompts)},
+                                   "stages": [{"kind": "concurrency", "name": "c2", "users": 2, "requests": 6}]}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    # no offline data and a hub that does not answer: this machine's situation, made certain
+    env = {"SERVE_BENCH_DATA_DIR": "", "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{closed}"}
+    log = tmp_path / "engine.jsonl"
+    with running(EngineParams(step_ms=2), log_path=log, model="m") as (url, _):
+        args = ("run", "--url", url, "--tokenizer", "none", "--profile", str(profile), "--metrics-port", "0")
+        asked = sb(*args, "--eval", "--out", str(tmp_path / "asked"), env=env)
+        assert_clean_error(asked, 7, "Hugging Face hub", f"http://127.0.0.1:{closed}", "--data-dir", "--no-eval")
+        assert read_log(log) == [] and not (tmp_path / "asked").exists(), "nothing may be sent or made first"
+        plain = sb(*args, "--out", str(tmp_path / "plain"), "--label", "site=lab", "--label", "gpu=none", env=env)
+        assert plain.returncode == 0, plain.stderr
+    [path] = (tmp_path / "plain").iterdir()
+    run = RunDir(path)
+    assert run.manifest().study["eval"]["enabled"] is False
+    assert run.manifest().study["labels"] == {"site": "lab", "gpu": "none"}
+    assert (path / "summary.csv").read_text().startswith("checkpoint,")
+    [ck] = run.checkpoints()
+    # the load's six requests and nothing else reached the server: no evaluation traffic
+    assert len(read_records(run.records_path(ck))) == len(read_log(log)) == 6
+    assert not (run.checkpoint_dir(ck) / "eval").exists()

@@ -140,3 +140,22 @@ def test_bootstrap_test_of_identical_draws_is_not_significant():
     draws = rng.normal(100, 5, 1000)
     t = sig.bootstrap(100.0, 100.0, draws, rng.permutation(draws))
     assert t.p > 0.5 and t.ci[0] < 1.0 < t.ci[1]
+
+
+def test_labels_tell_the_sides_apart_in_the_comparison_and_the_report(tmp_path):
+    from serve_bench.compare.render import render_markdown
+    from serve_bench.report import build_report
+
+    a, b = side(tmp_path / "a", 1, seed=1), side(tmp_path / "b", 1, seed=2)
+    for root, labels in ((a, {"gpu": "h100", "build": "1"}), (b, {"gpu": "h200", "build": "2"})):
+        manifest = root / "trial-1" / "manifest.json"
+        data = json.loads(manifest.read_text())
+        data["study"]["labels"] = labels
+        manifest.write_text(json.dumps(data))
+    c = compare(a, b)
+    assert c.baseline["labels"] == {"gpu": "h100", "build": "1"} and c.candidate["labels"]["gpu"] == "h200"
+    text = render_markdown(c)
+    assert "labels gpu=h100, build=1" in text and "labels gpu=h200, build=2" in text
+    build_report([a / "trial-1"], out=tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| run | labels |" in md and "gpu=h100, build=1" in md
