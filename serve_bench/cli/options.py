@@ -42,6 +42,36 @@ def parse_labels(items: tuple[str, ...]) -> dict[str, str]:
     return labels
 
 
+# `vllm bench serve --goodput KEY:MS …`'s keys, and the SLO each is here
+GOODPUT_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2el": "e2el_ms"}
+
+
+def parse_goodput(items: tuple[str, ...]) -> dict[str, float]:
+    """``--goodput ttft:500 tpot:50`` in vLLM's spelling (several pairs in one flag, or the flag repeated) as
+    an SLO mapping (``{"ttft_ms": 500, "tpot_ms": 50}``)."""
+    slo: dict[str, float] = {}
+    for item in (pair for value in items for pair in value.split()):
+        key, sep, value = item.partition(":")
+        if not sep or key not in GOODPUT_KEYS:
+            raise ConfigError(f"--goodput {item}: expected KEY:MILLISECONDS with KEY one of "
+                              f"{', '.join(GOODPUT_KEYS)}, e.g. --goodput ttft:500 tpot:50")
+        try:
+            slo[GOODPUT_KEYS[key]] = float(value)
+        except ValueError:
+            raise ConfigError(f"--goodput {item}: {value!r} is not a number of milliseconds") from None
+    return slo
+
+
+def slo_flags(slo: tuple[str, ...], goodput: tuple[str, ...]) -> dict[str, float]:
+    """``--slo NAME=MS`` and ``--goodput KEY:MS`` together: one SLO set; a limit given twice must agree."""
+    a, b = parse_slos(slo), parse_goodput(goodput)
+    clash = sorted(k for k in set(a) & set(b) if a[k] != b[k])
+    if clash:
+        raise ConfigError(f"--slo and --goodput give {', '.join(clash)} different limits",
+                          hint="give each limit once")
+    return {**a, **b}
+
+
 def parse_slos(items: tuple[str, ...]) -> dict[str, float]:
     """``--slo NAME=MS`` flags as a mapping; names and values are checked where the settings are validated."""
     slo: dict[str, float] = {}

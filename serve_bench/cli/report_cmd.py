@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from serve_bench.cli.options import parse_slos
+from serve_bench.cli.options import slo_flags
 from serve_bench.evaluate.table import TABLE_MD, dichotomy_table
 from serve_bench.measure.metrics import SLO_METRICS
 from serve_bench.report import build_report, settings_for
@@ -24,14 +24,16 @@ from serve_bench.report.build import expand_series
               help="Mean output tokens per request (default: as measured).")
 @click.option("--slo", "slo", multiple=True, metavar="NAME=MS",
               help=f"SLO limit, repeatable ({', '.join(SLO_METRICS)}); replaces the run's.")
+@click.option("--goodput", multiple=True, metavar="KEY:MS",
+              help="SLO limits in vllm bench serve's spelling: --goodput 'ttft:500 tpot:50' (ttft, tpot, e2el).")
 @click.option("--slo-percentile", type=float, default=None, help="Percentile each SLO limit holds at (default 99).")
 @click.option("--headroom", type=float, default=None, help="Share of a replica's capacity kept free (default 0.2).")
 @click.option("--gpu-hour-price", type=float, default=None, help="Price of one GPU-hour (default 2.0).")
 @click.option("--currency", default=None, help="Currency of --gpu-hour-price (default USD).")
 @click.option("--gpus-per-replica", type=int, default=None, help="GPUs per replica (default 1).")
 @click.option("--grid-g-per-kwh", type=float, default=None, help="Grid carbon intensity, gCO2e/kWh (default: no CO2).")
-def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], slo_percentile: float | None,
-           **capacity: Any) -> None:
+def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], goodput: tuple[str, ...],
+           slo_percentile: float | None, **capacity: Any) -> None:
     """Capacity-planning report for RUN_DIR(s): the knee, the highest load within the SLOs (with a
     bootstrap interval), replicas, cost and energy for a target traffic, and a verdict per pruned
     checkpoint. Writes report.md, report.html (self-contained), report.json and plots/*.png; with
@@ -39,8 +41,8 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], s
 
     Settings: the run's study (its `report:` section), then these flags."""
     overrides: dict[str, Any] = {"capacity": {k: v for k, v in capacity.items() if v is not None}}
-    if slo:
-        overrides["slo_ms"] = parse_slos(slo)
+    if slo or goodput:
+        overrides["slo_ms"] = slo_flags(slo, goodput)
     if slo_percentile is not None:
         overrides["slo_percentile"] = slo_percentile
     paths = list(run_dirs)

@@ -116,7 +116,8 @@ def new_state(plan: StagePlan, profile: LoadProfile, *, model: str, prompts: Pro
                          sink=sink, worker_id=f"w{worker_index}", profile=profile.name,
                          requests=plan.requests, warmup_requests=plan.warmup.requests,
                          prompt_offset=prompt_offset, api_key=api_key,
-                         endpoints=tuple(u.rstrip("/") for u in endpoints), balance=balance)
+                         endpoints=tuple(u.rstrip("/") for u in endpoints), balance=balance,
+                         extra_body=profile.sampling.body())
     # a few refusals in a row (fewer with fewer users), then a fresh connection refused: that endpoint is dead
     balancer = Balancer(config.endpoints, balance, is_refused=refused,
                         threshold=max(1, min(plan.users, 3))) if config.endpoints else None

@@ -18,7 +18,8 @@ lists the valid ones):
 
 The work per request is ``input_tokens``/``output_tokens``, or distributions
 of them (``input_lengths``/``output_lengths``, lengths.py), optionally a
-``shared_prefix`` (prefixes.py) and multi-turn ``conversation`` (conversations.py); prompts are
+``shared_prefix`` (prefixes.py) and multi-turn ``conversation`` (conversations.py), with ``sampling``
+parameters sent as they are (sampling.py); prompts are
 synthetic, a JSONL or CSV file's rows (field mapping, cycle or stop when used
 up), or a trace's token counts (traces.py).
 
@@ -41,6 +42,7 @@ from serve_bench.validation import Strict, read_yaml, validation_messages
 from serve_bench.workload.datasets import expand
 from serve_bench.workload.lengths import LENGTH_KINDS, LengthDist
 from serve_bench.workload.prefixes import SharedPrefix
+from serve_bench.workload.sampling import Sampling
 
 PROFILES_DIR = asset_dir(LOAD_PROFILES)
 DEFAULT_PROFILE = "quick"
@@ -228,6 +230,9 @@ class LoadProfile(Strict):
     shared_prefix: SharedPrefix | None = None
     conversation: Conversation | None = None
     ignore_eos: bool = True
+    sampling: Sampling = Field(default_factory=Sampling, description="temperature, top_p, top_k, stop… sent with "
+                                                                     "every request (sampling.py); unset: the "
+                                                                     "server's defaults")
     seed: int = 0
     warmup: Warmup = Field(default_factory=Warmup)
     prompts: PromptSource = Field(default_factory=SyntheticPrompts)
@@ -247,6 +252,7 @@ class LoadProfile(Strict):
                              "path: ..., format: azure | mooncake})")
         if self.conversation is not None and (self.api != "chat" or self.prompts.kind == "trace"):
             raise ValueError("conversations need api: chat, and synthetic or file prompts")
+        self.sampling.body()  # a field given twice (named and in extra_body) is refused here, not per request
         return self
 
     def expanded_stages(self) -> list[RunnableStage]:

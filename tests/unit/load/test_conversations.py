@@ -108,3 +108,27 @@ def test_a_fleet_keeps_each_conversation_on_one_endpoint(tmp_path: Path) -> None
         by_conv.setdefault(r.conversation_id or "", set()).add(r.endpoint)
     assert len(by_conv) == 6 and all(len(e) == 1 for e in by_conv.values())  # the history's cache stays warm
     assert {r.endpoint for r in records} == {a.rstrip("/"), b.rstrip("/")}
+
+
+def test_a_profiles_sampling_parameters_reach_every_request_as_given(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"message {i}"}) + "\n" for i in range(8)))
+    sampling = {"temperature": 0.7, "top_p": 0.9, "top_k": 20, "stop": ["\n\n"], "seed": 3,
+                "extra_body": {"min_tokens": 2}}
+    prof = profile_from_data({"name": "s", "input_tokens": 8, "output_tokens": 4, "timeout_s": 10,
+                              "warmup": {"requests": 0}, "prompts": {"kind": "jsonl", "path": str(path)},
+                              "sampling": sampling, "stages": [{"kind": "concurrency", "users": 2, "requests": 4}]})
+    BODIES.clear()
+    records: list[RequestRecord] = []
+    with fake_server(Echo) as url:
+        run_stage(prof.expanded_stages()[0], url=url, model="m", profile=prof, sink=records.append)
+    assert len(BODIES) == 4 and all(r.ok for r in records)
+    for body in BODIES:
+        assert {k: body[k] for k in ("temperature", "top_p", "top_k", "stop", "seed", "min_tokens")} == {
+            "temperature": 0.7, "top_p": 0.9, "top_k": 20, "stop": ["\n\n"], "seed": 3, "min_tokens": 2}
+        assert body["max_tokens"] == 4 and body["ignore_eos"] is True and body["model"] == "m"
+    BODIES.clear()
+    plain = profile_from_data({**prof.model_dump(mode="json", exclude={"sampling"})})
+    with fake_server(Echo) as url:
+        run_stage(plain.expanded_stages()[0], url=url, model="m", profile=plain, sink=records.append)
+    assert BODIES and not any("temperature" in b or "top_p" in b for b in BODIES)  # unset: the server's defaults
