@@ -135,7 +135,8 @@ class StudySpec(Strict):
         only when asked (eval.enabled, --eval, or an eval: section that says more than where the data is)."""
         if self.eval.enabled is None:
             asked = "eval" in self.model_fields_set and bool(self.eval.model_fields_set - {"data_dir"})
-            self.eval.enabled = not self.server.urls or asked
+            # a copy: the EvalSettings given may be shared with another study
+            self.eval = self.eval.model_copy(update={"enabled": not self.server.urls or asked})
         return self
 
     @model_validator(mode="after")

@@ -134,7 +134,8 @@ def run_distributed(ctx: StageContext, workers: int) -> StageOutcome:
         if plan.ramp:
             runner.start(plan.ramp[0], spawn_rate=plan.ramp[1])
         outcome.stop, lost = _watch(runner, clients, procs, pids, plan, ctx, status, done)
-        outcome.dead_endpoints = sorted({u for c in clients for u in status.get(c, {}).get("dead", [])})
+        if len(ctx.endpoints) > 1:  # one server's death is server_died alone
+            outcome.dead_endpoints = sorted({u for c in clients for u in status.get(c, {}).get("dead", [])})
         if lost:
             outcome.lost_workers = [_short(c) for c in lost]
             outcome.notes.append(f"stage {plan.name}: load worker(s) {', '.join(outcome.lost_workers)} "

@@ -198,7 +198,7 @@ def _run_local(ctx: StageContext, prompts: PromptSet) -> StageOutcome:
             outcome.stop = _monitor(state, plan.users, ctx.stop_on_death)
             outcome.loadgen_cpu["master"] = cpu.ratio()
     finally:
-        if state.balancer is not None:
+        if state.balancer is not None and len(ctx.endpoints) > 1:  # one server's death is server_died alone
             outcome.dead_endpoints = state.balancer.dead_urls()
         live.end()
         state.sync.finished.set()
