@@ -38,8 +38,8 @@ def profile(out: Path, users: int, requests: int):
 
 
 def one(out: Path, engines: list[EngineParams], policy: str, users: int, requests: int) -> dict:
-    kind = "one twice as slow" if SLOW in engines else "equal"
-    tag = f"{len(engines)}-{policy}-{'slow' if SLOW in engines else 'equal'}"
+    slow = SLOW in engines
+    tag = f"{len(engines)}-{policy}-{'slow' if slow else 'equal'}"
     with contextlib.ExitStack() as stack:
         urls = [stack.enter_context(running(p, log_path=out / f"{tag}-e{i}.jsonl", model="m"))[0]
                 for i, p in enumerate(engines)]
@@ -49,7 +49,7 @@ def one(out: Path, engines: list[EngineParams], policy: str, users: int, request
     records = read_records(out / f"{tag}.jsonl")
     assert served == [sum(r.endpoint == u for r in records) for u in urls], "records disagree with the engines"
     s = result.summary
-    return {"replicas": len(engines), "kind": kind, "policy": policy,
+    return {"replicas": len(engines), "kind": "one twice as slow" if slow else "equal", "policy": policy,
             "shares": [n / sum(served) for n in served], "balance": result.balance,
             "req_s": s["request_throughput"], "p99_ttft_ms": s["p99_ttft_ms"], "p99_e2el_ms": s["p99_e2el_ms"],
             "loadgen_cpu": result.loadgen_cpu.get("master")}

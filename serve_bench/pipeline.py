@@ -409,10 +409,10 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
 def served_fleet(urls: list[str], wanted: str | None, key: str | None) -> tuple[str, str | None]:
     """The model every endpoint serves and, when vLLM reports it as a local directory, its checkpoint. A fleet
     whose endpoints serve different models or tokenizers is refused, naming the endpoint that differs."""
-    name, root = _served_model(urls[0], wanted, key)
+    card = _model_card(urls[0], wanted, key)
+    name, root = card["id"], _local_root(card)
     if len(urls) == 1:
         return name, root
-    card = _model_card(urls[0], name, key)
     probe = _tokenize(urls[0], name, key)
     for url in urls[1:]:
         other = _model_card(url, name, key)  # refuses an endpoint that does not serve the first one's model
@@ -445,8 +445,13 @@ def _tokenize(url: str, model: str, key: str | None) -> list[int] | None:
 def _served_model(url: str, wanted: str | None, key: str | None) -> tuple[str, str | None]:
     """The model to load at ``url`` and, when vLLM reports it as a local directory, its checkpoint."""
     entry = _model_card(url, wanted, key)
-    root = entry.get("root")
-    return entry["id"], root if root and Path(root).is_dir() else None
+    return entry["id"], _local_root(entry)
+
+
+def _local_root(card: dict[str, Any]) -> str | None:
+    """The checkpoint a ``/v1/models`` entry names, when it is a directory on this host (the tokenizer)."""
+    root = card.get("root")
+    return root if root and Path(root).is_dir() else None
 
 
 def _model_card(url: str, wanted: str | None, key: str | None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -165,6 +165,15 @@ class StudySpec(Strict):
     @classmethod
     def _slo(cls, v: dict[str, float]) -> dict[str, float]:
         return _check_slos(v)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _scalar_labels(cls, v: Any) -> Any:
+        # `build: 3` or `nightly: true` in YAML: a label's value is its text
+        if isinstance(v, dict):
+            return {k: str(x).lower() if isinstance(x, bool) else str(x) if isinstance(x, (int, float)) else x
+                    for k, x in v.items()}
+        return v
 
     @field_validator("labels")
     @classmethod

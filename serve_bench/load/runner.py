@@ -128,14 +128,12 @@ def _fleet(records: list[RequestRecord], endpoints: Sequence[str], warmup_end_s:
     for r in records:
         if r.endpoint in by_endpoint:
             by_endpoint[r.endpoint].append(r)
-    out: dict[str, dict[str, Any]] = {}
-    for u, recs in by_endpoint.items():
-        summary = summarize(recs, warmup_end_s=warmup_end_s, slos_ms=slos_ms) if recs else {}
-        out[u] = {"share": None, **{k: summary.get(k) for k in ENDPOINT_FIGURES}}
-    counts = [e["attempted"] or 0 for e in out.values()]
+    summaries = {u: summarize(recs, warmup_end_s=warmup_end_s, slos_ms=slos_ms) if recs else {}
+                 for u, recs in by_endpoint.items()}
+    figures = {u: {k: summary.get(k) for k in ENDPOINT_FIGURES} for u, summary in summaries.items()}
+    counts = [f["attempted"] or 0 for f in figures.values()]  # measured requests: warm-up left out
     total = sum(counts)
-    for e in out.values():
-        e["share"] = (e["attempted"] or 0) / total if total else None
+    out = {u: {"share": n / total if total else None, **f} for (u, f), n in zip(figures.items(), counts)}
     return {"endpoints": out, "balance": min(counts) / max(counts) if max(counts) else None}
 
 

@@ -34,3 +34,13 @@ def test_labels():
     assert parse_labels(("gpu=h100", "note=a=b", "gpu=h200")) == {"gpu": "h200", "note": "a=b"}
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         parse_labels(("gpu",))
+
+
+def test_a_studys_labels_take_yaml_scalars_as_text_and_refuse_the_rest():
+    from serve_bench.study import StudySpec
+    from serve_bench.validation import validate
+
+    spec = validate(StudySpec, {"labels": {"build": 3, "nightly": True, "gpu": "h100"}}, "s.yaml")
+    assert spec.labels == {"build": "3", "nightly": "true", "gpu": "h100"}
+    with pytest.raises(ConfigError, match="s.yaml: labels.build"):
+        validate(StudySpec, {"labels": {"build": [1]}}, "s.yaml")

@@ -29,7 +29,7 @@ def test_a_slow_endpoint_gets_fewer_requests_with_least_outstanding_and_as_many_
     def drive(policy: str) -> list[int]:
         b = Balancer([A, B], policy)
         sent = [0, 0]
-        held: list[int] = []  # B's requests take three rounds, A's one
+        held: list[tuple[int, int]] = []  # (round due, endpoint): B's requests take three rounds, A's one
         for round_ in range(60):
             for _ in range(4 - b.outstanding[0] - b.outstanding[1]):
                 i = b.pick()
