@@ -18,7 +18,8 @@
 
 Third-party exceptions are wrapped at the boundary with ``raise ... from err``.
 Exit code 130 is used for Ctrl-C; 8 (EXIT_REGRESSION) is not an error: ``serve-bench compare
---max-regression`` found a figure significantly worse than the gate allows.
+--max-regression`` found a figure significantly worse than the gate allows; nor is 9 (EXIT_PLAN_FAILED):
+``serve-bench validate`` found that a capacity plan does not hold on the fleet it asked for.
 """
 
 from __future__ import annotations
@@ -90,3 +91,4 @@ class EvalError(ServeBenchError):
 
 EXIT_INTERRUPTED = 130
 EXIT_REGRESSION = 8
+EXIT_PLAN_FAILED = 9

@@ -29,7 +29,8 @@ from serve_bench.observe.energy import server_gpus
 from serve_bench.observe.observer import Observer
 from serve_bench.report import build_report
 from serve_bench.rundir import EVAL_DIR, RESULTS, SERIES, RunDir, StageFile, write_json
-from serve_bench.serve.server import ServerSpec, VllmServer
+from serve_bench.serve.fleet import Fleet, shares
+from serve_bench.serve.server import ServerSpec, VllmServer, vllm_build
 from serve_bench.study import StudySpec
 from serve_bench.summary import collect, render_markdown, write_summary
 from serve_bench.workload.profiles import LoadProfile, load_profile
@@ -274,11 +275,16 @@ def api_key(study: StudySpec) -> str | None:
 
 
 def _server_gpus(study: StudySpec) -> list[int] | None:
-    """The GPUs the launched server uses; with --url, unknown (every GPU visible here is measured)."""
+    """The GPUs the launched server (or replicas: all of theirs) uses; with --url, unknown (every GPU visible
+    here is measured)."""
     if study.server.urls:
         return None
+    env = {**os.environ, **study.server.env}
+    if study.server.replicas > 1:  # refuses more replicas than GPUs or cores, before anything starts
+        split = shares(study.server.replicas, vllm_build(), study.server.engine_args, env)
+        return sorted(g for share in split for g in share.gpus) if vllm_build() == "cuda" else None
     try:
-        return server_gpus(study.server.engine_args, {**os.environ, **study.server.env})
+        return server_gpus(study.server.engine_args, env)
     except ValueError as err:
         raise ConfigError(f"server.engine_args: {err}") from None
 
@@ -301,24 +307,30 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
     write_json(ck_dir / "checkpoint.json", ck.describe())
     if study.server.urls:
         # a fleet is evaluated at its first endpoint: every endpoint serves the same model (served_fleet)
-        _load(study, profiles, run, ck, study.server.urls[0], ck.name, None, ev, outcome, key, observer, trial)
+        _load(study, profiles, run, ck, study.server.urls, ck.name, None, ev, outcome, key, observer, trial)
         _evaluate(study, ck, study.server.urls[0], ck.name, None, ck_dir, ev, outcome, key)
         return
     spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
                       host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
                       env=dict(study.server.env), startup_timeout_s=study.server.startup_timeout_s)
-    server = VllmServer(spec)
-    ev.phase(ck.label or ck.name, "starting the vLLM server")
+    replicas = study.server.replicas
+    server: VllmServer | Fleet = VllmServer(spec) if replicas == 1 else Fleet(spec, replicas)
+    ev.phase(ck.label or ck.name, "starting the vLLM server" if replicas == 1 else
+             f"starting {replicas} vLLM replicas ({', '.join(s.describe() for s in server.shares)})")
     try:
         server.start()
-        server.wait_ready()
+        if isinstance(server, VllmServer):
+            server.wait_ready()
     except ServerStartError:
         server.stop()
         raise
     try:
-        ev.server_ready(ck.label or ck.name, server.url)
-        _load(study, profiles, run, ck, server.url, ck.name, server, ev, outcome, key, observer, trial)
-        _evaluate(study, ck, server.url, ck.name, server, ck_dir, ev, outcome, key)
+        urls = server.urls if isinstance(server, Fleet) else [server.url]
+        if isinstance(server, Fleet):
+            write_json(ck_dir / "checkpoint.json", {**ck.describe(), "replicas": server.describe()})
+        ev.server_ready(ck.label or ck.name, ", ".join(urls))
+        _load(study, profiles, run, ck, urls, ck.name, server, ev, outcome, key, observer, trial)
+        _evaluate(study, ck, urls[0], ck.name, server, ck_dir, ev, outcome, key)
     finally:
         server.stop()
 
@@ -352,9 +364,10 @@ def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
     manifest["dichotomy"] = [TABLE_MD, TABLE_JSON]
 
 
-def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
+def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, urls: list[str],
           served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None,
           observer: Any, trial: int | None) -> None:
+    """``urls``: the server, or a fleet's every endpoint (the first one's /metrics is scraped)."""
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
     label = ck.label or ck.name
     def on_begin(live: Any) -> None:
@@ -364,17 +377,17 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
     observer.live.on_begin = on_begin
     if observer.meter.available and study.energy.idle_s > 0:
         ev.phase(label, f"measuring idle power with the model loaded ({study.energy.idle_s:g} s)")
-    observer.checkpoint_started(ck.name, url, key, lambda i, when: run.server_metrics_path(ck.name, i, when),
-                                run.server_timeseries_path(ck.name), endpoints=study.server.urls)
+    observer.checkpoint_started(ck.name, urls[0], key, lambda i, when: run.server_metrics_path(ck.name, i, when),
+                                run.server_timeseries_path(ck.name), endpoints=urls)
     try:
-        _run_profiles(study, profiles, run, ck, url, served_name, server, ev, key, observer, remote, trial)
+        _run_profiles(study, profiles, run, ck, urls, served_name, server, ev, key, observer, remote, trial)
     finally:
         observer.checkpoint_done()
 
 
-def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, url: str,
-                  served_name: str, server: Any, ev: Events, key: str | None, observer: Any, remote: Any,
-                  trial: int | None) -> None:
+def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint,
+                  urls: list[str], served_name: str, server: Any, ev: Events, key: str | None, observer: Any,
+                  remote: Any, trial: int | None) -> None:
     index = 0
 
     def on_record(record: Any) -> None:
@@ -392,17 +405,18 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
             ev.stage_done(ck.label or ck.name, done)
 
         ev.stage_started(ck.label or ck.name, profile.name)
-        results = run_profile(profile, url=url, model=served_name, model_path=str(ck.path),
+        results = run_profile(profile, url=urls[0], model=served_name, model_path=str(ck.path),
                               records_path=run.records_path(ck.name), log_path=run.loadgen_log_path(ck.name),
                               on_record=on_record, slos_ms=study.resolved_slo().slo_ms, on_stage=on_stage,
                               workers=study.remote_workers or study.workers, remote=remote, api_key=key,
                               worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live, trial=trial,
-                              endpoints=study.server.urls if len(study.server.urls) > 1 else None,
+                              endpoints=urls if len(urls) > 1 else None,
                               balance=study.server.balance, stop_on_death=study.on_server_death == "stop")
         died = any(r.server_died for r in results) or (server is not None and not server.alive())
         if died:
             tail = server.log_tail() if server is not None else ""
-            raise ServerDiedError(f"the server died during profile {profile.name}; finished stages are kept"
+            who = "a replica" if isinstance(server, Fleet) else "the server"
+            raise ServerDiedError(f"{who} died during profile {profile.name}; finished stages are kept"
                                   + (f"; last lines of its log:\n{tail}" if tail else ""))
 
 

@@ -93,6 +93,8 @@ class CheckpointFile(Strict):
     base: str | None = Field(None, description="the checkpoint it was pruned from (itself for a base)")
     weights_sha256: str | None = None
     pruning: dict[str, Any] | None = None
+    replicas: list[dict[str, Any]] | None = Field(None, description="launched replicas (--replicas N): each one's "
+                                                                    "url, share of the machine and log")
 
 
 class Manifest(Strict):

@@ -62,6 +62,8 @@ class ServerSettings(Strict):
                                                           "(fewest in flight) or round-robin")
     served_model: str | None = Field(None, description="model name at --url; default: the server's first model")
     tokenizer: str | None = Field(None, description="tokenizer directory for --url; default: the root vLLM reports")
+    replicas: int = Field(1, ge=1, le=256, description="vLLM servers launched per checkpoint, each on its own "
+                                                       "GPUs or cores, loaded as one fleet (serve/fleet.py)")
     engine_args: list[str] = Field(default_factory=lambda: ["--max-model-len", "2048"])
     env: dict[str, str] = Field(default_factory=dict)
     host: str = "127.0.0.1"
@@ -75,6 +77,9 @@ class ServerSettings(Strict):
     def _one_target(self) -> ServerSettings:
         if self.url and self.endpoints:
             raise ValueError("give url (one server) or endpoints (a fleet), not both")
+        if self.replicas > 1 and (self.url or self.endpoints):
+            raise ValueError("replicas are servers serve-bench launches; at url or endpoints the fleet is already "
+                             "running: list its endpoints instead")
         seen = [u.rstrip("/") for u in self.endpoints]
         if len(set(seen)) != len(seen):
             raise ValueError("endpoints name the same server twice: " +
@@ -234,7 +239,8 @@ def _check_slos(v: dict[str, float]) -> dict[str, float]:
 
 
 class CapacitySettings(Strict):
-    """The traffic to plan for and what a replica costs. Replicas are assumed to scale linearly."""
+    """The traffic to plan for and what a replica costs. Replicas scale by ``scaling_efficiency`` (linearly
+    unless told otherwise)."""
 
     rps: float = Field(10.0, gt=0, description="target traffic, requests per second (an example: set yours)")
     input_tokens: float | None = Field(None, gt=0, description="mean input tokens per request; None: as measured")
@@ -244,6 +250,9 @@ class CapacitySettings(Strict):
     currency: str = Field("USD", min_length=1)
     gpus_per_replica: int = Field(1, ge=1)
     grid_g_per_kwh: float | None = Field(None, ge=0, description="grid carbon intensity, gCO2e/kWh; None: no CO2")
+    scaling_efficiency: float = Field(1.0, gt=0, le=1.5,
+                                      description="a fleet of N serves N × this × one replica's capacity; 1: linear "
+                                                  "(assumed); `serve-bench validate` measures it on a real fleet")
 
 
 class ReportSettings(Strict):

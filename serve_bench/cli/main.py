@@ -20,6 +20,7 @@ from serve_bench.cli import (
     report_cmd,
     run_cmd,
     selfcheck_cmd,
+    validate_cmd,
 )
 from serve_bench.errors import EXIT_INTERRUPTED, ServeBenchError
 
@@ -51,7 +52,8 @@ def cli(verbose: int) -> None:
 
     Exit codes: 0 ok, 1 error, 2 bad configuration, 3 model, 4 pruning,
     5 server, 6 load generator, 7 evaluation, 8 regression (compare
-    --max-regression), 130 interrupted.
+    --max-regression), 9 a capacity plan that does not hold (validate),
+    130 interrupted.
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
@@ -68,6 +70,7 @@ def _register() -> None:
     cli.add_command(report_cmd.report)
     cli.add_command(selfcheck_cmd.selfcheck)
     cli.add_command(compare_cmd.compare)
+    cli.add_command(validate_cmd.validate)
 
 
 _register()

@@ -8,10 +8,12 @@ from typing import Any
 import click
 
 from serve_bench.cli.options import slo_flags
+from serve_bench.errors import ConfigError
 from serve_bench.evaluate.table import TABLE_MD, dichotomy_table
 from serve_bench.measure.metrics import SLO_METRICS
 from serve_bench.report import build_report, settings_for
 from serve_bench.report.build import expand_series
+from serve_bench.validate.found import measured_efficiency
 
 
 @click.command()
@@ -32,8 +34,11 @@ from serve_bench.report.build import expand_series
 @click.option("--currency", default=None, help="Currency of --gpu-hour-price (default USD).")
 @click.option("--gpus-per-replica", type=int, default=None, help="GPUs per replica (default 1).")
 @click.option("--grid-g-per-kwh", type=float, default=None, help="Grid carbon intensity, gCO2e/kWh (default: no CO2).")
+@click.option("--scaling-efficiency", "efficiency", default=None, metavar="F|measured",
+              help="Plan replicas as if a fleet of N served N × F × one replica's capacity (default 1: linear); "
+                   "'measured': the newest `serve-bench validate` of these runs.")
 def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], goodput: tuple[str, ...],
-           slo_percentile: float | None, **capacity: Any) -> None:
+           slo_percentile: float | None, efficiency: str | None, **capacity: Any) -> None:
     """Capacity-planning report for RUN_DIR(s): the knee, the highest load within the SLOs (with a
     bootstrap interval), replicas, cost and energy for a target traffic, and a verdict per pruned
     checkpoint. Writes report.md, report.html (self-contained), report.json and plots/*.png; with
@@ -46,6 +51,8 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], g
     if slo_percentile is not None:
         overrides["slo_percentile"] = slo_percentile
     paths = list(run_dirs)
+    if efficiency is not None:
+        overrides["capacity"]["scaling_efficiency"] = _efficiency(efficiency, expand_series(paths))
     files = build_report(paths, out, settings_for(expand_series(paths), overrides))
     click.echo(f"report: {files.html}")
     for path in (files.markdown, files.json):
@@ -58,3 +65,16 @@ def report(run_dirs: tuple[Path, ...], out: Path | None, slo: tuple[str, ...], g
             click.echo(f"        {files.directory / TABLE_MD} (accuracy across the runs' checkpoints)")
     for line in files.verdicts:
         click.echo(f"  {line}")
+
+
+def _efficiency(text: str, runs: list[Path]) -> float:
+    if text == "measured":
+        found = measured_efficiency(runs)
+        if found is None:
+            raise ConfigError("--scaling-efficiency measured: no validation of these runs measured one",
+                              hint="run `serve-bench validate RUN_DIR --url … ` (or --replicas N) first")
+        return found[0]
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--scaling-efficiency {text!r}: a number (0 < F ≤ 1.5) or 'measured'") from None

@@ -48,7 +48,7 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
     for key, path in (("criterion", "prune.criterion"), ("divisor", "prune.divisor"),
                       ("include_base", "prune.include_base"), ("balance", "server.balance"),
                       ("served_model", "server.served_model"), ("tokenizer", "server.tokenizer"),
-                      ("port", "server.port"), ("out", "out_dir"),
+                      ("port", "server.port"), ("replicas", "server.replicas"), ("out", "out_dir"),
                       ("workers", "workers"), ("expect_workers", "remote_workers"),
                       ("master_bind_host", "master_bind_host"), ("master_port", "master_port"),
                       ("metrics_host", "metrics.host"), ("metrics_port", "metrics.port"),
@@ -86,6 +86,9 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--url", multiple=True,
               help="Load an already running OpenAI-compatible server instead of launching vLLM; repeat it for a "
                    "fleet of servers of the same model, loaded as one (requests spread by --balance).")
+@click.option("--replicas", type=int, default=None, metavar="N",
+              help="Launch N vLLM servers per checkpoint, each on its own GPUs (CUDA_VISIBLE_DEVICES split by the "
+                   "tensor-parallel size) or cores (CPU build), and load them as one fleet (default 1).")
 @click.option("--balance", type=click.Choice(BALANCE_POLICIES), default=None,
               help="How a fleet's requests are spread: least-outstanding (default: the endpoint with the fewest "
                    "in flight) or round-robin.")

@@ -155,7 +155,7 @@ def _supports_dram(monitor: Any, cpu_index: int) -> bool:
         return False
 
 
-def _visible_gpus(env: Mapping[str, str]) -> list[int] | None:
+def visible_gpus(env: Mapping[str, str]) -> list[int] | None:
     """The machine's GPU numbers a process with this environment sees, in its order; None: all of them
     (unset); raises ValueError for entries that are not plain numbers (UUIDs, MIG)."""
     visible = env.get("CUDA_VISIBLE_DEVICES")
@@ -182,7 +182,7 @@ def probe(gpu_indices: list[int] | None, *, want_cpu: bool = True) -> EnergyMete
     names: dict[int, str] = {}  # Zeus's GPU index → gpu<machine number>
     if gpu_indices != []:
         try:
-            visible = _visible_gpus(os.environ)  # Zeus numbers GPUs within this process's CUDA_VISIBLE_DEVICES
+            visible = visible_gpus(os.environ)  # Zeus numbers GPUs within this process's CUDA_VISIBLE_DEVICES
             n_gpus, why = _probe_gpus()
         except ValueError as err:  # UUIDs or MIG slices, which Zeus cannot number either
             n_gpus, why = 0, f"GPUs not measured: {err}"
@@ -257,17 +257,22 @@ def _int_flag(args: Sequence[str], names: tuple[str, ...], default: int) -> int:
     return n
 
 
+def parallel_world(engine_args: Sequence[str]) -> int:
+    """GPUs one ``vllm serve`` with these arguments uses: tensor- × pipeline-parallel × local data-parallel."""
+    return (_int_flag(engine_args, ("--tensor-parallel-size", "-tp"), 1)
+            * _int_flag(engine_args, ("--pipeline-parallel-size", "-pp"), 1)
+            * _int_flag(engine_args, ("--data-parallel-size-local", "-dpl"),
+                        _int_flag(engine_args, ("--data-parallel-size", "-dp"), 1)))
+
+
 def server_gpus(engine_args: Sequence[str], env: Mapping[str, str]) -> list[int] | None:
     """The GPUs a ``vllm serve`` with these arguments and environment uses: the first
     tensor-parallel × pipeline-parallel × local data-parallel of those its ``CUDA_VISIBLE_DEVICES`` shows
     (machine numbers). ``[]`` when that is set empty (no GPU); None when it names GPUs by UUID or MIG
     slice, which only NVML could number."""
-    world = (_int_flag(engine_args, ("--tensor-parallel-size", "-tp"), 1)
-             * _int_flag(engine_args, ("--pipeline-parallel-size", "-pp"), 1)
-             * _int_flag(engine_args, ("--data-parallel-size-local", "-dpl"),
-                         _int_flag(engine_args, ("--data-parallel-size", "-dp"), 1)))
+    world = parallel_world(engine_args)
     try:
-        visible = _visible_gpus(env)
+        visible = visible_gpus(env)
     except ValueError:
         return None
     return list(range(world)) if visible is None else visible[:world]

@@ -73,6 +73,7 @@ class ServerPlan:
     host: str = "127.0.0.1"
     port: int | None = None
     startup_timeout_s: float = 600.0
+    replicas: list[str] = field(default_factory=list)  # launched replicas: each one's share of the machine
 
 
 @dataclass

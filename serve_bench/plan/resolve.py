@@ -22,6 +22,7 @@ from serve_bench.plan.model import CheckpointPlan, EnergyPlan, EvalPlan, ServerP
 from serve_bench.prune import MANIFEST, Target
 from serve_bench.prune.criteria import get as get_criterion
 from serve_bench.prune.plan import plan as k_plan
+from serve_bench.serve.fleet import shares
 from serve_bench.serve.server import CPU_DEFAULT_ENV, engine_args_for, port_in_use, vllm_build
 from serve_bench.study import is_loopback
 from serve_bench.workload.profiles import load_profile
@@ -106,8 +107,10 @@ def _server(study: StudySpec, notes: list[str]) -> ServerPlan:
     shown_env = {k: v for k, v in env.items() if k in s.env or k in defaults}
     if key:
         shown_env[auth.VLLM_KEY_ENV] = auth.MASK  # vLLM's --api-key travels in the environment
+    replicas = [] if s.replicas == 1 else [share.describe() for share in shares(s.replicas, build, args, env)]
     return ServerPlan("launch", build=build, engine_args=args, env=auth.redact(shown_env, []), host=s.host,
-                      port=s.port, startup_timeout_s=s.startup_timeout_s)
+                      port=s.port, startup_timeout_s=s.startup_timeout_s, replicas=replicas,
+                      balance=s.balance if replicas else None)
 
 
 def _check_ports(study: StudySpec) -> None:

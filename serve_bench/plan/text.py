@@ -78,8 +78,13 @@ def render_plan(plan: StudyPlan, *, run_dir_hint: bool = True) -> str:
     else:
         build = {"cpu": "vLLM, CPU build", "cuda": "vLLM"}.get(s.build or "", "vLLM (not installed here)")
         port = f"port {s.port}" if s.port else "a free port"
-        add(f"server: {build}, one per checkpoint, on {s.host}, {port} (start-up timeout "
-            f"{s.startup_timeout_s:g} s)")
+        if s.replicas:
+            ports = f"ports {s.port}–{s.port + len(s.replicas) - 1}" if s.port else "free ports"
+            add(f"server: {build}, a fleet of {len(s.replicas)} replicas per checkpoint ({'; '.join(s.replicas)}), "
+                f"on {s.host}, {ports}, requests spread {s.balance} (start-up timeout {s.startup_timeout_s:g} s)")
+        else:
+            add(f"server: {build}, one per checkpoint, on {s.host}, {port} (start-up timeout "
+                f"{s.startup_timeout_s:g} s)")
         if s.engine_args:
             add(f"  engine args: {' '.join(s.engine_args)}")
         if s.env:

@@ -16,6 +16,7 @@ from serve_bench.report.knee import Knee, find_knee
 from serve_bench.report.slo import ABOVE, BELOW, SloCapacity, slo_capacity, stage_constraint_values
 from serve_bench.report.trials import TrialsSummary, summarize_trials
 from serve_bench.study import DEFAULT_SLO_MS, DEFAULT_SLO_SOURCE, ReportSettings, run_slos
+from serve_bench.validate.found import validations
 
 SHOWN_PERCENTILES = (50, 90, 99)
 LATENCIES = ("ttft", "tpot", "itl", "e2el")
@@ -53,6 +54,7 @@ class Report:
     checkpoints: list[CheckpointReport]
     percentile_method: str = PERCENTILE_METHOD
     trials: TrialsSummary | None = None  # the runs are the trials of one repeated run: run to run
+    validations: list[dict[str, Any]] = field(default_factory=list)  # `serve-bench validate` of these runs' plans
 
     @property
     def verdicts(self) -> list[str]:
@@ -106,9 +108,30 @@ def analyse(runs: list[RunData], settings: ReportSettings) -> Report:
     if many and _one_series(runs):
         trials = summarize_trials([[c for c in checkpoints if c.run == r.name] for r in runs], [r.name for r in runs],
                                   settings.capacity.rps, settings.confidence)
+    found = validations(r.path for r in runs)
     return Report(generated_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                   runs=[_run_info(r) for r in runs], settings=settings.model_dump(mode="json"), slos_ms=slos,
-                  slo_source=source, assumptions=list(capacity.ASSUMPTIONS), checkpoints=checkpoints, trials=trials)
+                  slo_source=source, assumptions=_assumptions(settings.capacity.scaling_efficiency, found),
+                  checkpoints=checkpoints, trials=trials, validations=found)
+
+
+def _assumptions(efficiency: float, found: list[dict[str, Any]]) -> list[str]:
+    """The plan's assumptions; the scaling one as given, with what ``serve-bench validate`` measured beside it."""
+    out = list(capacity.ASSUMPTIONS)
+    if efficiency != 1.0:
+        out[0] = (f"replicas scale at an efficiency of {efficiency:.3g} (N replicas serve N × {efficiency:.3g} × "
+                  "one replica's capacity within the SLOs), as given (--scaling-efficiency)")
+    for v in found:
+        if v.get("scaling_efficiency") is None:
+            continue
+        lo, hi = v.get("scaling_efficiency_ci") or (None, None)
+        ci = f" (95% CI {lo:.3g}–{hi:.3g})" if lo is not None and hi is not None else ""
+        at_least = "at least " if v.get("capacity_status") == "above" else ""
+        held = "held" if v.get("holds") else "did not hold"
+        out.insert(1, f"measured by serve-bench validate: scaling efficiency {at_least}{v['scaling_efficiency']:.3g}"
+                      f"{ci} on {v.get('replicas')} replicas of {v.get('checkpoint')}, where the plan {held} "
+                      f"({v['path']}); `report --scaling-efficiency measured` plans with it")
+    return out
 
 
 def _one_series(runs: list[RunData]) -> bool:

@@ -3,7 +3,8 @@ one-sentence verdict of a pruned checkpoint against its base.
 
 Assumptions, stated in every report:
 - replicas scale linearly: N replicas serve N times one replica's capacity (a load balancer spreads the
-  traffic evenly; no shared bottleneck);
+  traffic evenly; no shared bottleneck), unless a scaling efficiency is given (``serve-bench validate``
+  measures one on a real fleet: then N × efficiency × one replica's);
 - a replica runs at most at (1 − headroom) of its capacity within the SLOs;
 - a traffic mix other than the one measured is served at the measured output-token rate (decode-bound):
   capacity in requests/s scales by measured output tokens / traffic output tokens; prompt length changes
@@ -65,6 +66,10 @@ class Plan:
     co2_kg_per_day: float | None = None
     energy_note: str = "not measured"
     notes: list[str] = field(default_factory=list)
+    # the traffic planned for (per request; `serve-bench validate` replays it) and the scaling assumed
+    input_tokens: float | None = None
+    output_tokens: float | None = None
+    scaling_efficiency: float = 1.0
 
 
 def replicas_for(rps: float, capacity_rps: float, headroom: float) -> int | None:
@@ -86,17 +91,24 @@ def plan(capacity_rps: float | None, capacity_ci: tuple[float | None, float | No
     tokens_in = settings.input_tokens or measured_input_tokens
     tokens_out = settings.output_tokens or measured_output_tokens
     scale = measured_output_tokens / tokens_out if tokens_out else 1.0
-    out = Plan(answered=True, lower_bound=lower_bound, capacity_rps=capacity_rps * scale)
+    out = Plan(answered=True, lower_bound=lower_bound, capacity_rps=capacity_rps * scale, input_tokens=tokens_in,
+               output_tokens=tokens_out, scaling_efficiency=settings.scaling_efficiency)
     if abs(scale - 1.0) > 1e-9 or (settings.input_tokens and abs(tokens_in - measured_input_tokens) > 0.5):
         out.notes.append(f"measured at {measured_input_tokens:.0f} input / {measured_output_tokens:.0f} output "
                          f"tokens per request; the traffic's {tokens_in:.0f} / {tokens_out:.0f} is scaled by output "
                          f"tokens (decode-bound assumption): measure with a profile of that mix to be sure")
     lo, hi = capacity_ci
     out.capacity_rps_ci = (None if lo is None else lo * scale, None if hi is None else hi * scale)
-    n = replicas_for(settings.rps, out.capacity_rps, settings.headroom)
+    eff = settings.scaling_efficiency  # a replica in a fleet serves this share of what it serves alone
+    if eff != 1.0:
+        out.notes.append(f"replicas at a scaling efficiency of {eff:.3g} (a fleet of N serves N × {eff:.3g} × one "
+                         "replica's capacity), not linear")
+    n = replicas_for(settings.rps, out.capacity_rps * eff, settings.headroom)
     out.replicas = n
-    out.replicas_ci = (None if hi is None or hi <= 0 else replicas_for(settings.rps, hi * scale, settings.headroom),
-                       None if lo is None or lo <= 0 else replicas_for(settings.rps, lo * scale, settings.headroom))
+    out.replicas_ci = (None if hi is None or hi <= 0 else replicas_for(settings.rps, hi * scale * eff,
+                                                                       settings.headroom),
+                       None if lo is None or lo <= 0 else replicas_for(settings.rps, lo * scale * eff,
+                                                                       settings.headroom))
     assert n is not None  # capacity_rps and scale are positive here
     out.gpu_hours_per_day = n * settings.gpus_per_replica * 24.0
     out.cost_per_day = out.gpu_hours_per_day * settings.gpu_hour_price

@@ -86,6 +86,7 @@ class ServerSpec:
     stop_timeout_s: float = 30.0
     # vLLM's --api-key: taken out of engine_args, passed as VLLM_API_KEY, sent by the readiness check
     api_key: str | None = None
+    cpus: tuple[int, ...] | None = None  # pin the server's whole process tree to these logical CPUs (a replica)
 
     def __post_init__(self) -> None:
         self.engine_args, key = auth.split_api_key(self.engine_args)
@@ -134,7 +135,14 @@ class VllmServer:
             log.write(f"$ {shown}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True, preexec_fn=die_with_parent)
+                                         env=env, start_new_session=True, preexec_fn=self._in_child)
+
+    def _in_child(self) -> None:
+        """Runs in the child before vLLM starts: dies with serve-bench, and keeps to its CPUs when it has some
+        (its children inherit the affinity)."""
+        die_with_parent()
+        if self.spec.cpus:
+            os.sched_setaffinity(0, self.spec.cpus)
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.spec.startup_timeout_s
