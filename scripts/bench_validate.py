@@ -1,6 +1,8 @@
 """Plan validation on known-capacity engines (issue 19): a plan made from one engine's open-loop rate ladder
-(virtual time, exact), then `serve-bench validate` against N real engines (real Locust, real time): the
-fleet's capacity within the SLOs predicted (N × one replica's) against observed, and the scaling efficiency.
+(virtual time), then `serve-bench validate` against N real engines (real Locust, real time): the fleet's
+capacity within the SLOs predicted (N × one replica's, the linear assumption) and observed, each against the
+truth: the fleet's exact capacity, found by bisection over a long virtual-time simulation of N engines
+balanced as the load generator balances them (simengine.truth.open_loop_capacity_truth, 20,000 requests).
 
     .venv/bin/python scripts/bench_validate.py [--replicas 2 3] [--duration 20] [--out /tmp/sb-validate]
 
@@ -25,6 +27,7 @@ from serve_bench.report import build_report, settings_for
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.runs import write_ladder_run
 from serve_bench.simengine.server import running
+from serve_bench.simengine.truth import open_loop_capacity_truth
 
 ENGINE = EngineParams(step_ms=20, per_seq_ms=2, max_num_seqs=4)
 SLO = {"slo_ms": {"ttft_ms": 300.0}, "percentile": 90.0, "min_attainment": 0.9, "source": "the study's slo"}
@@ -67,21 +70,26 @@ def main() -> None:
     out = a.out or Path(tempfile.mkdtemp(prefix="sb-validate-"))
     out.mkdir(parents=True, exist_ok=True)
     run, capacity = plan_run(out)
-    print(f"one replica: {capacity:.3f} req/s within the SLOs (virtual time, open loop)\n")
-    print("| replicas | traffic req/s | plan holds (exit) | attainment at plan | predicted fleet req/s | observed "
-          "fleet req/s (95% CI) | error | efficiency (95% CI) | one fewer |")
+    slo = dict(slos_ms=SLO["slo_ms"], percentile=SLO["percentile"], min_attainment=SLO["min_attainment"],
+               prompt_tokens=8, output_tokens=8)
+    truth = {n: open_loop_capacity_truth(ENGINE, replicas=n, low_rps=n * capacity * 0.5, high_rps=n * capacity * 1.6,
+                                         **slo)["rate_rps"] for n in [1, *a.replicas]}
+    print(f"one replica: {capacity:.3f} req/s within the SLOs by the report (virtual time, open loop); truth "
+          f"{truth[1]:.3f} ({capacity / truth[1] - 1:+.1%})\n")
+    print("| replicas | traffic req/s | plan holds (exit) | attainment at plan | truth: fleet req/s (efficiency) | "
+          "predicted (linear) req/s, error | observed req/s (95% CI), error | observed efficiency (95% CI) | "
+          "one fewer |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for n in a.replicas:
+    for n in a.replicas:  # the virtual-time truth is computed above, before any real-time stage
         v = validate(run, capacity, n, a.duration, out)
         lo, hi = v["observed_fleet_ci"]
         elo, ehi = v["scaling_efficiency_ci"]
-        obs = v["observed_fleet_rps"]
-        err = (obs / v["predicted_fleet_rps"] - 1) if obs else float("nan")
+        obs, pred, true = v["observed_fleet_rps"], v["predicted_fleet_rps"], truth[n]
         fewer = v["fewer"]
         print(f"| {n} | {v['rps']:.2f} | {v['holds']} ({v['exit']}) | {v['plan_stage']['attainment']:.1%} | "
-              f"{v['predicted_fleet_rps']:.2f} | {obs:.2f} ({lo:.2f}–{hi:.2f}) | {err:+.1%} | "
-              f"{v['scaling_efficiency']:.3f} ({elo:.3f}–{ehi:.3f}) | "
-              f"{'met' if fewer['met'] else 'missed'} ({fewer['attainment']:.1%}) |")
+              f"{true:.2f} ({true / (n * truth[1]):.3f}) | {pred:.2f}, {pred / true - 1:+.1%} | "
+              f"{obs:.2f} ({lo:.2f}–{hi:.2f}), {obs / true - 1:+.1%} | {v['scaling_efficiency']:.3f} "
+              f"({elo:.3f}–{ehi:.3f}) | {'met' if fewer['met'] else 'missed'} ({fewer['attainment']:.1%}) |")
     print(f"\nvalidation directories: {out}")
 
 

@@ -319,13 +319,12 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
              f"starting {replicas} vLLM replicas ({', '.join(s.describe() for s in server.shares)})")
     try:
         server.start()
-        if isinstance(server, VllmServer):
-            server.wait_ready()
+        server.wait_ready()
     except ServerStartError:
         server.stop()
         raise
     try:
-        urls = server.urls if isinstance(server, Fleet) else [server.url]
+        urls = server.urls
         if isinstance(server, Fleet):
             write_json(ck_dir / "checkpoint.json", {**ck.describe(), "replicas": server.describe()})
         ev.server_ready(ck.label or ck.name, ", ".join(urls))
@@ -367,7 +366,7 @@ def _dichotomy(run: RunDir, ev: Events, manifest: dict[str, Any]) -> None:
 def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.ServedCheckpoint, urls: list[str],
           served_name: str, server: Any, ev: Events, outcome: RunOutcome, key: str | None,
           observer: Any, trial: int | None) -> None:
-    """``urls``: the server, or a fleet's every endpoint (the first one's /metrics is scraped)."""
+    """``urls``: the server, or a fleet's every endpoint (each one's /metrics scraped)."""
     remote = RemoteMaster(study.master_bind_host, study.master_port) if study.remote_workers else None
     label = ck.label or ck.name
     def on_begin(live: Any) -> None:
@@ -378,7 +377,8 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
     if observer.meter.available and study.energy.idle_s > 0:
         ev.phase(label, f"measuring idle power with the model loaded ({study.energy.idle_s:g} s)")
     observer.checkpoint_started(ck.name, urls[0], key, lambda i, when: run.server_metrics_path(ck.name, i, when),
-                                run.server_timeseries_path(ck.name), endpoints=urls)
+                                run.server_timeseries_path(ck.name), endpoints=urls,
+                                replica_gpus=[sh.gpus for sh in server.shares] if isinstance(server, Fleet) else ())
     try:
         _run_profiles(study, profiles, run, ck, urls, served_name, server, ev, key, observer, remote, trial)
     finally:

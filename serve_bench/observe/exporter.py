@@ -108,6 +108,7 @@ class Exporter:
         self._energy: dict[str, float] = {}
         self._power: dict[str, float] = {}
         self._idle: dict[tuple[str, str], float] = {}
+        self._replicas: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self._server: Any = None
@@ -138,6 +139,10 @@ class Exporter:
             self._energy[device] = joules_total
             if watts is not None:
                 self._power[device] = watts
+
+    def set_replicas(self, checkpoint: str, count: int) -> None:
+        with self._lock:
+            self._replicas[checkpoint] = count
 
     def set_idle_power(self, checkpoint: str, device: str, watts: float) -> None:
         with self._lock:
@@ -244,7 +249,10 @@ class Exporter:
                     idle_by[(checkpoint, NO_DEVICE)] = NOT_MEASURED
             for (checkpoint, device), watts in sorted(idle_by.items()):
                 idle.add_metric([checkpoint, device], watts)
-            families = [*fams.values(), *hists.values(), cpu, energy, power, idle]
+            replicas = GaugeMetricFamily(n.REPLICAS.name, n.REPLICAS.help, labels=n.REPLICAS.labels)
+            for checkpoint, count in sorted(self._replicas.items()):
+                replicas.add_metric([checkpoint], float(count))
+            families = [*fams.values(), *hists.values(), cpu, energy, power, idle, replicas]
         yield from families  # outside the lock: a generator holds it across yields
 
     def start(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> str:

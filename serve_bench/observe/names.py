@@ -56,12 +56,14 @@ ENERGY = Metric(PREFIX + "energy_joules_total", "counter", "Energy measured sinc
 POWER = Metric(PREFIX + "power_watts", "gauge", "Average power over the last measurement interval.", ("device",))
 IDLE_POWER = Metric(PREFIX + "idle_power_watts", "gauge", "Idle power with the model loaded (baseline).",
                     ("checkpoint", "device"))
+REPLICAS = Metric(PREFIX + "replicas", "gauge", "Servers a checkpoint's load is spread over: a fleet's endpoints "
+                  "or the replicas serve-bench launched (1: one server).", ("checkpoint",))
 ENERGY_PER_TOKEN = Metric(PREFIX + "energy_per_output_token_joules", "gauge",
                           "Energy per output token over the stage's steady window; basis gross or net of idle.",
                           (*STAGE_LABELS, "basis"))
 
 ALL = (REQUESTS, PROMPT_TOKENS, OUTPUT_TOKENS, GOOD_REQUESTS, TTFT, TPOT, ITL, E2E, SEND_LAG, IN_FLIGHT,
-       TARGET_USERS, TARGET_RATE, STAGE_INFO, LOADGEN_CPU, ENERGY, POWER, IDLE_POWER, ENERGY_PER_TOKEN)
+       TARGET_USERS, TARGET_RATE, STAGE_INFO, LOADGEN_CPU, ENERGY, POWER, IDLE_POWER, ENERGY_PER_TOKEN, REPLICAS)
 
 
 def exposed_names() -> set[str]:

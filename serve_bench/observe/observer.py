@@ -45,10 +45,11 @@ class Observer:
         self.gpus = gpus
         self.noise: HostNoise | None = None
         self.notes: list[str] = []
-        self._url = ""
+        self._urls: list[str] = []
+        self._replica_gpus: list[list[int]] = []
         self._key: str | None = None
         self._path: Callable[[int, str], Path] | None = None
-        self._last_text: str | None = None
+        self._last_text: server_metrics.Text | list[server_metrics.Text] = None
         self._scraper: server_metrics.ServerScraper | None = None
         self._records: dict[tuple[str | None, str], list[RequestRecord]] = defaultdict(list)
 
@@ -74,16 +75,20 @@ class Observer:
         return url
 
     def checkpoint_started(self, name: str, url: str, key: str | None, boundary_path: Callable[[int, str], Path],
-                           timeseries_path: Path, endpoints: Sequence[str] = ()) -> None:
+                           timeseries_path: Path, endpoints: Sequence[str] = (),
+                           replica_gpus: Sequence[Sequence[int]] = ()) -> None:
         """``boundary_path(index, when)``: where the scrape after stage ``index`` goes (0: before the first);
-        ``endpoints``: a fleet's every server (``url`` is the one scraped), none of them other work."""
+        ``endpoints``: a fleet's every server (each one scraped, none of them other work); ``replica_gpus``:
+        launched replicas' GPUs, each one's (a stage's energy is also given replica by replica)."""
         self.live.checkpoint = name
-        self._url, self._key, self._path = url, key, boundary_path
+        self._replica_gpus = [list(g) for g in replica_gpus]
+        servers = list(endpoints or [url])
+        self.exporter.set_replicas(name, len(servers))
+        self._urls, self._key, self._path = servers, key, boundary_path
         self._records.clear()
         self._last_text = self._boundary(0, "start")
-        self._scraper = server_metrics.ServerScraper(url, key, timeseries_path)
+        self._scraper = server_metrics.ServerScraper(servers, key, timeseries_path)
         self._scraper.start()
-        servers = list(endpoints or [url])
         if self.noise is None or self.noise.server_urls != servers:
             self.noise = HostNoise(servers, nvml_state(self.gpus) if self.meter.available else None)
         if self.meter.available and self.idle_s > 0:
@@ -109,7 +114,8 @@ class Observer:
         self.exporter.stage_target(key, result.kind, load, result.target)
         text = self._boundary(index, f"after-{result.stage}")
         records = self._records.pop((profile, result.stage), [])
-        reconciled = server_metrics.reconcile(self._last_text, text, records, result.warmup_end_s)
+        reconciled = server_metrics.reconcile(self._last_text, text, records, result.warmup_end_s,
+                                              self._urls if len(self._urls) > 1 else ())
         self._last_text = text
         energy = self._stage_energy(result.summary)
         for basis in ENERGY_BASES:
@@ -131,6 +137,10 @@ class Observer:
         why = self.meter.reason or ("the stage is outside the energy series" if window is None else None)
         out = stage_energy(window, output_tokens=tokens, requests=requests, idle_watts=self.idle.total_watts,
                            not_measured_reason=why)
+        by_device = out.get("energy_joules_by_device")
+        if by_device and self._replica_gpus:  # the fleet's total is the sum of these
+            out["energy_joules_by_replica"] = [sum(by_device.get(f"gpu{g}", 0.0) for g in gpus)
+                                               for gpus in self._replica_gpus]
         return {**out, "window": basis, "output_tokens": tokens, "requests": requests, "idle": self.idle.to_dict()}
 
     def joules_per_token_so_far(self, since_s: float | None, output_tokens: int) -> float | None:
@@ -154,11 +164,16 @@ class Observer:
         self.track.stop()
         self.exporter.close()
 
-    def _boundary(self, index: int, when: str) -> str | None:
-        """The server's /metrics now, kept in the run directory; a server without them is noted, not fatal."""
+    def _boundary(self, index: int, when: str) -> server_metrics.Text | list[server_metrics.Text]:
+        """The server's /metrics now (a fleet's: each endpoint's, in ``NN-when-eK.prom``), kept in the run
+        directory; a server without them is noted, not fatal."""
         assert self._path is not None
-        text = server_metrics.fetch(self._url, self._key)
+        texts = [server_metrics.fetch(url, self._key) for url in self._urls]
         path = self._path(index, when)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text if text is not None else "# /metrics unreachable, or not answering 200\n")
-        return text
+        fleet = len(self._urls) > 1
+        for k, (url, text) in enumerate(zip(self._urls, texts), 1):
+            where = path.with_name(f"{path.stem}-e{k}{path.suffix}") if fleet else path
+            head = f"# endpoint {url}\n" if fleet else ""
+            where.write_text(head + (text if text is not None else "# /metrics unreachable, or not answering 200\n"))
+        return texts if fleet else texts[0]

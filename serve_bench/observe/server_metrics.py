@@ -39,8 +39,24 @@ def fetch(url: str, key: str | None, timeout_s: float = 10.0) -> str | None:
     return resp.text if resp.status_code == 200 else None
 
 
-def parse(text: str | None) -> Samples:
-    """Every ``vllm:`` sample, by name and sorted labels."""
+Text = str | None  # one server's /metrics text; None: it could not be read
+
+
+def parse(text: Text | Sequence[Text]) -> Samples:
+    """Every ``vllm:`` sample, by name and sorted labels; a fleet's texts (a sequence, one per endpoint) summed
+    sample by sample: counters and histograms of the replicas add up to the fleet's."""
+    if text is None or isinstance(text, str):
+        return _parse_one(text)
+    out: Samples = {}
+    for one in text:
+        for name, series in _parse_one(one).items():
+            into = out.setdefault(name, {})
+            for labels, value in series.items():
+                into[labels] = into.get(labels, 0.0) + value
+    return out
+
+
+def _parse_one(text: Text) -> Samples:
     out: Samples = {}
     if not text:
         return out
@@ -85,12 +101,34 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     return None
 
 
-def reconcile(before_text: str | None, after_text: str | None, records: Sequence[RequestRecord],
-              warmup_end_s: float | None = None) -> dict[str, Any]:
-    """Client against server over one stage: counts, tokens, median TTFT, queueing."""
+def reconcile(before_text: Text | Sequence[Text], after_text: Text | Sequence[Text], records: Sequence[RequestRecord],
+              warmup_end_s: float | None = None, endpoints: Sequence[str] = ()) -> dict[str, Any]:
+    """Client against server over one stage: counts, tokens, median TTFT, queueing. A fleet (``endpoints``, and
+    one text per endpoint on each side) is reconciled as one server (its counters summed) and, for requests,
+    endpoint by endpoint (``by_endpoint``)."""
     before, after = parse(before_text), parse(after_text)
     if not after:
         return {"available": False, "reason": "the server's /metrics had no vllm: metrics"}
+    if endpoints:
+        return {**_reconcile(before, after, records, warmup_end_s),
+                "by_endpoint": _by_endpoint(before_text, after_text, records, endpoints)}  # type: ignore[arg-type]
+    return _reconcile(before, after, records, warmup_end_s)
+
+
+def _by_endpoint(before: Sequence[Text], after: Sequence[Text], records: Sequence[RequestRecord],
+                 endpoints: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for url, b, a in zip(endpoints, before, after):
+        server = _delta(parse(b), parse(a), "vllm:request_success_total") if a else None
+        client = float(sum(1 for r in records if r.endpoint == url and m.completed(r)))
+        out[url] = {"requests": {"client": client, "server": server,
+                                 "difference": None if server is None else client - server},
+                    "scraped": a is not None}
+    return out
+
+
+def _reconcile(before: Samples, after: Samples, records: Sequence[RequestRecord],
+               warmup_end_s: float | None) -> dict[str, Any]:
     done = [r for r in records if m.completed(r)]
     measured = m.measured_records(done, warmup_end_s)
     client = {
@@ -143,8 +181,11 @@ class ServerScraper:
     """Scrapes the server every ``interval_s`` while a stage runs, appending to a JSONL file (a thread of the
     orchestrating process: the load generator's sending loop is in another process)."""
 
-    def __init__(self, url: str, key: str | None, path: Path, interval_s: float = SCRAPE_INTERVAL_S) -> None:
-        self.url, self.key, self.path, self.interval_s = url, key, path, interval_s
+    def __init__(self, url: str | Sequence[str], key: str | None, path: Path,
+                 interval_s: float = SCRAPE_INTERVAL_S) -> None:
+        """``url``: the server, or a fleet's endpoints (then every line names its ``endpoint``)."""
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.key, self.path, self.interval_s = key, path, interval_s
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.scrapes = 0
@@ -157,15 +198,18 @@ class ServerScraper:
 
     def _run(self) -> None:
         with open(self.path, "a", encoding="utf-8") as out:
+            fleet = len(self.urls) > 1
             while not self._stop.is_set():
                 t = now_s()
-                samples = parse(fetch(self.url, self.key, timeout_s=self.interval_s))
-                if samples:
-                    flat = {f"{name}{_labels(labels)}": v for name, series in samples.items()
-                            for labels, v in series.items()}
-                    out.write(json.dumps({"t": t, "samples": flat}) + "\n")
-                    out.flush()
-                    self.scrapes += 1
+                for url in self.urls:
+                    samples = parse(fetch(url, self.key, timeout_s=self.interval_s / len(self.urls)))
+                    if samples:
+                        flat = {f"{name}{_labels(labels)}": v for name, series in samples.items()
+                                for labels, v in series.items()}
+                        line = {"t": t, **({"endpoint": url} if fleet else {}), "samples": flat}
+                        out.write(json.dumps(line) + "\n")
+                        out.flush()
+                        self.scrapes += 1
                 self._stop.wait(max(0.0, self.interval_s - (now_s() - t)))
 
     def stop(self) -> None:

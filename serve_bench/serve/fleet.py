@@ -114,8 +114,8 @@ def _ranges(cpus: Sequence[int]) -> str:
 
 
 class Fleet:
-    """The launched replicas of one checkpoint: started together, ready together, stopped together. Offers what
-    the pipeline asks of one server (``alive``, ``check_alive``, ``log_tail``, ``stop``)."""
+    """The launched replicas of one checkpoint: started together, ready together, stopped together; what the
+    pipeline asks of one server (:class:`~serve_bench.serve.server.VllmServer`), of them all."""
 
     def __init__(self, spec: ServerSpec, replicas: int) -> None:
         build = vllm_build()
@@ -140,11 +140,17 @@ class Fleet:
                  "log": str(s.spec.log_path)} for s, sh in zip(self.servers, self.shares)]
 
     def start(self) -> None:
-        """Every replica starting at once (their loading overlaps), then each waited for; one that fails stops
-        them all."""
+        """Every replica starting at once, so that their loading overlaps."""
         try:
             for s in self.servers:
                 s.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self) -> None:
+        """Each replica waited for; one that fails stops them all."""
+        try:
             for s in self.servers:
                 s.wait_ready()
         except BaseException:

@@ -103,6 +103,11 @@ class VllmServer:
     def url(self) -> str:
         return f"http://{self.spec.host}:{self.port}"
 
+    @property
+    def urls(self) -> list[str]:
+        """As a fleet's (serve.fleet.Fleet): the one server."""
+        return [self.url]
+
     def command(self) -> list[str]:
         build = vllm_build()
         if build is None:

@@ -4,10 +4,12 @@ would record against it. The truth (:mod:`truth`) and the report's statistical t
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence as Seq
 
 import numpy as np
 
+from serve_bench.load.balance import DEFAULT_BALANCE, Balancer
 from serve_bench.measure.records import RequestRecord
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.scheduler import Scheduler, Sequence
@@ -73,6 +75,44 @@ def open_loop(params: EngineParams, *, rate_rps: float, requests: int, prompt_to
             k += 1
         sched.advance()
     return [_record(s, stage, intended=True) for s in seqs]
+
+
+def open_loop_fleet(params: EngineParams, *, replicas: int, rate_rps: float, requests: int, prompt_tokens: int,
+                    output_tokens: int, policy: str = DEFAULT_BALANCE, seed: int = 0,
+                    stage: str = "sim") -> list[RequestRecord]:
+    """Poisson requests at ``rate_rps`` spread over ``replicas`` engines alike by the load generator's own
+    balancer (:class:`~serve_bench.load.balance.Balancer`, the same policy and tie-breaking), each request
+    counted outstanding from its arrival to its last token. Events in time order: an arrival at or before an
+    engine's next boundary is routed and submitted before that boundary is processed, as :func:`open_loop` does
+    for one engine."""
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate_rps, requests)
+    times = np.cumsum(gaps) - gaps[0]
+    engines = [_engine(params.model_copy(update={"seed": params.seed * 100 + i})) for i in range(replicas)]
+    balancer = Balancer([f"sim-{i}" for i in range(replicas)], policy)
+    seqs = [Sequence(f"{stage}-{i}", float(t), prompt_tokens, output_tokens, index=i) for i, t in enumerate(times)]
+    owner: dict[int, int] = {}
+    k = 0
+    while True:
+        arrival = seqs[k].arrival_s if k < len(seqs) else math.inf
+        boundary, which = min(((e.boundary_s, i) for i, e in enumerate(engines) if e.busy),  # type: ignore[misc]
+                              default=(math.inf, -1))
+        if arrival == math.inf and which < 0:
+            break
+        if arrival <= boundary:
+            i = balancer.pick()
+            assert i is not None
+            if not engines[i].busy:
+                engines[i].idle_until(arrival)
+            engines[i].submit(seqs[k])
+            owner[id(seqs[k])] = i
+            k += 1
+            continue
+        _, got = engines[which].advance()
+        for seq in got:
+            if seq.finished:
+                balancer.done(owner[id(seq)], refused=False)
+    records = [_record(s, stage, intended=True) for s in seqs]
+    return [r.model_copy(update={"endpoint": f"sim-{owner[id(s)]}"}) for r, s in zip(records, seqs)]
 
 
 def _record(seq: Sequence, stage: str, *, intended: bool) -> RequestRecord:

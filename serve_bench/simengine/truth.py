@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from serve_bench.load.balance import DEFAULT_BALANCE
 from serve_bench.measure.metrics import per_request_slos, request_arrays, slo_scores
 from serve_bench.simengine.params import EngineParams
-from serve_bench.simengine.simulate import closed_loop, steady_rate
+from serve_bench.simengine.simulate import closed_loop, open_loop_fleet, steady_rate
 
 _ARRAY = {"ttft_ms": "ttft", "tpot_ms": "tpot", "e2el_ms": "e2el", "ntpot_ms": "ntpot", "max_itl_ms": "max_itl",
           "itl_ms": "itl"}
@@ -76,3 +77,37 @@ def capacity_truth(params: EngineParams, *, slos_ms: dict[str, float], percentil
     rates = np.array([r["rate_rps"] for r in table])
     rate = float(np.interp(load, users, rates))
     return {**out, "status": "within", "load": load, "binding": binding, "rate_rps": rate}
+
+
+def open_loop_capacity_truth(params: EngineParams, *, replicas: int = 1, slos_ms: dict[str, float],
+                             percentile: float = 99.0, min_attainment: float | None = 0.95, prompt_tokens: int,
+                             output_tokens: int, policy: str = DEFAULT_BALANCE, low_rps: float, high_rps: float,
+                             requests: int = 20000, tolerance: float = 1e-3) -> dict[str, Any]:
+    """The highest Poisson rate (requests/s) at which ``replicas`` engines, balanced as the load generator
+    balances them, meet every constraint, found by bisection between ``low_rps`` (must meet them) and
+    ``high_rps`` (must not). Every rate draws the same arrivals scaled in time (common random numbers: one seed),
+    so the constraints move monotonically with the rate and the bisection is exact for that draw; ``requests``
+    long makes the draw's own noise small. The first 10% of sends are a warm-up, as in :func:`point`."""
+    limits = {f"p{percentile:g} {m}": v for m, v in slos_ms.items()}
+    if min_attainment is not None and per_request_slos(slos_ms):
+        limits["slo_attainment"] = 1.0
+
+    def worst(rate: float) -> tuple[float, str]:
+        recs = open_loop_fleet(params, replicas=replicas, rate_rps=rate, requests=requests,
+                               prompt_tokens=prompt_tokens, output_tokens=output_tokens, policy=policy)
+        cutoff = np.quantile([r.send_s for r in recs], 0.1)
+        a = request_arrays([r for r in recs if r.send_s >= cutoff])
+        values = {f"p{percentile:g} {m}": float(np.percentile(a[_ARRAY[m]] * 1000.0, percentile)) for m in slos_ms}
+        if "slo_attainment" in limits:
+            values["slo_attainment"] = float(np.percentile(slo_scores(a, slos_ms), min_attainment * 100.0))
+        name = max(limits, key=lambda n: values[n] / limits[n])
+        return values[name] / limits[name], name
+
+    if worst(low_rps)[0] > 1.0 or worst(high_rps)[0] <= 1.0:
+        raise ValueError(f"the capacity is not between {low_rps:g} and {high_rps:g} req/s")
+    lo, hi = low_rps, high_rps
+    while hi - lo > tolerance * lo:
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if worst(mid)[0] <= 1.0 else (lo, mid)
+    return {"engine": params.describe(), "replicas": replicas, "policy": policy, "rate_rps": (lo + hi) / 2.0,
+            "binding": worst(hi)[1], "requests": requests}

@@ -124,6 +124,18 @@ def test_a_run_at_several_urls_loads_the_fleet_and_its_stage_files_say_how_the_l
         assert set(stage.endpoints) == {fast, slow} and 0 < stage.balance <= 1
         # both replicas run on this host: the server, not other work that would flag the stage as contended
         assert len(stage.host["server_processes"]) == 2
+        # each endpoint's /metrics scraped: its own count agrees with the records that name it, and the fleet's
+        # is their sum
+        by = stage.server["by_endpoint"]
+        assert set(by) == {fast, slow} and all(e["scraped"] for e in by.values())
+        assert all(e["requests"]["server"] == e["requests"]["client"] > 0 for e in by.values())
+        assert stage.server["requests"]["server"] == sum(e["requests"]["server"] for e in by.values())
+    kept = sorted(p.name for p in (run.checkpoint_dir(ck) / "server_metrics").glob("*.prom"))
+    assert kept == ["00-start-e1.prom", "00-start-e2.prom", "01-after-c2-e1.prom", "01-after-c2-e2.prom",
+                    "02-after-c4-e1.prom", "02-after-c4-e2.prom"]
+    assert (run.checkpoint_dir(ck) / "server_metrics" / "00-start-e2.prom").read_text().startswith(f"# endpoint {slow}")
+    lines = [json.loads(x) for x in (run.checkpoint_dir(ck) / "server_metrics" / "timeseries.jsonl").open()]
+    assert {x["endpoint"] for x in lines} == {fast, slow}
     assert run.manifest().study["server"]["endpoints"] == [fast, slow]
     # summary.csv: summary.json's rows, a column per field
     rows = json.loads((outcome.run_dir / "summary.json").read_text())["rows"]

@@ -122,6 +122,41 @@ def test_not_measured_is_null_with_the_reason_never_zero() -> None:
     assert not math.isnan(energy["output_tokens"])
 
 
+class TwoGpus(FakeCounter):
+    """gpu2 and gpu3 at 100 W and 300 W: two replicas of one GPU each."""
+
+    def __init__(self) -> None:
+        super().__init__(400.0)
+        self.devices = ["gpu2", "gpu3"]
+
+    def end_window(self, key: str) -> EnergyWindow:
+        window = super().end_window(key)
+        total = window.joules["gpu0"]
+        return EnergyWindow(window.duration_s, {"gpu2": total / 4, "gpu3": 3 * total / 4})
+
+
+def test_a_fleets_stage_energy_is_given_replica_by_replica_and_in_total() -> None:
+    obs = Observer(slos_ms=None, metrics_port=0, meter=TwoGpus(), idle_s=0)
+    obs.start()
+    try:
+        obs.checkpoint_started("base", "http://127.0.0.1:9", None, lambda i, w: _tmp() / f"f{i}-{w}.prom",
+                               _tmp() / "f-timeseries.jsonl", endpoints=["http://127.0.0.1:9", "http://127.0.0.1:10"],
+                               replica_gpus=[[3], [2]])
+        obs.track.tick()
+        a = obs.track.times[-1]
+        time.sleep(0.2)
+        obs.track.tick()
+        b = obs.track.times[-1]
+        energy = obs._stage_energy({"steady_window_start_s": a, "steady_window_end_s": b, "steady_basis": "x",
+                                    "steady_duration": b - a, "steady_output_throughput": 10 / (b - a),
+                                    "steady_request_throughput": 1 / (b - a)})
+    finally:
+        obs.close()
+    first, second = energy["energy_joules_by_replica"]
+    assert first == pytest.approx(300.0 * (b - a), rel=5e-3) and second == pytest.approx(100.0 * (b - a), rel=5e-3)
+    assert first + second == pytest.approx(energy["energy_joules"])
+
+
 def _tmp():
     import tempfile
     from pathlib import Path
