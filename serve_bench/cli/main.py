@@ -12,6 +12,7 @@ from rich.console import Console
 
 from serve_bench import __version__
 from serve_bench.cli import (
+    bench_cmd,
     compare_cmd,
     dashboards_cmd,
     eval_cmd,
@@ -71,6 +72,7 @@ def _register() -> None:
     cli.add_command(selfcheck_cmd.selfcheck)
     cli.add_command(compare_cmd.compare)
     cli.add_command(validate_cmd.validate)
+    cli.add_command(bench_cmd.bench)
 
 
 _register()
