@@ -11,7 +11,8 @@ from serve_bench.errors import ConfigError
 from serve_bench.models.resolve import resolve
 from serve_bench.vllm_bench.sharegpt import sharegpt_rows
 
-pytestmark = pytest.mark.system  # loads a tokenizer, and vLLM's benchmark datasets
+# loads a tokenizer, and vLLM's benchmark datasets (whose torch import warns of its own deprecations)
+pytestmark = [pytest.mark.system, pytest.mark.filterwarnings("ignore:`torch.jit.script_method`:DeprecationWarning")]
 
 
 def conversations(n):
