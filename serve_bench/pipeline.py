@@ -411,7 +411,8 @@ def _run_profiles(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck
                               workers=study.remote_workers or study.workers, remote=remote, api_key=key,
                               worker_log_dir=run.checkpoint_dir(ck.name), live=observer.live, trial=trial,
                               endpoints=urls if len(urls) > 1 else None,
-                              balance=study.server.balance, stop_on_death=study.on_server_death == "stop")
+                              balance=study.server.balance, stop_on_death=study.on_server_death == "stop",
+                              percentiles=study.percentiles)
         died = any(r.server_died for r in results) or (server is not None and not server.alive())
         if died:
             tail = server.log_tail() if server is not None else ""

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from serve_bench.auth import DEFAULT_KEY_ENV
 from serve_bench.evaluate.settings import EvalSettings
 from serve_bench.load.balance import DEFAULT_BALANCE, Balance
-from serve_bench.measure.metrics import SLO_METRICS
+from serve_bench.measure.metrics import PERCENTILES, SLO_METRICS
 from serve_bench.prune.criteria import ALIASES, CRITERIA
 from serve_bench.prune.plan import DEFAULT_DIVISOR, DIVISORS
 from serve_bench.validation import Strict, read_yaml, validate
@@ -106,6 +106,9 @@ class EnergySettings(Strict):
                                                   "(where energy can be measured); 0: none")
 
 
+REQUIRED_PERCENTILE = 99.0  # the load generator's saturation check (p99 send lag) and the results table read it
+
+
 class StudySpec(Strict):
     name: str = "default"
     labels: dict[str, str] = Field(default_factory=dict,
@@ -116,6 +119,10 @@ class StudySpec(Strict):
     profiles: list[str] = Field(default_factory=lambda: ["quick"], min_length=1)
     server: ServerSettings = Field(default_factory=ServerSettings)
     slo: dict[str, float] = Field(default_factory=dict, description="e.g. {ttft_ms: 500, tpot_ms: 50}")
+    percentiles: list[float] = Field(default_factory=lambda: list(PERCENTILES), min_length=1,
+                                     description="the latency percentiles every stage summary gives (p75_ttft_ms …); "
+                                                 "p99 always among them (the saturation check and the results "
+                                                 "table read it)")
     on_server_death: Literal["continue", "stop"] = "continue"
     repeats: int = Field(1, ge=1, le=100, description="trials: every checkpoint's profiles run this many times, "
                                                       "the checkpoints' order alternating (A B, B A, A B …)")
@@ -170,6 +177,14 @@ class StudySpec(Strict):
     @classmethod
     def _slo(cls, v: dict[str, float]) -> dict[str, float]:
         return _check_slos(v)
+
+    @field_validator("percentiles")
+    @classmethod
+    def _percentiles(cls, v: list[float]) -> list[float]:
+        bad = [p for p in v if not 0 < p <= 100]
+        if bad:
+            raise ValueError(f"percentiles must be in (0, 100], not {', '.join(f'{p:g}' for p in bad)}")
+        return sorted(set(v) | {REQUIRED_PERCENTILE})
 
     @field_validator("labels", mode="before")
     @classmethod

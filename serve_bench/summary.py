@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from serve_bench.measure.metrics import summarize
+from serve_bench.measure.metrics import PERCENTILES, summarize
 from serve_bench.measure.records import read_records
 from serve_bench.rundir import SUMMARY, SUMMARY_CSV, RunDir, StageFile, write_json, write_text
 from serve_bench.study import run_slos
@@ -117,8 +117,10 @@ def write_summary(run_path: Path, rows: list[dict[str, Any]]) -> None:
 
 def recompute(run: RunDir) -> list[dict[str, Any]]:
     """The same rows as :func:`collect`, with every summary derived from records.jsonl."""
-    kept = run_slos(run.manifest().model_dump())
+    manifest = run.manifest().model_dump()
+    kept = run_slos(manifest)
     slos = kept.slo_ms if kept else None
+    percentiles = (manifest.get("study") or {}).get("percentiles") or PERCENTILES  # as the run summarised
     rows = []
     for name in run.checkpoints():
         path = run.records_path(name)
@@ -130,7 +132,7 @@ def recompute(run: RunDir) -> list[dict[str, Any]]:
         for res in run.stage_results(name):
             users = res.target.get("users") if res.kind == "concurrency" else None
             summary = summarize(by_stage.get((res.profile, res.stage), []),
-                                warmup_end_s=res.warmup_end_s, slos_ms=slos, users=users)
+                                warmup_end_s=res.warmup_end_s, slos_ms=slos, users=users, percentiles=percentiles)
             rows.append(row(res, summary))
     return _with_labels(_with_ratios(rows, _bases(run)), run)
 

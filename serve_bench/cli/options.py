@@ -46,6 +46,14 @@ def parse_labels(items: tuple[str, ...]) -> dict[str, str]:
 GOODPUT_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2el": "e2el_ms"}
 
 
+def parse_percentiles(text: str) -> list[float]:
+    """``--percentiles 50,90,99.9`` as numbers (their range is checked where the study is validated)."""
+    try:
+        return [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"--percentiles {text!r}: comma-separated numbers, e.g. 50,90,99,99.9") from None
+
+
 def parse_goodput(items: tuple[str, ...]) -> dict[str, float]:
     """``--goodput ttft:500 tpot:50`` in vLLM's spelling (several pairs in one flag, or the flag repeated) as
     an SLO mapping (``{"ttft_ms": 500, "tpot_ms": 50}``)."""

@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from serve_bench.cli import views
-from serve_bench.cli.options import count_or_all, engine_args, parse_labels, slo_flags, split_list
+from serve_bench.cli.options import (
+    count_or_all,
+    engine_args,
+    parse_labels,
+    parse_percentiles,
+    slo_flags,
+    split_list,
+)
 from serve_bench.cli.plan_view import show_plan
 from serve_bench.errors import EXIT_INTERRUPTED, ConfigError, EvalError, ServerError
 from serve_bench.load.balance import BALANCE_POLICIES
@@ -65,6 +72,8 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
         put("eval.limit", count_or_all("--limit", flags["limit"]))
     if flags["engine_args"] is not None:
         put("server.engine_args", engine_args(flags["engine_args"]))
+    if flags["percentiles"] is not None:
+        put("percentiles", parse_percentiles(flags["percentiles"]))
     if flags["slo"] or flags["goodput"]:
         put("slo", slo_flags(flags["slo"], flags["goodput"]))
     if flags["labels"]:
@@ -110,6 +119,9 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
 @click.option("--slo", multiple=True, help=f"SLO as NAME=MS ({', '.join(SLO_METRICS)}).")
 @click.option("--goodput", multiple=True, metavar="KEY:MS",
               help="SLO in vllm bench serve's spelling: --goodput 'ttft:500 tpot:50' (ttft, tpot, e2el).")
+@click.option("--percentiles", default=None, metavar="P,P,…",
+              help="Latency percentiles every stage summary gives, comma-separated (default 50,90,95,99,99.9; "
+                   "p99 is always added; vllm bench serve's --metric-percentiles).")
 @click.option("--on-server-death", type=click.Choice(["continue", "stop"]), default=None,
               help="After a server dies: go on to the next checkpoint, or stop.")
 @click.option("--eval/--no-eval", "evaluate", default=None,

@@ -91,7 +91,7 @@ def run(spec: LoadSpec, events: Events) -> None:
                         worker_log_dir=Path(spec.worker_log_dir) if spec.worker_log_dir else None,
                         remote=RemoteMaster(**spec.remote) if spec.remote else None,
                         api_key=os.environ.get(API_KEY_ENV), live=live, endpoints=spec.endpoints,
-                        balance=spec.balance, stop_on_death=spec.stop_on_death)
+                        balance=spec.balance, stop_on_death=spec.stop_on_death, percentiles=spec.percentiles)
     finally:
         reporter.kill()
 

@@ -31,11 +31,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import Field
+
 from serve_bench import errors
 from serve_bench.errors import LoadError, ServeBenchError
 from serve_bench.load.balance import DEFAULT_BALANCE
 from serve_bench.load.live import LiveStage
 from serve_bench.measure.clock import anchor_env, now_s
+from serve_bench.measure.metrics import PERCENTILES
 from serve_bench.measure.records import RequestRecord
 from serve_bench.measure.stage_result import SATURATION_LAG_MS, StageResult
 from serve_bench.processes import die_with_parent
@@ -73,6 +76,7 @@ class LoadSpec(Strict):
     saturation_lag_ms: float = SATURATION_LAG_MS
     trial: int | None = None  # stamped on every record (a repeated run's trial)
     endpoints: list[str] | None = None  # a fleet's base URLs (None: url alone)
+    percentiles: list[float] = Field(default_factory=lambda: list(PERCENTILES))  # those a stage summary gives
     balance: str = DEFAULT_BALANCE
     stop_on_death: bool = False
 
@@ -102,7 +106,8 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, records_path: Pat
                 worker_log_dir: Path | None = None, live: LiveStage | None = None, trial: int | None = None,
                 endpoints: Sequence[str] | None = None, balance: str = DEFAULT_BALANCE, stop_on_death: bool = False,
                 on_record: Callable[[RequestRecord], None] | None = None,
-                on_stage: Callable[[StageResult], None] | None = None) -> list[StageResult]:
+                on_stage: Callable[[StageResult], None] | None = None,
+                percentiles: Sequence[float] = PERCENTILES) -> list[StageResult]:
     """Every stage of ``profile`` in a load process of its own (see the module's doc); records are
     appended to ``records_path``, the load process's own output goes to ``log_path``. Raises what the
     load process raised (a bad profile, prompts too long for the server…) as the same error class.
@@ -112,7 +117,8 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, records_path: Pat
                     records_path=str(records_path), slos_ms=dict(slos_ms) if slos_ms else None, workers=workers,
                     remote=None if remote is None else dataclasses.asdict(remote),
                     worker_log_dir=None if worker_log_dir is None else str(worker_log_dir), trial=trial,
-                    endpoints=list(endpoints) if endpoints else None, balance=balance, stop_on_death=stop_on_death)
+                    endpoints=list(endpoints) if endpoints else None, balance=balance, stop_on_death=stop_on_death,
+                    percentiles=list(percentiles))
     records_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail = RecordTail(records_path)

@@ -46,7 +46,7 @@ from serve_bench.load.stage_plan import (
 from serve_bench.load.stage_state import RecordSink, StageState
 from serve_bench.load.user import make_user_class
 from serve_bench.measure.clock import now_s
-from serve_bench.measure.metrics import summarize
+from serve_bench.measure.metrics import PERCENTILES, summarize
 from serve_bench.measure.records import RequestRecord
 from serve_bench.measure.stage_result import ENDPOINT_FIGURES, SATURATION_LAG_MS, StageResult, sweep_rates
 from serve_bench.workload.profiles import ConcurrencyStage, LoadProfile, RampStage, RateStage, ReplayStage, SweepStage
@@ -65,7 +65,8 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, 
               saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0, model_path: str | None = None,
               worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
               api_key: str | None = None, live: LiveStage | None = None, endpoints: Sequence[str] | None = None,
-              balance: str = DEFAULT_BALANCE, stop_on_death: bool = False) -> StageResult:
+              balance: str = DEFAULT_BALANCE, stop_on_death: bool = False,
+              percentiles: Sequence[float] = PERCENTILES) -> StageResult:
     """Run one stage to its request count or duration (after warm-up); never raises for failed requests.
 
     ``api_key`` is sent as a bearer token on every request (default: ``OPENAI_API_KEY``). ``live`` is
@@ -109,7 +110,8 @@ def run_stage(stage: ConcurrencyStage | RateStage | RampStage | ReplayStage, *, 
             prompts = _prompts(profile, model_path)
         outcome = _run_local(ctx, prompts)
     notes += outcome.notes
-    summary = summarize(records, warmup_end_s=outcome.warmup_end_s, slos_ms=slos_ms, users=plan.steady_users)
+    summary = summarize(records, warmup_end_s=outcome.warmup_end_s, slos_ms=slos_ms, users=plan.steady_users,
+                        percentiles=percentiles)
     indices = sum(1 for r in records if not r.turn_index)  # a conversation's turns share one index
     result = StageResult(stage=plan.name, kind=stage.kind, target=plan.target, records=len(records), summary=summary,
                          workers=workers, warnings=notes,
@@ -272,7 +274,8 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
                 saturation_lag_ms: float = SATURATION_LAG_MS, workers: int = 0,
                 worker_log_dir: Path | None = None, remote: RemoteMaster | None = None,
                 api_key: str | None = None, live: LiveStage | None = None, endpoints: Sequence[str] | None = None,
-                balance: str = DEFAULT_BALANCE, stop_on_death: bool = False) -> list[StageResult]:
+                balance: str = DEFAULT_BALANCE, stop_on_death: bool = False,
+                percentiles: Sequence[float] = PERCENTILES) -> list[StageResult]:
     """Every stage of a profile in order (sweeps measured and expanded); stops after a stage whose server died
     (a fleet: every endpoint, or any with ``stop_on_death``)."""
     if prompts is None and (not workers or remote):
@@ -289,7 +292,8 @@ def run_profile(profile: LoadProfile, *, url: str, model: str, model_path: str |
                       seed=profile.seed + len(results), prompt_offset=0 if isinstance(stage, ReplayStage) else offset,
                       saturation_lag_ms=saturation_lag_ms,
                       workers=workers, model_path=model_path, worker_log_dir=worker_log_dir, remote=remote,
-                      api_key=api_key, live=live, endpoints=endpoints, balance=balance, stop_on_death=stop_on_death)
+                      api_key=api_key, live=live, endpoints=endpoints, balance=balance, stop_on_death=stop_on_death,
+                      percentiles=percentiles)
         offset += (r.prompts or {}).get("requests", r.records)  # indices used (a conversation is one)
         results.append(r)
         if on_stage is not None:

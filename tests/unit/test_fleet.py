@@ -22,6 +22,7 @@ from serve_bench.rundir import RunDir
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.server import read_log, running
 from serve_bench.study import ServerSettings
+from serve_bench.summary import collect, recompute
 from serve_bench.workload.profiles import profile_from_data
 
 pytestmark = pytest.mark.system
@@ -111,7 +112,7 @@ def test_endpoints_that_serve_different_models_are_refused_naming_the_one_that_d
 def test_a_run_at_several_urls_loads_the_fleet_and_its_stage_files_say_how_the_load_was_spread(tmp_path):
     with fleet(tmp_path) as (fast, slow, _):
         spec = study(tmp_path, None).model_copy(update={"name": "fleet", "server": ServerSettings(
-            endpoints=[fast, slow], tokenizer="none: prompts from a file")})
+            endpoints=[fast, slow], tokenizer="none: prompts from a file"), "percentiles": [75.0, 99.0, 99.5]})
         text = render_plan(plan_study(spec, verify=False))
         outcome = run_study(spec)
     assert "server: a fleet of 2 endpoints, already running (not launched), requests spread least-outstanding" \
@@ -137,6 +138,10 @@ def test_a_run_at_several_urls_loads_the_fleet_and_its_stage_files_say_how_the_l
     lines = [json.loads(x) for x in (run.checkpoint_dir(ck) / "server_metrics" / "timeseries.jsonl").open()]
     assert {x["endpoint"] for x in lines} == {fast, slow}
     assert run.manifest().study["server"]["endpoints"] == [fast, slow]
+    # the study's percentiles in every stage summary (p90 is not asked for), and summarize recomputes them
+    summary = run.stage_results(ck)[0].summary
+    assert {"p75_ttft_ms", "p99.5_ttft_ms", "p99_e2el_ms"} <= set(summary) and "p90_ttft_ms" not in summary
+    assert recompute(run) == collect(run)
     # summary.csv: summary.json's rows, a column per field
     rows = json.loads((outcome.run_dir / "summary.json").read_text())["rows"]
     with open(outcome.run_dir / "summary.csv", newline="") as f:

@@ -77,6 +77,7 @@ def test_the_study_loads_the_server_with_the_goodput_as_its_slo_and_labels(tmp_p
     s = study_data(a, tmp_path / "p.yaml", tmp_path)
     assert s["server"] == {"url": "http://h:9", "served_model": "m"} and s["slo"] == {"ttft_ms": 500, "tpot_ms": 50}
     assert s["labels"] == {"label": "x", "gpu": "h100", "build": "3"} and s["eval"] == {"enabled": False}
+    assert s["percentiles"] == [99.0]  # --metric-percentiles: the run directory's stage summaries give them too
     assert default_filename(a, "org/m", "20261207-1") == "x-infqps-m-20261207-1.json"
     assert default_filename(parse(["--request-rate", "4", "--max-concurrency", "2"]), "m", "d") == (
         "openai-4.0qps-concurrency2-m-d.json")
