@@ -16,7 +16,7 @@ are. Replica i listens on the study's port + i when a port is given, else on a f
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,18 +141,17 @@ class Fleet:
 
     def start(self) -> None:
         """Every replica starting at once, so that their loading overlaps."""
-        try:
-            for s in self.servers:
-                s.start()
-        except BaseException:
-            self.stop()
-            raise
+        self._each(VllmServer.start)
 
     def wait_ready(self) -> None:
-        """Each replica waited for; one that fails stops them all."""
+        """Each replica waited for."""
+        self._each(VllmServer.wait_ready)
+
+    def _each(self, step: Callable[[VllmServer], None]) -> None:
+        """``step`` on every replica; one that fails stops them all."""
         try:
             for s in self.servers:
-                s.wait_ready()
+                step(s)
         except BaseException:
             self.stop()
             raise

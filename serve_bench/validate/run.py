@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from serve_bench.errors import ConfigError, ServerError
-from serve_bench.rundir import write_json, write_text
+from serve_bench.rundir import read_json, write_json, write_text
 from serve_bench.validate.claim import Claim, read_claim
 from serve_bench.validate.found import VALIDATION_JSON, VALIDATION_MD, VALIDATIONS
 from serve_bench.validate.judge import Validation, judge, to_dict
@@ -46,12 +46,14 @@ def prepare(req: ValidationRequest) -> tuple[Claim, list[Any], Path]:
     the validation directory."""
     if req.urls and req.replicas is not None:
         raise ConfigError("give --url (a running fleet) or --replicas (replicas serve-bench launches), not both")
+    if req.replicas is not None and req.replicas < 1:
+        raise ConfigError(f"--replicas must be at least 1, not {req.replicas}")
     if req.duration_s <= 0:
         raise ConfigError(f"--duration must be positive, not {req.duration_s:g}")
     if any(m <= 0 for m in req.search):
         raise ConfigError("--search multipliers must be positive")
     claim = read_claim(req.report, req.checkpoint)
-    n = len(req.urls) if req.urls else (req.replicas or claim.replicas)
+    n = len(req.urls) if req.urls else (claim.replicas if req.replicas is None else req.replicas)
     if req.fewer and n < 2:
         raise ConfigError("--fewer runs one replica fewer: a fleet of one has none to spare")
     out = Path(req.out) if req.out is not None else (claim.run or claim.report.parent) / VALIDATIONS / (
@@ -100,8 +102,6 @@ def validate_plan(req: ValidationRequest, events: Any = None) -> tuple[Validatio
 
 
 def _launched_urls(run_dir: Path) -> list[str]:
-    from serve_bench.rundir import read_json
-
     for ck in sorted(run_dir.glob("*/checkpoint.json")):
         replicas = read_json(ck).get("replicas") or []
         if replicas:

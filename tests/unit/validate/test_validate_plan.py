@@ -102,6 +102,7 @@ def test_the_plan_fails_on_one_replica_fewer_with_its_own_exit_code(planned, tmp
     (["--checkpoint", "nope"], "has no checkpoint 'nope'"),
     (["--fewer", "--url", "http://127.0.0.1:9"], "a fleet of one has none to spare"),
     (["--duration", "0"], "--duration must be positive"),
+    (["--replicas", "0"], "--replicas must be at least 1"),
 ])
 def test_bad_input_is_refused_before_anything_starts(planned, args, says):
     out = CliRunner().invoke(cli, ["validate", str(planned), *args])
