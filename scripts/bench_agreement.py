@@ -143,7 +143,7 @@ def run_serve_bench(url: str, model_path: str, out: Path, conc: int, prompts: in
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
     run_parent = out / f"{tag}-run"
     cmd = [SERVE_BENCH, "run", "--url", url, "--served-model", SERVED, "--tokenizer", model_path,
-           "--profile", str(path), "--out", str(run_parent)]
+           "--profile", str(path), "--runs-dir", str(run_parent)]
     log = out / f"{tag}.log"
     with open(log, "w") as f:
         f.write("$ " + " ".join(cmd) + "\n")

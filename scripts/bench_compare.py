@@ -113,7 +113,7 @@ def real(args: argparse.Namespace) -> None:
                 for t in range(args.trials):
                     for side, url in (("a", url_a), ("b", url_b)):
                         study = StudySpec(
-                            name=f"trial-{t + 1}", profiles=[str(profile)], out_dir=pair_dir / side,
+                            name=f"trial-{t + 1}", profiles=[str(profile)], runs_dir=pair_dir / side,
                             server=ServerSettings(url=url, served_model="sim-engine",
                                                   tokenizer="none: prompts from a file"),
                             eval=EvalSettings(enabled=False), energy=EnergySettings(idle_s=0),

@@ -97,7 +97,11 @@ def run_study(study: StudySpec, events: Events | None = None, command: list[str]
         check_source(resolve_tasks(study.eval), study.eval.data_dir)
     if study.repeats > 1:
         return run_trials(study, profiles, ev, command, energy_meter)
-    return _run_once(study, profiles, RunDir.create(study.out_dir, study.name), ev, command, energy_meter)
+    return _run_once(study, profiles, _new_run_dir(study), ev, command, energy_meter)
+
+
+def _new_run_dir(study: StudySpec) -> RunDir:
+    return RunDir.at(study.run_dir) if study.run_dir else RunDir.create(study.runs_dir, study.name)
 
 
 def run_trials(study: StudySpec, profiles: list[LoadProfile], ev: Events, command: list[str] | None,
@@ -107,7 +111,7 @@ def run_trials(study: StudySpec, profiles: list[LoadProfile], ev: Events, comman
     trials). Checkpoint blocks alternate their order; a launched server starts afresh for each block (an
     empty prefix cache); at ``--url`` the prefix cache is reset between trials where the server offers it.
     Accuracy is evaluated in the first trial only (greedy decoding gives the same answers again)."""
-    series = RunDir.create(study.out_dir, study.name)
+    series = _new_run_dir(study)
     info: dict[str, Any] = {"study": study.name, "trials": study.repeats, "cooldown_s": study.cooldown_s,
                             "started_utc": _now(), "status": "running", "runs": [], "notes": []}
     write_json(series.path / SERIES, info)

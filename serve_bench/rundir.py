@@ -143,6 +143,11 @@ def read_model(model: type[M], path: Path) -> M:
                           hint="it was edited or torn by hand, or written by another version of serve-bench") from None
 
 
+def occupied(path: Path) -> bool:
+    """Whether ``path`` exists as anything but an empty directory."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 class RunDir:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -161,7 +166,22 @@ class RunDir:
             path.mkdir(parents=True)
         except OSError as err:
             raise ConfigError(f"cannot create the run directory {path}: {err.strerror}",
-                              hint="choose a writable --out (or out_dir in the study)") from err
+                              hint="choose a writable --runs-dir (runs_dir in the study)") from err
+        return cls(path)
+
+    @classmethod
+    def at(cls, path: Path) -> RunDir:
+        """``path`` itself as the run directory (run --out): created, or taken when it exists and is empty;
+        never one that holds anything, so no earlier run's files are mixed in or overwritten."""
+        if occupied(path):
+            raise ConfigError(f"--out {path}: it already exists and is not an empty directory",
+                              hint="name a new directory with --out, or give --runs-dir DIR for a new "
+                                   "<time>-<name> directory inside DIR")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create the run directory {path}: {err.strerror}",
+                              hint="choose a writable --out") from err
         return cls(path)
 
     def checkpoint_dir(self, name: str) -> Path:

@@ -7,7 +7,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from serve_bench.auth import DEFAULT_KEY_ENV
 from serve_bench.evaluate.settings import EvalSettings
@@ -136,7 +136,11 @@ class StudySpec(Strict):
     energy: EnergySettings = Field(default_factory=EnergySettings)
     eval: EvalSettings = Field(default_factory=EvalSettings,
                                description="accuracy (lm-eval) against each served checkpoint: tasks, subsets, data")
-    out_dir: Path = Path("runs")
+    runs_dir: Path = Field(Path("runs"), validation_alias=AliasChoices("runs_dir", "out_dir"),
+                           description="parent of run directories, each a new <time>-<name> (out_dir: the "
+                                       "older name, still read)")
+    run_dir: Path | None = Field(None, description="the run directory itself, new or empty (run --out); "
+                                                   "default: a new <time>-<name> in runs_dir")
     checkpoints_dir: Path | None = Field(None, description="where pruned checkpoints go; default: the cache")
     report: ReportSettings = Field(default_factory=lambda: ReportSettings(),
                                    description="the capacity-planning report: SLOs, traffic, prices")
@@ -172,6 +176,12 @@ class StudySpec(Strict):
         return ResolvedSlo(slo_ms=dict(DEFAULT_SLO_MS), source=DEFAULT_SLO_SOURCE,
                            percentile=r.slo_percentile if "slo_percentile" in given else DEFAULT_SLO_PERCENTILE,
                            min_attainment=r.min_attainment if "min_attainment" in given else DEFAULT_SLO_ATTAINMENT)
+
+    @property
+    def history_dir(self) -> Path:
+        """Where earlier runs are looked for (the plan's measured stage times): beside ``run_dir`` when one is
+        named, else ``runs_dir``."""
+        return self.run_dir.parent if self.run_dir else self.runs_dir
 
     @field_validator("slo")
     @classmethod

@@ -55,7 +55,8 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
     for key, path in (("criterion", "prune.criterion"), ("divisor", "prune.divisor"),
                       ("include_base", "prune.include_base"), ("balance", "server.balance"),
                       ("served_model", "server.served_model"), ("tokenizer", "server.tokenizer"),
-                      ("port", "server.port"), ("replicas", "server.replicas"), ("out", "out_dir"),
+                      ("port", "server.port"), ("replicas", "server.replicas"), ("out", "run_dir"),
+                      ("runs_dir", "runs_dir"),
                       ("workers", "workers"), ("expect_workers", "remote_workers"),
                       ("master_bind_host", "master_bind_host"), ("master_port", "master_port"),
                       ("metrics_host", "metrics.host"), ("metrics_port", "metrics.port"),
@@ -142,7 +143,10 @@ def _overrides(data: dict[str, Any], **flags: Any) -> dict[str, Any]:
               help="A label that tells this run apart (repeatable): kept in the manifest, shown in the report and "
                    "by compare; adds to the study's labels.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Parent directory of run directories (default: runs).")
+              help="The run directory itself, new or empty (every command's --out is the directory it writes "
+                   "into). Default: a new <time>-<study> directory in --runs-dir.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Parent of run directories, each a new <time>-<study> (default: runs; runs_dir in the study).")
 @click.option("--quiet", is_flag=True, help="Plain lines, one per event, even on a terminal.")
 @click.option("--json-events", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write every event as a JSON line to this file ('-': standard output).")

@@ -43,7 +43,7 @@ A time-bound stage's duration barely depends on the model (its bound sets
 it), so the model matters for request-bound stages, for the drain and for how
 many requests a time-bound stage sends.
 
-**Measured instead of modelled.** Where the study's ``out_dir`` already holds
+**Measured instead of modelled.** Where the study's ``runs_dir`` already holds
 a run of the same checkpoint and the same profile on a machine with the same
 CPU model and count, a stage's duration and request count are taken from it
 (latest run first) and marked "measured"; stages whose server died or which

@@ -217,7 +217,8 @@ def _warmup_time(warm: Warmup, users: int, model: CostModel, prompt: int, out: i
 def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profiles: list[LoadProfile],
               server: ServerPlan, energy: EnergyPlan, model: CostModel = CPU_HOST,
               measured: History | None = None, notes: list[str] | None = None,
-              evaluation: EvalPlan | None = None, trials: int = 1, cooldown_s: float = 0.0) -> StudyPlan:
+              evaluation: EvalPlan | None = None, trials: int = 1, cooldown_s: float = 0.0,
+              exact_dir: bool = False) -> StudyPlan:
     """The plan and its estimate from already resolved parts (pure: no files read, nothing started)."""
     plans = [plan_profile(p, checkpoints, model, measured) for p in profiles]
     parts = [Part("start-up: interpreter, imports, energy probe, exporter", model.startup_s)]
@@ -268,4 +269,4 @@ def make_plan(name: str, out_dir: Path, checkpoints: list[CheckpointPlan], profi
         parts.append(Part("capacity report (plots, HTML, JSON)" + (f" (× {reports}: each trial's and the series')"
                                                                    if trials > 1 else ""), model.report_s * reports))
     return StudyPlan(name, out_dir, checkpoints, server, plans, energy, parts, model, list(notes or []), evaluation,
-                     trials)
+                     trials, exact_dir)

@@ -116,6 +116,7 @@ class StudyPlan:
     notes: list[str] = field(default_factory=list)
     evaluation: EvalPlan | None = None
     trials: int = 1  # every stage runs this many times (run --repeats)
+    exact_dir: bool = False  # out_dir is the run directory itself (run --out), not its parent
 
     @property
     def total_s(self) -> float:

@@ -22,6 +22,7 @@ from serve_bench.plan.model import CheckpointPlan, EnergyPlan, EvalPlan, ServerP
 from serve_bench.prune import MANIFEST, Target
 from serve_bench.prune.criteria import get as get_criterion
 from serve_bench.prune.plan import plan as k_plan
+from serve_bench.rundir import occupied
 from serve_bench.serve.fleet import shares
 from serve_bench.serve.server import CPU_DEFAULT_ENV, engine_args_for, port_in_use, vllm_build
 from serve_bench.study import is_loopback
@@ -66,7 +67,9 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
     if study.remote_workers:
         notes.append(f"waits for {study.remote_workers} remote worker(s) before the first stage (not in the "
                      "estimate)")
-    history = read_history(study.out_dir) if use_history else None
+    if study.run_dir and occupied(study.run_dir):
+        notes.append(f"--out {study.run_dir} already exists and is not empty: a real run would refuse it")
+    history = read_history(study.history_dir) if use_history else None
     if server.mode == "launch" and server.build == "cuda":
         notes.append("the estimate's constants come from vLLM's CPU build: on a GPU expect far shorter stages")
     if server.mode == "launch" and server.build is None:
@@ -77,8 +80,9 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
         notes.append(f"{study.repeats} trials: every stage runs {study.repeats} times, the checkpoints' order "
                      "alternating (A B, B A …)" + ("; accuracy is evaluated in the first trial only"
                                                    if study.eval.enabled else ""))
-    return make_plan(study.name, study.out_dir, checkpoints, profiles, server, energy, model, history, notes,
-                     _evaluation(study, model), trials=study.repeats, cooldown_s=study.cooldown_s)
+    return make_plan(study.name, study.run_dir or study.runs_dir, checkpoints, profiles, server, energy, model,
+                     history, notes, _evaluation(study, model), trials=study.repeats, cooldown_s=study.cooldown_s,
+                     exact_dir=study.run_dir is not None)
 
 
 def _evaluation(study: StudySpec, model: CostModel) -> EvalPlan | None:

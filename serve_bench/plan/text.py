@@ -55,7 +55,8 @@ def render_plan(plan: StudyPlan, *, run_dir_hint: bool = True) -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     add(f"study {plan.name}")
     if run_dir_hint:
-        add(f"  results would go to {plan.out_dir}/{stamp}-{plan.name} (nothing is created by a dry run)")
+        where = plan.out_dir if plan.exact_dir else plan.out_dir / f"{stamp}-{plan.name}"
+        add(f"  results would go to {where} (nothing is created by a dry run)")
     add("")
     add(f"checkpoints ({len(plan.checkpoints)}), served one after the other:")
     for i, c in enumerate(plan.checkpoints, 1):

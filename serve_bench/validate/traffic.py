@@ -58,7 +58,7 @@ def fleet_study(claim: Claim, *, name: str, profile: Path, out_dir: Path, urls: 
     report = {"slo_percentile": claim.percentile, "min_attainment": claim.min_attainment,
               "capacity": {"rps": claim.rps, "headroom": claim.headroom}}
     data: dict[str, Any] = {"name": name, "profiles": [str(profile)], "slo": dict(claim.slo_ms), "report": report,
-                            "eval": {"enabled": False}, "out_dir": str(out_dir),
+                            "eval": {"enabled": False}, "runs_dir": str(out_dir),
                             "prune": {"prune": [], "expansion_ratio": []}}
     server: dict[str, Any]
     if urls:

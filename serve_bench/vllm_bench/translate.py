@@ -107,7 +107,7 @@ def study_data(a: BenchArgs, profile: Path, out_dir: Path) -> dict[str, Any]:
     if a.tokenizer:
         server["tokenizer"] = a.tokenizer
     labels = {**({"label": a.label} if a.label else {}), **a.metadata_items()}
-    data: dict[str, Any] = {"name": "bench", "profiles": [str(profile)], "server": server, "out_dir": str(out_dir),
+    data: dict[str, Any] = {"name": "bench", "profiles": [str(profile)], "server": server, "runs_dir": str(out_dir),
                             "eval": {"enabled": False}, "labels": labels, "percentiles": list(a.metric_percentiles)}
     if a.goodput:
         data["slo"] = parse_goodput(tuple(a.goodput))

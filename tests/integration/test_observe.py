@@ -89,7 +89,7 @@ def test_every_dashboard_query_returns_data_from_a_real_run(base_server, base_mo
                     "warmup": {"requests": 0}}]}))
     t0 = time.time()
     proc = serve_bench("run", "--no-eval", "--url", base_server.url, "--tokenizer", str(base_model_path), "--profile",
-                       str(profile), "--out", str(tmp_path / "runs"), "--metrics-port", str(metrics_port),
+                       str(profile), "--runs-dir", str(tmp_path / "runs"), "--metrics-port", str(metrics_port),
                        "--slo", "ttft_ms=10000", "--slo", "tpot_ms=1000")
     # while it runs, the exporter answers with live serve_bench_ metrics (what `curl` would show)
     live = {}

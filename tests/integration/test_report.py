@@ -29,13 +29,13 @@ def real_run(base_server, tmp_path_factory):
         "name": "steps", "api": "chat", "input_tokens": 32, "output_tokens": 8, "ignore_eos": True, "seed": 1,
         "warmup": {"requests": 1}, "timeout_s": 60,
         "stages": [{"kind": "ladder", "of": "concurrency", "values": [1, 2, 4], "requests": 8, "duration_s": 60}]}))
-    out = tmp_path / "runs"
+    run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "serve_bench", "run", "--url", base_server.url, "--profile",
-                           str(profile), "--out", str(out), "--quiet", "--tasks", "arc_challenge", "--limit", "8"],
+                           str(profile), "--out", str(run), "--quiet", "--tasks", "arc_challenge", "--limit", "8"],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "SERVE_BENCH_DATA_DIR": str(datasets_dir())})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    [run] = [p for p in out.iterdir() if p.is_dir()]
+    assert (run / "manifest.json").exists(), "--out is the run directory itself"
     return run, proc.stdout
 
 

@@ -62,7 +62,7 @@ def test_run_against_running_server(base_server, tmp_path):
     profile = write_profile(tmp_path / "tiny.yaml", requests=8)
     events = tmp_path / "events.jsonl"
     proc = serve_bench("run", "--no-eval", "--url", base_server.url, "--profile", str(profile),
-                       "--out", str(tmp_path / "runs"),
+                       "--runs-dir", str(tmp_path / "runs"),
                        "--json-events", str(events))
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
@@ -137,7 +137,7 @@ def test_ctrl_c_keeps_finished_records_and_stops_the_server(tmp_path):
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump({"name": "ctrlc", "models": [{"model": "default", "name": "ctrlc-model"}],
                                      "prune": {"prune": []}, "profiles": [str(profile)]}))
-    proc = serve_bench("run", "--no-eval", str(study), "--out", str(tmp_path / "runs"))
+    proc = serve_bench("run", "--no-eval", str(study), "--runs-dir", str(tmp_path / "runs"))
     deadline = time.monotonic() + 300
     while not list((tmp_path / "runs").glob("*/*/records.jsonl")) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -160,7 +160,7 @@ def test_ctrl_c_keeps_finished_records_and_stops_the_server(tmp_path):
 def test_server_that_cannot_start_shows_its_log(tmp_path):
     profile = write_profile(tmp_path / "p.yaml", requests=2)
     proc = serve_bench("run", "--no-eval", "--no-prune", "--profile", str(profile),
-                       "--out", str(tmp_path / "runs"),
+                       "--runs-dir", str(tmp_path / "runs"),
                        "--engine-args", "--max-model-len not-a-number")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 5, out
@@ -185,7 +185,7 @@ def test_remote_workers_join_a_master(base_server, tmp_path):
         proc = serve_bench("run", "--no-eval", "--url", base_server.url, "--profile", str(profile),
                            "--master", "2",
                            "--master-bind-host", "127.0.0.1", "--master-port", str(port),
-                           "--out", str(tmp_path / "runs"))
+                           "--runs-dir", str(tmp_path / "runs"))
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out
     finally:
@@ -217,7 +217,7 @@ def files_containing(root: Path, text: str) -> list[Path]:
 def test_api_key_in_engine_args_is_used_and_written_nowhere(tmp_path):
     profile = write_profile(tmp_path / "auth.yaml", requests=4)
     proc = serve_bench("run", "--no-eval", "--no-prune", "--profile", str(profile),
-                       "--out", str(tmp_path / "runs"),
+                       "--runs-dir", str(tmp_path / "runs"),
                        "--engine-args", f"--max-model-len 2048 --api-key {KEY}")
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
@@ -249,7 +249,7 @@ def test_url_of_an_authenticated_server(keyed_server, base_model_path, tmp_path)
                              capture_output=True, text=True, env=env, timeout=300)
     assert refused.returncode == 2 and "401 Unauthorized" in refused.stderr and "OPENAI_API_KEY" in refused.stderr
     assert "Traceback" not in refused.stderr
-    done = subprocess.run([sys.executable, "-m", "serve_bench", *args, "--out", str(tmp_path / "runs")],
+    done = subprocess.run([sys.executable, "-m", "serve_bench", *args, "--runs-dir", str(tmp_path / "runs")],
                           capture_output=True, text=True, env={**env, "OPENAI_API_KEY": KEY}, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     run = only_run_dir(tmp_path / "runs")
@@ -268,7 +268,7 @@ def test_live_view_in_a_terminal_shows_the_stage_moving(base_server, base_model_
     master, slave = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "serve_bench", "run", "--no-eval", "--url", base_server.url,
                              "--tokenizer",
-                             str(base_model_path), "--profile", str(profile), "--out", str(tmp_path / "runs")],
+                             str(base_model_path), "--profile", str(profile), "--runs-dir", str(tmp_path / "runs")],
                             stdin=slave, stdout=slave, stderr=slave, close_fds=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "COLUMNS": "200",
                                  "LINES": "50"})

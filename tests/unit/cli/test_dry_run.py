@@ -144,10 +144,17 @@ def test_earlier_run_in_out_dir_supplies_measured_stage_times(home, tmp_path) ->
         "checkpoint": "smollm2-135m-instruct", "profile": "quick", "stage": "c1", "kind": "concurrency",
         "target": {"users": 1}, "started_s": 0.0, "ended_s": 77.0, "warmup_end_s": None, "records": 31,
         "summary": {"warmup_excluded": 1}}))
-    result = dry("--no-prune", "--out", str(tmp_path / "runs"))
+    result = dry("--no-prune", "--runs-dir", str(tmp_path / "runs"))
     assert result.exit_code == 0, result.output
     assert rows(result.output, "quick")["c1"] == ("31", "77 s*")
     assert "were measured in" in result.output and str(run) in result.output
+    # --out names the run directory itself: earlier runs are looked for beside it
+    beside = dry("--no-prune", "--out", str(tmp_path / "runs" / "next"))
+    assert f"results would go to {tmp_path / 'runs' / 'next'}\n" in beside.output
+    assert rows(beside.output, "quick")["c1"] == ("31", "77 s*")
+    assert "a real run would refuse it" not in beside.output
+    occupied = dry("--no-prune", "--out", str(run))
+    assert "already exists and is not empty: a real run would refuse it" in occupied.output
 
 
 def assert_clean(result, code: int, *fragments: str) -> None:

@@ -42,7 +42,7 @@ def test_invalid_yaml_and_missing_study(tmp_path):
 def test_missing_model(tmp_path):
     proc = sb("run", "--model", str(tmp_path / "no-model"), "--no-prune", "--out", str(tmp_path / "r"))
     assert_clean_error(proc, 3, "does not exist")
-    [run] = list((tmp_path / "r").iterdir())
+    run = tmp_path / "r"
     assert json.loads((run / "manifest.json").read_text())["status"] == "failed"
 
 
@@ -82,6 +82,17 @@ def test_run_help_documents_flags():
 def test_unwritable_run_directory():
     assert_clean_error(sb("run", "--no-prune", "--out", "/proc/serve-bench-nope"), 2,
                        "cannot create the run directory")
+    assert_clean_error(sb("run", "--no-prune", "--runs-dir", "/proc/serve-bench-nope"), 2,
+                       "cannot create the run directory", "--runs-dir")
+
+
+def test_out_is_never_an_earlier_run(tmp_path):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "manifest.json").write_text("{}")
+    assert_clean_error(sb("run", "--no-prune", "--out", str(earlier)), 2, f"--out {earlier}",
+                       "not an empty directory", "--runs-dir")
+    assert (earlier / "manifest.json").read_text() == "{}" and len(list(earlier.iterdir())) == 1
 
 
 CTRL_C_SCRIPT = """
@@ -149,7 +160,7 @@ def test_run_at_a_url_evaluates_only_when_asked_and_an_unreachable_hub_is_said_b
         assert read_log(log) == [] and not (tmp_path / "asked").exists(), "nothing may be sent or made first"
         plain = sb(*args, "--out", str(tmp_path / "plain"), "--label", "site=lab", "--label", "gpu=none", env=env)
         assert plain.returncode == 0, plain.stderr
-    [path] = (tmp_path / "plain").iterdir()
+    path = tmp_path / "plain"  # --out is the run directory itself
     run = RunDir(path)
     assert run.manifest().study["eval"]["enabled"] is False
     assert run.manifest().study["labels"] == {"site": "lab", "gpu": "none"}
