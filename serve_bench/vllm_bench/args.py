@@ -12,7 +12,7 @@ from typing import Any
 
 from serve_bench.errors import ConfigError
 
-DATASETS = ("random", "sharegpt", "custom")
+DATASETS = ("random", "sharegpt", "custom", "prefix_repetition")
 BACKENDS = {"openai": "completions", "vllm": "completions", "openai-chat": "chat"}
 ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 METRICS = ("ttft", "tpot", "itl", "e2el")
@@ -28,8 +28,7 @@ UNSUPPORTED = (
     "--ready-check-timeout-sec", "--chat-template-kwargs", "--extra-body", "--skip-tokenizer-init", "--insecure",
     "--plot-timeline", "--timeline-itl-thresholds", "--plot-dataset-stats", "--trust-remote-code",
     "--hf-subset", "--hf-split", "--hf-output-len", "--no-stream", "--disable-shuffle", "--random-batch-size",
-    "--prefix-repetition-prefix-len", "--prefix-repetition-suffix-len", "--prefix-repetition-num-prefixes",
-    "--prefix-repetition-output-len", "--sonnet-input-len", "--sonnet-output-len", "--sonnet-prefix-len",
+    "--sonnet-input-len", "--sonnet-output-len", "--sonnet-prefix-len",
 )
 
 
@@ -52,6 +51,10 @@ class BenchArgs:
     random_prefix_len: int = 0
     sharegpt_output_len: int | None = None
     custom_output_len: int = 256
+    prefix_repetition_prefix_len: int = 256
+    prefix_repetition_suffix_len: int = 256
+    prefix_repetition_num_prefixes: int = 10
+    prefix_repetition_output_len: int = 128
     max_concurrency: int | None = None
     request_rate: float = math.inf
     burstiness: float = 1.0
@@ -74,6 +77,15 @@ class BenchArgs:
     @property
     def api(self) -> str:
         return BACKENDS[self.backend]
+
+    @property
+    def requests(self) -> int:
+        """How many requests vLLM sends: ``--num-prompts``, except that prefix_repetition makes
+        ``num_prompts // num_prefixes`` per prefix (and no more)."""
+        if self.dataset_name == "prefix_repetition":
+            n = self.prefix_repetition_num_prefixes
+            return self.num_prompts // n * n
+        return self.num_prompts
 
     @property
     def url(self) -> str:
@@ -118,6 +130,11 @@ def parser() -> argparse.ArgumentParser:
     a("--random-prefix-len", type=int, default=0)
     a("--sharegpt-output-len", type=int, default=None)
     a("--custom-output-len", type=int, default=256)
+    a("--prefix-repetition-prefix-len", type=int, default=256, help="tokens of each shared prefix")
+    a("--prefix-repetition-suffix-len", type=int, default=256, help="tokens after the prefix, new in every request")
+    a("--prefix-repetition-num-prefixes", type=int, default=10,
+      help="distinct prefixes; each carried by num_prompts // num_prefixes requests")
+    a("--prefix-repetition-output-len", type=int, default=128)
     a("--max-concurrency", type=int, default=None)
     a("--request-rate", type=float, default=math.inf)
     a("--burstiness", type=float, default=1.0)
@@ -177,5 +194,15 @@ def _check(a: BenchArgs) -> None:
     if a.endpoint is not None and a.endpoint.rstrip("/") != ENDPOINTS[a.api]:
         raise ConfigError(f"--endpoint {a.endpoint} with --backend {a.backend}: serve-bench sends "
                           f"{ENDPOINTS[a.api]} for that backend", hint="drop --endpoint, or change --backend")
+    if a.dataset_name == "prefix_repetition":
+        for flag, v in (("--prefix-repetition-prefix-len", a.prefix_repetition_prefix_len),
+                        ("--prefix-repetition-suffix-len", a.prefix_repetition_suffix_len),
+                        ("--prefix-repetition-num-prefixes", a.prefix_repetition_num_prefixes),
+                        ("--prefix-repetition-output-len", a.prefix_repetition_output_len)):
+            if v < 1:
+                raise ConfigError(f"{flag} must be at least 1")
+        if a.num_prompts < a.prefix_repetition_num_prefixes:
+            raise ConfigError(f"--num-prompts {a.num_prompts} is fewer than --prefix-repetition-num-prefixes "
+                              f"{a.prefix_repetition_num_prefixes}: vLLM needs at least one request per prefix")
     if a.dataset_name in ("sharegpt", "custom") and not a.dataset_path:
         raise ConfigError(f"--dataset-name {a.dataset_name} needs --dataset-path FILE")

@@ -7,6 +7,10 @@
 - ``random``: synthetic prompts of exactly ``--random-input-len`` tokens (uniform in [len × (1 − r),
   len × (1 + r)] with ``--random-range-ratio`` r, as vLLM draws them), one shared prefix of
   ``--random-prefix-len`` tokens on top; answers of ``--random-output-len`` tokens.
+- ``prefix_repetition``: ``--prefix-repetition-num-prefixes`` prefixes of ``-prefix-len`` synthetic tokens, each
+  followed by a new suffix of ``-suffix-len`` tokens, answers of ``-output-len`` tokens; every prefix carried by
+  ``num_prompts // num_prefixes`` requests, as vLLM makes them (vLLM shuffles all requests; serve-bench sends
+  each round of ``num_prefixes`` requests with every prefix once, in a seeded order).
 - ``custom``: vLLM's JSONL (a ``prompt`` per line), answers of ``--custom-output-len`` tokens.
 - ``sharegpt``: the first human turn of each conversation as the prompt and the reply's token count as the
   answer length (``--sharegpt-output-len`` overrides), filtered and shuffled as vLLM does (sharegpt.py).
@@ -49,6 +53,11 @@ def profile_data(a: BenchArgs, work_dir: Path, tokenizer: str | None) -> dict[st
         data["output_lengths"] = _lengths(a.random_output_len, a.random_range_ratio)
         if a.random_prefix_len > 0:
             data["shared_prefix"] = {"tokens": a.random_prefix_len, "count": 1, "share": 1.0}
+    elif a.dataset_name == "prefix_repetition":
+        data["input_lengths"] = _lengths(a.prefix_repetition_suffix_len, 0.0)
+        data["output_lengths"] = _lengths(a.prefix_repetition_output_len, 0.0)
+        data["shared_prefix"] = {"tokens": a.prefix_repetition_prefix_len, "count": a.prefix_repetition_num_prefixes,
+                                 "share": 1.0, "assignment": "balanced"}
     else:
         rows = _rows(a, tokenizer)
         path = work_dir / f"{a.dataset_name}-prompts.jsonl"
@@ -88,12 +97,13 @@ def _rows(a: BenchArgs, tokenizer: str | None) -> list[dict[str, Any]]:
 
 
 def _stage(a: BenchArgs) -> dict[str, Any]:
+    n = a.requests
     if math.isinf(a.request_rate):
-        users = min(a.max_concurrency or a.num_prompts, a.num_prompts)
-        return {"kind": "concurrency", "name": STAGE, "users": users, "requests": a.num_prompts}
-    stage = {"kind": "rate", "name": STAGE, "rate_rps": a.request_rate, "requests": a.num_prompts,
+        users = min(a.max_concurrency or n, n)
+        return {"kind": "concurrency", "name": STAGE, "users": users, "requests": n}
+    stage = {"kind": "rate", "name": STAGE, "rate_rps": a.request_rate, "requests": n,
              "arrivals": "poisson" if a.burstiness == 1.0 else "gamma",
-             "max_concurrency": a.max_concurrency or a.num_prompts}
+             "max_concurrency": a.max_concurrency or n}
     if a.burstiness != 1.0:
         stage["burstiness"] = a.burstiness
     return stage

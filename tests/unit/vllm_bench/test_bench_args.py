@@ -81,3 +81,26 @@ def test_the_study_loads_the_server_with_the_goodput_as_its_slo_and_labels(tmp_p
     assert default_filename(a, "org/m", "20261207-1") == "x-infqps-m-20261207-1.json"
     assert default_filename(parse(["--request-rate", "4", "--max-concurrency", "2"]), "m", "d") == (
         "openai-4.0qps-concurrency2-m-d.json")
+
+
+def test_prefix_repetition_sends_each_prefix_as_often_as_vllm_does(tmp_path):
+    from serve_bench.workload.prefixes import PrefixPlan
+
+    a = parse(["--dataset-name", "prefix_repetition", "--num-prompts", "25", "--prefix-repetition-num-prefixes", "4",
+               "--prefix-repetition-prefix-len", "64", "--prefix-repetition-suffix-len", "16",
+               "--prefix-repetition-output-len", "8", "--max-concurrency", "2"])
+    p = profile_from_data(profile_data(a, tmp_path, None))
+    [stage] = p.expanded_stages()
+    assert stage.requests == 24  # vLLM makes num_prompts // num_prefixes per prefix: 6 × 4
+    assert p.input_lengths.bounds() == (16, 16) and p.output_lengths.bounds() == (8, 8)
+    assert (p.shared_prefix.tokens, p.shared_prefix.count, p.shared_prefix.assignment) == (64, 4, "balanced")
+    plan = PrefixPlan(p.shared_prefix, seed=a.seed)
+    carried = [plan.prefix_of(i) for i in range(24)]
+    assert all(sorted(carried[r:r + 4]) == [0, 1, 2, 3] for r in range(0, 24, 4)), carried
+    assert carried[:4] != carried[4:8] or carried[4:8] != carried[8:12], "each round in its own seeded order"
+    assert carried == [PrefixPlan(p.shared_prefix, seed=a.seed).prefix_of(i) for i in range(24)]
+    with pytest.raises(ConfigError, match="fewer than --prefix-repetition-num-prefixes 10"):
+        parse(["--dataset-name", "prefix_repetition", "--num-prompts", "5"])
+    with pytest.raises(ConfigError, match="needs share: 1"):
+        profile_from_data({**profile_data(a, tmp_path, None),
+                           "shared_prefix": {"tokens": 4, "count": 2, "share": 0.5, "assignment": "balanced"}})
