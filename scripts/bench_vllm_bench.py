@@ -2,6 +2,8 @@
 engine, with the engine's own timings as the truth.
 
     .venv/bin/python scripts/bench_vllm_bench.py [--concurrency 1 16 64] [--prompts 200] [--out /tmp/sb-vb]
+    .venv/bin/python scripts/bench_vllm_bench.py --real [--concurrency 1 16 64] [--prompts 64]
+    .venv/bin/python scripts/bench_vllm_bench.py --capacity [--prompts 200 1000]
 
 Per concurrency, both tools run `--backend openai --dataset-name random --random-input-len 32
 --random-output-len 16 --ignore-eos --max-concurrency C --num-prompts N` against one engine (step 10 ms + 1 ms
@@ -9,16 +11,29 @@ per running sequence), in turns (vLLM first at odd concurrencies, serve-bench fi
 is the engine's per-request log over the same requests: TTFT from its receipt of the request to its first
 token (nominal, as scheduled), TPOT from first to last token over tokens − 1, output throughput as tokens over
 the span from the first receipt to the last token. Prints a Markdown table.
+
+``--real``: the same against a real vLLM CPU server on the bundled model (started here with serve-bench's
+engine arguments for this host); the server's own view beside each tool: its mean TTFT and mean TPOT over the
+tool's requests, from the change in its ``vllm:time_to_first_token_seconds`` and
+``vllm:request_time_per_output_token_seconds`` histograms (sum over count: exact means, no bucketing).
+
+``--capacity``: each client's CPU cost per request, as a subprocess against an engine fast enough not to be
+the limit (step 1 ms + 0.05 ms per running sequence), at concurrency 64, 16 output tokens: the process tree's
+user + system CPU time (``RUSAGE_CHILDREN``) at two request counts, the difference over the difference in
+requests, so start-up (imports, tokenizer, the run directory) cancels. Requests per core-second = 1 / that.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -29,6 +44,8 @@ from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.server import read_log, running
 
 ENGINE = EngineParams(step_ms=10, per_seq_ms=1)
+FAST_ENGINE = EngineParams(step_ms=1, per_seq_ms=0.05)
+SERVED = "smollm2"
 VLLM = ("import sys; from vllm.benchmarks.serve import add_cli_args, main; "
         "from vllm.utils.argparse_utils import FlexibleArgumentParser; p = FlexibleArgumentParser(); "
         "add_cli_args(p); main(p.parse_args(sys.argv[1:]))")
@@ -42,14 +59,106 @@ def truth(log: list[dict]) -> dict[str, float]:
             "median_ttft_ms": statistics.median(ttft) * 1000, "median_tpot_ms": statistics.median(tpot) * 1000}
 
 
+def bench_args(url: str, model: str, tokenizer: str, c: int, prompts: int, result_dir: Path) -> list[str]:
+    return ["--backend", "openai", "--base-url", url, "--model", model, "--tokenizer", tokenizer,
+            "--dataset-name", "random", "--random-input-len", "32", "--random-output-len", "16",
+            "--ignore-eos", "--max-concurrency", str(c), "--num-prompts", str(prompts), "--seed", "1",
+            "--save-result", "--result-dir", str(result_dir), "--result-filename", "r.json"]
+
+
+def run_tool(tool: str, args: list[str], *, in_process: bool = True) -> None:
+    if tool == "vllm":
+        subprocess.run([sys.executable, "-c", VLLM, *args], check=True, capture_output=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    elif in_process:
+        res = CliRunner().invoke(cli, ["bench", *args])
+        assert res.exit_code == 0, res.output
+    else:
+        subprocess.run([sys.executable, "-m", "serve_bench", "bench", *args], check=True, capture_output=True)
+
+
+def server_means(url: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    got: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for sample in fam.samples:
+            if sample.name in ("vllm:time_to_first_token_seconds_sum", "vllm:time_to_first_token_seconds_count",
+                               "vllm:request_time_per_output_token_seconds_sum",
+                               "vllm:request_time_per_output_token_seconds_count"):
+                got[sample.name] = got.get(sample.name, 0.0) + sample.value
+    return got
+
+
+def real(a: argparse.Namespace, out: Path) -> None:
+    from serve_bench.serve.server import CPU_DEFAULT_ENV, ServerSpec, VllmServer, engine_args_for, vllm_build
+
+    model = resolve("default").path
+    spec = ServerSpec(model_path=model, served_name=SERVED, log_path=out / "server.log",
+                      engine_args=engine_args_for(vllm_build(), ["--max-model-len", "2048"]), env=CPU_DEFAULT_ENV)
+    print(f"server: {' '.join(spec.engine_args)}")
+    print("| concurrency | tool | output tok/s | median TTFT ms | median TPOT ms | mean TTFT, TPOT ms | "
+          "server's mean TTFT, TPOT ms |")
+    print("|---|---|---|---|---|---|---|")
+    with VllmServer(spec) as srv:
+        warm = bench_args(srv.url, SERVED, str(model), 4, 8, out / "warm")
+        run_tool("vllm", warm)  # the first requests pay one-time costs: neither tool measures them
+        for i, c in enumerate(a.concurrency):
+            for tool in (["vllm", "serve-bench"] if i % 2 == 0 else ["serve-bench", "vllm"]):
+                before = server_means(srv.url)
+                run_tool(tool, bench_args(srv.url, SERVED, str(model), c, a.prompts[0], out / f"real-c{c}-{tool}"))
+                after = server_means(srv.url)
+                d = {k: after[k] - before.get(k, 0.0) for k in after}
+                s_ttft = d["vllm:time_to_first_token_seconds_sum"] / d["vllm:time_to_first_token_seconds_count"]
+                s_tpot = (d["vllm:request_time_per_output_token_seconds_sum"]
+                          / d["vllm:request_time_per_output_token_seconds_count"])
+                r = json.loads((out / f"real-c{c}-{tool}" / "r.json").read_text())
+                print(f"| {c} | {tool} | {r['output_throughput']:.1f} | {r['median_ttft_ms']:.1f} | "
+                      f"{r['median_tpot_ms']:.2f} | {r['mean_ttft_ms']:.1f}, {r['mean_tpot_ms']:.2f} | "
+                      f"{s_ttft * 1000:.1f}, {s_tpot * 1000:.2f} |", flush=True)
+
+
+def capacity(a: argparse.Namespace, out: Path) -> None:
+    if len(a.prompts) != 2:
+        raise SystemExit("--capacity takes two request counts: --prompts SMALL LARGE")
+    small, large = a.prompts
+    tokenizer = str(resolve("default").path)
+    print("| tool | CPU s at " + f"{small} | CPU s at {large} | CPU ms per request | requests per core-second |")
+    print("|---|---|---|---|---|")
+    for tool in ("vllm", "serve-bench", "vllm", "serve-bench"):
+        cpu = []
+        for n in (small, large):
+            with running(FAST_ENGINE, log_path=out / f"cap-{tool}-{n}.jsonl", model="m") as (url, _):
+                t0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                run_tool(tool, bench_args(url, "m", tokenizer, 64, n, out / f"cap-{tool}-{n}"), in_process=False)
+                t1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu.append(t1.ru_utime + t1.ru_stime - t0.ru_utime - t0.ru_stime)
+        per = (cpu[1] - cpu[0]) / (large - small)
+        print(f"| {tool} | {cpu[0]:.2f} | {cpu[1]:.2f} | {per * 1000:.2f} | {1 / per:.0f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    ap.add_argument("--prompts", type=int, default=200)
+    ap.add_argument("--prompts", type=int, nargs="+", default=None)
+    ap.add_argument("--real", action="store_true", help="a real vLLM CPU server instead of the engine")
+    ap.add_argument("--capacity", action="store_true", help="each client's CPU cost per request")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="sb-vb-"))
     out.mkdir(parents=True, exist_ok=True)
+    if a.real:
+        a.prompts = a.prompts or [64]
+        real(a, out)
+        print(f"\nresults: {out}")
+        return
+    if a.capacity:
+        a.prompts = a.prompts or [200, 1000]
+        capacity(a, out)
+        print(f"\nresults: {out}")
+        return
+    a.prompts = a.prompts or [200]
     tokenizer = str(resolve("default").path)
     print("| concurrency | tool | output tok/s | median TTFT ms | median TPOT ms | truth: tok/s, TTFT, TPOT |")
     print("|---|---|---|---|---|---|")
@@ -58,15 +167,7 @@ def main() -> None:
         for tool in order:
             log = out / f"c{c}-{tool}.jsonl"
             with running(ENGINE, log_path=log, model="m") as (url, _):
-                args = ["--backend", "openai", "--base-url", url, "--model", "m", "--tokenizer", tokenizer,
-                        "--dataset-name", "random", "--random-input-len", "32", "--random-output-len", "16",
-                        "--ignore-eos", "--max-concurrency", str(c), "--num-prompts", str(a.prompts), "--seed", "1",
-                        "--save-result", "--result-dir", str(out / f"c{c}-{tool}"), "--result-filename", "r.json"]
-                if tool == "vllm":
-                    subprocess.run([sys.executable, "-c", VLLM, *args], check=True, capture_output=True)
-                else:
-                    res = CliRunner().invoke(cli, ["bench", *args])
-                    assert res.exit_code == 0, res.output
+                run_tool(tool, bench_args(url, "m", tokenizer, c, a.prompts[0], out / f"c{c}-{tool}"))
             r = json.loads((out / f"c{c}-{tool}" / "r.json").read_text())
             t = truth(read_log(log))
             print(f"| {c} | {tool} | {r['output_throughput']:.1f} | {r['median_ttft_ms']:.1f} | "
