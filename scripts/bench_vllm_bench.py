@@ -18,9 +18,11 @@ tool's requests, from the change in its ``vllm:time_to_first_token_seconds`` and
 ``vllm:request_time_per_output_token_seconds`` histograms (sum over count: exact means, no bucketing).
 
 ``--capacity``: each client's CPU cost per request, as a subprocess against an engine fast enough not to be
-the limit (step 1 ms + 0.05 ms per running sequence), at concurrency 64, 16 output tokens: the process tree's
-user + system CPU time (``RUSAGE_CHILDREN``) at two request counts, the difference over the difference in
-requests, so start-up (imports, tokenizer, the run directory) cancels. Requests per core-second = 1 / that.
+the limit (step 1 ms + 0.05 ms per running sequence), at concurrency 64, 16 output tokens: the user + system
+CPU time of the tool's whole process tree (every process in it polled with psutil every 20 ms, its last
+reading kept: ``RUSAGE_CHILDREN`` would miss a child that its parent never waits for) at two request counts,
+the difference over the difference in requests, so start-up (imports, tokenizer, the run directory) cancels.
+Requests per core-second = 1 / that.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -66,15 +68,33 @@ def bench_args(url: str, model: str, tokenizer: str, c: int, prompts: int, resul
             "--save-result", "--result-dir", str(result_dir), "--result-filename", "r.json"]
 
 
-def run_tool(tool: str, args: list[str], *, in_process: bool = True) -> None:
+def tree_cpu_s(cmd: list[str]) -> float:
+    """Run ``cmd``; the user + system CPU seconds of it and every process it started."""
+    import psutil
+
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    last: dict[int, float] = {}
+    while proc.poll() is None:
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                with_times = p.cpu_times()
+                last[p.pid] = with_times.user + with_times.system
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode})")
+    return sum(last.values())
+
+
+def run_tool(tool: str, args: list[str]) -> None:
     if tool == "vllm":
         subprocess.run([sys.executable, "-c", VLLM, *args], check=True, capture_output=True,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    elif in_process:
+    else:
         res = CliRunner().invoke(cli, ["bench", *args])
         assert res.exit_code == 0, res.output
-    else:
-        subprocess.run([sys.executable, "-m", "serve_bench", "bench", *args], check=True, capture_output=True)
 
 
 def server_means(url: str) -> dict[str, float]:
@@ -130,10 +150,10 @@ def capacity(a: argparse.Namespace, out: Path) -> None:
         cpu = []
         for n in (small, large):
             with running(FAST_ENGINE, log_path=out / f"cap-{tool}-{n}.jsonl", model="m") as (url, _):
-                t0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                run_tool(tool, bench_args(url, "m", tokenizer, 64, n, out / f"cap-{tool}-{n}"), in_process=False)
-                t1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu.append(t1.ru_utime + t1.ru_stime - t0.ru_utime - t0.ru_stime)
+                args = bench_args(url, "m", tokenizer, 64, n, out / f"cap-{tool}-{n}")
+                cmd = [sys.executable, "-c", VLLM] if tool == "vllm" else [sys.executable, "-m", "serve_bench",
+                                                                             "bench"]
+                cpu.append(tree_cpu_s([*cmd, *args]))
         per = (cpu[1] - cpu[0]) / (large - small)
         print(f"| {tool} | {cpu[0]:.2f} | {cpu[1]:.2f} | {per * 1000:.2f} | {1 / per:.0f} |", flush=True)
 

@@ -31,6 +31,8 @@ from serve_bench.report import build_report
 from serve_bench.rundir import EVAL_DIR, RESULTS, SERIES, RunDir, StageFile, write_json
 from serve_bench.serve.fleet import Fleet, shares
 from serve_bench.serve.server import ServerSpec, VllmServer, vllm_build
+from serve_bench.serve.startup import describe as describe_startup
+from serve_bench.serve.startup import read_startup
 from serve_bench.study import StudySpec
 from serve_bench.summary import collect, render_markdown, write_summary
 from serve_bench.workload.profiles import LoadProfile, load_profile
@@ -45,7 +47,7 @@ class Events(Protocol):
     def progress(self, checkpoint: str, text: str, done: int, total: int) -> None: ...
     def stage_running(self, checkpoint: str, profile: str, stage: str, kind: str, load: str) -> None: ...
     def checkpoint_started(self, name: str, index: int, total: int) -> None: ...
-    def server_ready(self, name: str, url: str) -> None: ...
+    def server_ready(self, name: str, url: str, startup: str = "") -> None: ...
     def stage_started(self, checkpoint: str, stage: str) -> None: ...
     def request_done(self, ok: bool) -> None: ...
     def stage_done(self, checkpoint: str, result: StageFile) -> None: ...
@@ -275,7 +277,7 @@ def api_key(study: StudySpec) -> str | None:
     from_env = auth.key_from_env(study.server.api_key_env)
     if study.server.urls:
         return from_env
-    return from_env or auth.split_api_key(study.server.engine_args)[1]
+    return from_env or auth.split_api_key(study.server.launch_args)[1]
 
 
 def _server_gpus(study: StudySpec) -> list[int] | None:
@@ -283,12 +285,12 @@ def _server_gpus(study: StudySpec) -> list[int] | None:
     here is measured)."""
     if study.server.urls:
         return None
-    env = {**os.environ, **study.server.env}
+    env = {**os.environ, **study.server.launch_env}
     if study.server.replicas > 1:  # refuses more replicas than GPUs or cores, before anything starts
-        split = shares(study.server.replicas, vllm_build(), study.server.engine_args, env)
+        split = shares(study.server.replicas, vllm_build(), study.server.launch_args, env)
         return sorted(g for share in split for g in share.gpus) if vllm_build() == "cuda" else None
     try:
-        return server_gpus(study.server.engine_args, env)
+        return server_gpus(study.server.launch_args, env)
     except ValueError as err:
         raise ConfigError(f"server.engine_args: {err}") from None
 
@@ -315,12 +317,13 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
         _evaluate(study, ck, study.server.urls[0], ck.name, None, ck_dir, ev, outcome, key)
         return
     spec = ServerSpec(model_path=ck.path, served_name=ck.name, log_path=ck_dir / "server.log",
-                      host=study.server.host, port=study.server.port, engine_args=list(study.server.engine_args),
-                      env=dict(study.server.env), startup_timeout_s=study.server.startup_timeout_s)
+                      host=study.server.host, port=study.server.port, engine_args=study.server.launch_args,
+                      env=study.server.launch_env, startup_timeout_s=study.server.startup_timeout_s)
     replicas = study.server.replicas
     server: VllmServer | Fleet = VllmServer(spec) if replicas == 1 else Fleet(spec, replicas)
     ev.phase(ck.label or ck.name, "starting the vLLM server" if replicas == 1 else
              f"starting {replicas} vLLM replicas ({', '.join(s.describe() for s in server.shares)})")
+    began = time.monotonic()
     try:
         server.start()
         server.wait_ready()
@@ -329,9 +332,13 @@ def _serve_and_load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, 
         raise
     try:
         urls = server.urls
+        logs = [s.spec.log_path for s in server.servers] if isinstance(server, Fleet) else [spec.log_path]
+        startup = read_startup(logs[0], time.monotonic() - began)  # before any stage: apart from them
+        about = {**ck.describe(), "startup": startup}
         if isinstance(server, Fleet):
-            write_json(ck_dir / "checkpoint.json", {**ck.describe(), "replicas": server.describe()})
-        ev.server_ready(ck.label or ck.name, ", ".join(urls))
+            about["replicas"] = server.describe()
+        write_json(ck_dir / "checkpoint.json", about)
+        ev.server_ready(ck.label or ck.name, ", ".join(urls), describe_startup(startup))
         _load(study, profiles, run, ck, urls, ck.name, server, ev, outcome, key, observer, trial)
         _evaluate(study, ck, urls[0], ck.name, server, ck_dir, ev, outcome, key)
     finally:

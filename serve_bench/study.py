@@ -66,6 +66,16 @@ class ServerSettings(Strict):
                                                        "GPUs or cores, loaded as one fleet (serve/fleet.py)")
     engine_args: list[str] = Field(default_factory=lambda: ["--max-model-len", "2048"])
     env: dict[str, str] = Field(default_factory=dict)
+    gpus: list[int] | None = Field(None, description="the machine's GPUs the launched server(s) use "
+                                                     "(CUDA_VISIBLE_DEVICES); default: as inherited")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="share of each GPU's memory "
+                                                 "vLLM may take (its default 0.9 fails on a GPU shared with "
+                                                 "others)")
+    tensor_parallel_size: int | None = Field(None, ge=1, description="GPUs per server (vLLM's "
+                                                                     "--tensor-parallel-size)")
+    compile_cache_dir: Path | None = Field(None, description="vLLM's cache (VLLM_CACHE_ROOT: torch.compile "
+                                                             "artifacts), kept across checkpoints and runs; "
+                                                             "default: vLLM's own (~/.cache/vllm)")
     host: str = "127.0.0.1"
     port: int | None = Field(None, ge=1, le=65535)
     startup_timeout_s: float = Field(600.0, gt=0)
@@ -88,6 +98,39 @@ class ServerSettings(Strict):
             if not u.startswith(("http://", "https://")):
                 raise ValueError(f"endpoint {u!r} is not an http(s) URL")
         return self
+
+    @model_validator(mode="after")
+    def _settings_or_engine_args(self) -> ServerSettings:
+        given = {a.split("=", 1)[0].replace("_", "-") for a in self.engine_args if a.startswith("-")}
+        for name, flags in (("gpu_memory_utilization", {"--gpu-memory-utilization"}),
+                            ("tensor_parallel_size", {"--tensor-parallel-size", "-tp"})):
+            if getattr(self, name) is not None and given & flags:
+                raise ValueError(f"{name} and engine_args' {sorted(given & flags)[0]} say the same thing: keep one")
+        if self.gpus is not None and "CUDA_VISIBLE_DEVICES" in self.env:
+            raise ValueError("gpus and env's CUDA_VISIBLE_DEVICES say the same thing: keep one")
+        if self.gpus is not None and (not self.gpus or len(set(self.gpus)) != len(self.gpus) or min(self.gpus) < 0):
+            raise ValueError("gpus must list distinct GPU numbers (0, 1, …)")
+        return self
+
+    @property
+    def launch_args(self) -> list[str]:
+        """The engine arguments a launched server gets from the study: engine_args and the GPU settings."""
+        out = list(self.engine_args)
+        if self.gpu_memory_utilization is not None:
+            out += ["--gpu-memory-utilization", f"{self.gpu_memory_utilization:g}"]
+        if self.tensor_parallel_size is not None:
+            out += ["--tensor-parallel-size", str(self.tensor_parallel_size)]
+        return out
+
+    @property
+    def launch_env(self) -> dict[str, str]:
+        """The environment a launched server gets from the study on top of serve-bench's own."""
+        out = dict(self.env)
+        if self.gpus is not None:
+            out["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpus))
+        if self.compile_cache_dir is not None:
+            out["VLLM_CACHE_ROOT"] = str(self.compile_cache_dir.expanduser().resolve())
+        return out
 
     @property
     def urls(self) -> list[str]:

@@ -45,7 +45,9 @@ NOTES = [
     f"{FROM_INTENDED_MARK} open loop: latency from the intended send time, so a load generator that falls "
     "behind cannot hide the queueing (MLPerf LoadGen); from the actual send: `sent_ttft_p50_ms`, "
     "`sent_e2el_p99_ms` in summary.json.",
-    f"J/out tok: energy per output token over the steady window, gross (net of idle in summary.json); "
+    f"J/out tok: energy per output token over the steady window, gross (net of idle in summary.json), of the "
+    "server's GPUs (the host's CPU and DRAM beside it in the stage's `energy.host`), or on a CPU-only host of "
+    "its CPU packages and DRAM; "
     f"{NOT_MEASURED}: not measured (the reason is in the stage's `energy`).",
 ]
 

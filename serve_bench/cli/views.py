@@ -131,8 +131,8 @@ class PlainView(_Quiet):
     def checkpoint_started(self, name: str, index: int, total: int) -> None:
         self._say(f"checkpoint {index + 1}/{total}: {name}")
 
-    def server_ready(self, name: str, url: str) -> None:
-        self._say(f"{name}: served at {url}")
+    def server_ready(self, name: str, url: str, startup: str = "") -> None:
+        self._say(f"{name}: served at {url}" + (f", {startup}" if startup else ""))
 
     def stage_started(self, checkpoint: str, profile: str) -> None:
         self._say(f"{checkpoint}: profile {profile}")
@@ -180,8 +180,8 @@ class JsonEvents(_Quiet):
     def checkpoint_started(self, name: str, index: int, total: int) -> None:
         self._emit("checkpoint_started", checkpoint=name, index=index, total=total)
 
-    def server_ready(self, name: str, url: str) -> None:
-        self._emit("server_ready", checkpoint=name, url=url)
+    def server_ready(self, name: str, url: str, startup: str = "") -> None:
+        self._emit("server_ready", checkpoint=name, url=url, startup=startup)
 
     def stage_started(self, checkpoint: str, profile: str) -> None:
         self._emit("profile_started", checkpoint=checkpoint, profile=profile)
@@ -276,8 +276,8 @@ class LiveView:
     def checkpoint_started(self, name: str, index: int, total: int) -> None:
         self.label, self.index, self.checkpoints = name, index, total
 
-    def server_ready(self, name: str, url: str) -> None:
-        self.console.print(f"[green]●[/] {name} served at {url}")
+    def server_ready(self, name: str, url: str, startup: str = "") -> None:
+        self.console.print(f"[green]●[/] {name} served at {url}" + (f" [dim]{startup}[/]" if startup else ""))
 
     def stage_started(self, checkpoint: str, profile: str) -> None:
         pass

@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NO_GPU = "no NVIDIA GPU (NVML not available)"
+# a reading that did not move: the window was shorter than the counter's update period (NVML's GPU counter
+# moves every few tens of milliseconds), not a device that drew nothing
+STALE = "counter did not advance (window shorter than its update period?)"
 NO_RAPL = "no RAPL (/sys/class/powercap absent)"
 RAPL_NO_PERMISSION = "RAPL not readable (energy_uj needs root, or the Zeus daemon)"
 
@@ -42,6 +45,9 @@ class EnergyWindow:
     duration_s: float
     joules: dict[str, float]
     invalid: dict[str, str] = field(default_factory=dict)
+    # how many times the counter moved inside the window, for the device that moved least (None: not counted,
+    # a single window); fewer than a handful and the figure is mostly interpolation between readings
+    samples: int | None = None
 
     @property
     def total_joules(self) -> float | None:
@@ -142,7 +148,7 @@ class ZeusEnergyMeter(EnergyMeter):
                 invalid[device] = (f"counter went backwards ({j:.3f} J over the window): "
                                    "reset, or a wrap not yet seen")
             elif j == 0:  # every device here draws watts: an unchanged counter means no update, not no energy
-                invalid[device] = "counter did not advance (window shorter than its update period?)"
+                invalid[device] = STALE
             else:
                 joules[device] = float(j)
         return EnergyWindow(float(m.time), joules, invalid)
@@ -319,22 +325,28 @@ def _per(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def stage_energy(window: EnergyWindow | None, *, output_tokens: int, requests: int,
-                 idle_watts: float | None, not_measured_reason: str | None = None) -> dict[str, Any]:
-    """Energy figures of one stage from the window over its steady part, gross and net of idle power
-    (net = gross − idle_watts × duration_s). Unknown figures are None, with ``reason`` (nothing measured)
-    or ``net_reason`` (no idle baseline, or net ≤ 0: the stage drew no more than idle; net joules and
-    joules per token/request are then kept as computed, tokens per joule is None)."""
-    gross = None if window is None else window.total_joules
-    if window is None or gross is None:
-        reason = (window.reason if window is not None else None) or not_measured_reason or "not measured"
-        nothing = {"gross": None, "net": None}
-        return {"measured": False, "reason": reason, "net_reason": None, "duration_s": None,
-                "energy_joules": None, "net_energy_joules": None, "energy_joules_by_device": None,
-                "energy_per_output_token_joules": dict(nothing), "energy_per_request_joules": dict(nothing),
-                "output_tokens_per_joule": dict(nothing), "average_power_watts": None,
-                "idle_power_watts": idle_watts}
-    duration_s = window.duration_s
+# ML.ENERGY measures over a steady window of at least this long: shorter, and the counter's update period and the
+# window's ends weigh on the figure
+MIN_WINDOW_S = 30.0
+# the power checks allow this much for the counter's resolution and the idle baseline's own noise
+POWER_SLACK = 0.05
+
+
+def scope(devices: Sequence[str]) -> tuple[str, list[str], list[str]]:
+    """What a stage's headline energy covers, and what is reported beside it: the server's GPUs where there are
+    any (as ML.ENERGY reports it), with the host's CPU packages and DRAM (RAPL) beside; on a CPU-only host the
+    CPU packages and DRAM themselves, since they are what serves."""
+    gpus = [d for d in devices if d.startswith("gpu")]
+    host = [d for d in devices if not d.startswith("gpu")]
+    return ("gpu", gpus, host) if gpus else ("host", host, [])
+
+
+SCOPE_WORDS = {"gpu": "the server's GPUs (NVML)",
+               "host": "the host's CPU packages and DRAM (RAPL; the load generator's share included)"}
+
+
+def _figures(gross: float, duration_s: float, idle_watts: float | None, output_tokens: int,
+             requests: int) -> dict[str, Any]:
     net, net_reason = None, None
     if idle_watts is None:
         net_reason = "no idle baseline"
@@ -343,14 +355,75 @@ def stage_energy(window: EnergyWindow | None, *, output_tokens: int, requests: i
         if net <= 0:
             net_reason = (f"net energy {net:.3f} J ≤ 0: the stage drew no more than the idle baseline "
                           f"({idle_watts:.3f} W); net figures are not meaningful")
-    return {
-        "measured": True, "reason": None, "net_reason": net_reason, "duration_s": duration_s,
-        "energy_joules": gross, "net_energy_joules": net, "energy_joules_by_device": dict(window.joules),
-        "energy_per_output_token_joules": {"gross": _per(gross, output_tokens),
-                                           "net": _per(net, output_tokens)},
-        "energy_per_request_joules": {"gross": _per(gross, requests),
-                                      "net": _per(net, requests)},
-        "output_tokens_per_joule": {"gross": _per(output_tokens, gross), "net": _per(output_tokens, net)},
-        "average_power_watts": _per(gross, duration_s),
-        "idle_power_watts": idle_watts,
-    }
+    return {"net_reason": net_reason, "energy_joules": gross, "net_energy_joules": net,
+            "energy_per_output_token_joules": {"gross": _per(gross, output_tokens), "net": _per(net, output_tokens)},
+            "energy_per_request_joules": {"gross": _per(gross, requests), "net": _per(net, requests)},
+            "output_tokens_per_joule": {"gross": _per(output_tokens, gross), "net": _per(output_tokens, net)},
+            "average_power_watts": _per(gross, duration_s), "idle_power_watts": idle_watts}
+
+
+def _idle_of(devices: Sequence[str], by_device: Mapping[str, float] | None, total: float | None) -> float | None:
+    if by_device is None:
+        return total
+    if not all(d in by_device for d in devices):
+        return None
+    return sum(by_device[d] for d in devices)
+
+
+def stage_energy(window: EnergyWindow | None, *, output_tokens: int, requests: int,
+                 idle_watts: float | None = None, idle_by_device: Mapping[str, float] | None = None,
+                 not_measured_reason: str | None = None, min_samples: int = 0,
+                 power_limits_w: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Energy figures of one stage from the window over its steady part, gross and net of idle power
+    (net = gross − idle watts × duration_s), for the headline scope (:func:`scope`: the GPUs, else the host),
+    with the host's figures beside a GPU headline (``host``), never summed into it. The idle power is the
+    scope's devices' (``idle_by_device``), else ``idle_watts`` as given. Unknown figures are None, with
+    ``reason`` (nothing measured, or a window with fewer than ``min_samples`` counter readings: flagged, not
+    averaged) or ``net_reason`` (no idle baseline, or net ≤ 0: net joules and joules per token/request are then
+    kept as computed, tokens per joule is None). ``flags``: ML.ENERGY's validity checks that failed, each with
+    its reason (a window shorter than :data:`MIN_WINDOW_S`; a device's power below its idle power or above its
+    board limit, ``power_limits_w``); the figures stay, the flags say what to doubt."""
+    gross_all = None if window is None else window.total_joules
+    too_few = (window is not None and gross_all is not None and window.samples is not None
+               and window.samples < min_samples)
+    if window is None or gross_all is None or too_few:
+        if too_few:
+            assert window is not None
+            reason = (f"only {window.samples} counter reading(s) in the {window.duration_s:.1f} s window (fewer "
+                      f"than {min_samples}): too few to give a figure; a longer stage gives one")
+        else:
+            reason = (window.reason if window is not None else None) or not_measured_reason or "not measured"
+        nothing = {"gross": None, "net": None}
+        return {"measured": False, "reason": reason, "net_reason": None, "duration_s": None, "scope": None,
+                "scope_devices": [], "energy_joules": None, "net_energy_joules": None,
+                "energy_joules_by_device": None, "energy_per_output_token_joules": dict(nothing),
+                "energy_per_request_joules": dict(nothing), "output_tokens_per_joule": dict(nothing),
+                "average_power_watts": None, "idle_power_watts": idle_watts, "host": None, "flags": [],
+                "samples": None if window is None else window.samples}
+    duration_s = window.duration_s
+    kind, heads, beside = scope(list(window.joules))
+    gross = sum(window.joules[d] for d in heads)
+    out: dict[str, Any] = {"measured": True, "reason": None, "duration_s": duration_s, "scope": kind,
+                           "scope_devices": heads, "energy_joules_by_device": dict(window.joules),
+                           "samples": window.samples}
+    out |= _figures(gross, duration_s, _idle_of(heads, idle_by_device, idle_watts), output_tokens, requests)
+    out["host"] = None
+    if beside:
+        host = _figures(sum(window.joules[d] for d in beside), duration_s, _idle_of(beside, idle_by_device, None),
+                        output_tokens, requests)
+        out["host"] = {"devices": beside, **host}
+    flags = []
+    if duration_s < MIN_WINDOW_S:
+        flags.append({"check": "window", "reason": f"a {duration_s:.1f} s window, shorter than the "
+                                                   f"{MIN_WINDOW_S:.0f} s ML.ENERGY measures over"})
+    for device in heads:
+        watts = window.joules[device] / duration_s if duration_s > 0 else None
+        idle = (idle_by_device or {}).get(device)
+        limit = (power_limits_w or {}).get(device)
+        if watts is not None and idle is not None and watts < idle * (1 - POWER_SLACK):
+            flags.append({"check": "power", "reason": f"{device} drew {watts:.1f} W, below its idle {idle:.1f} W"})
+        if watts is not None and limit is not None and watts > limit * (1 + POWER_SLACK):
+            flags.append({"check": "power", "reason": f"{device} drew {watts:.1f} W, above its board limit "
+                                                      f"{limit:.0f} W"})
+    out["flags"] = flags
+    return out

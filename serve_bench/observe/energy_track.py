@@ -2,8 +2,10 @@
 
 A stage's steady window (every user busy) is only known from its records once
 the stage has ended, but an energy counter window has to be opened and closed
-as it happens. So the meter's windows are rolled every second for the whole
-run (closing one, opening the next), the joules are added up per device, and
+as it happens. So the meter's windows are rolled every 100 ms for the whole
+run (closing one, opening the next), on a thread of the orchestrating process
+(never the load generator's, which runs in a process of its own), the joules
+are added up per device, and
 the energy between any two moments is read off that series by linear
 interpolation between ticks, that is, taking the power as constant within a
 tick: where it changed inside the tick at a window's end, up to a tick's
@@ -12,6 +14,13 @@ before the previous one is closed, so no energy falls between them (a few
 microseconds overlap; the overlap is taken out of the later window, at its
 average power). Each tick also updates the live exporter
 (energy so far, power over the last tick).
+
+The counter's own resolution: a tick shorter than the counter's update period
+(NVML's GPU counter moves every few tens of milliseconds, RAPL's every
+millisecond) sees it unchanged; that tick adds nothing and its energy lands in
+the next one, so such ticks are kept, not treated as gaps. A window counts the
+ticks in which each device's counter moved (its ``samples``, the least over
+the devices): the stage's figure is refused below :data:`MIN_SAMPLES`.
 """
 
 from __future__ import annotations
@@ -22,9 +31,11 @@ import threading
 from typing import Any
 
 from serve_bench.measure.clock import now_s
-from serve_bench.observe.energy import EnergyMeter, EnergyWindow
+from serve_bench.observe.energy import STALE, EnergyMeter, EnergyWindow
 
-TICK_S = 1.0
+TICK_S = 0.1
+# ML.ENERGY-style: a window with fewer counter readings than this is flagged, not averaged
+MIN_SAMPLES = 10
 
 
 class EnergyTrack:
@@ -33,6 +44,8 @@ class EnergyTrack:
         self.times: list[float] = []
         self.totals: list[dict[str, float]] = []  # cumulative joules per device at each time
         self.gaps: list[tuple[float, float, str]] = []  # ticks whose window was unusable: (start, end, why)
+        self.moved: list[frozenset[str]] = []  # per tick (ending at times[i + 1]): the devices whose counter moved
+        self.tick_cost_s: list[float] = []  # the sampler's own time per tick (reading the counters, adding up)
         self._keys = (f"serve-bench-tick-{i}" for i in itertools.count())
         self._key: str | None = None
         self._opened_s = 0.0
@@ -62,10 +75,15 @@ class EnergyTrack:
     def tick(self) -> None:
         """Close the open window, open the next, add the closed one's joules to the series."""
         assert self._key is not None
+        began = now_s()
         closing, opened_s = self._key, self._opened_s
         self._open()
         window = self.meter.end_window(closing)
         t = opened_s + window.duration_s if window is not None and window.duration_s > 0 else now_s()
+        if window is not None:
+            stale = {d for d, why in window.invalid.items() if why == STALE}
+            invalid = {d: why for d, why in window.invalid.items() if d not in stale}
+            window = EnergyWindow(window.duration_s, {**window.joules, **dict.fromkeys(stale, 0.0)}, invalid)
         with self._lock:
             last = self.totals[-1]
             if window is None or window.total_joules is None:
@@ -73,12 +91,15 @@ class EnergyTrack:
                 self.gaps.append((self.times[-1], t, (window.reason if window else None) or "not measured"))
                 self.times.append(t)
                 self.totals.append(dict(last))
+                self.moved.append(frozenset())
                 return
             # this window began just before the previous one ended: count only its part after that end
             share = (t - self.times[-1]) / (t - opened_s) if opened_s < self.times[-1] < t else 1.0
             self.times.append(t)
             self.totals.append({d: last.get(d, 0.0) + share * window.joules.get(d, 0.0)
                                 for d in set(last) | set(window.joules)})
+            self.moved.append(frozenset(d for d, j in window.joules.items() if j > 0))
+        self.tick_cost_s.append(now_s() - began)
         if self.exporter is not None:
             for device, joules in self.totals[-1].items():
                 power = window.joules.get(device, 0.0) / window.duration_s if window.duration_s > 0 else None
@@ -107,7 +128,12 @@ class EnergyTrack:
         a, b = self._at(start_s), self._at(end_s)
         joules = {d: b.get(d, 0.0) - a.get(d, 0.0) for d in b}
         invalid = {"all": why for s, e, why in self.gaps if s < end_s and e > start_s}
-        return EnergyWindow(duration_s=end_s - start_s, joules=joules, invalid=invalid)
+        # ticks that end inside the window (the one ending past it counts too: the window reads into it)
+        first = bisect.bisect_right(self.times, start_s)
+        last = min(bisect.bisect_left(self.times, end_s), len(self.times) - 1)
+        inside = self.moved[first - 1:last]
+        samples = min((sum(d in m for m in inside) for d in joules), default=0)
+        return EnergyWindow(duration_s=end_s - start_s, joules=joules, invalid=invalid, samples=samples)
 
     def _at(self, t: float) -> dict[str, float]:
         i = bisect.bisect_right(self.times, t)

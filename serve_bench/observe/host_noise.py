@@ -175,7 +175,38 @@ def nvml_state(indices: list[int] | None) -> Any:
             mask = pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(h)
             out.append({"temperature_c": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
                         "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
-                        "throttle_reasons": sorted(words for bit, words in _THROTTLING.items() if mask & bit)})
+                        "throttle_reasons": sorted(words for bit, words in _THROTTLING.items() if mask & bit),
+                        "power_limit_w": _power_limit_w(pynvml, h)})
         return out
 
     return state
+
+
+def _power_limit_w(pynvml: Any, handle: Any) -> float | None:
+    try:
+        return pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0  # milliwatts
+    except Exception:  # noqa: BLE001 - NVMLError_NotSupported on some boards
+        return None
+
+
+# the energy checks ML.ENERGY applies to a GPU's state over a window: a clock that moved this much, or a
+# temperature this high, and the joules per token measure the cooling as much as the model
+CLOCK_CHANGE = 0.10
+HOT_C = 85
+
+
+def gpu_state_flags(start: Sequence[dict[str, Any]] | None, end: Sequence[dict[str, Any]],
+                    gpus: Sequence[int] | None) -> list[dict[str, str]]:
+    """Energy validity flags from a GPU's state at a stage's start and end (:func:`nvml_state`)."""
+    flags = []
+    names = [f"gpu{g}" for g in gpus] if gpus is not None else [f"gpu{i}" for i in range(len(end))]
+    for name, s, e in zip(names, start or [{}] * len(end), end):
+        if e.get("throttle_reasons"):
+            flags.append({"check": "throttle", "reason": f"{name} throttled ({', '.join(e['throttle_reasons'])})"})
+        a, b = s.get("sm_clock_mhz"), e.get("sm_clock_mhz")
+        if a and b and abs(b - a) / a > CLOCK_CHANGE:
+            flags.append({"check": "clock", "reason": f"{name}'s SM clock moved from {a} to {b} MHz"})
+        t = e.get("temperature_c")
+        if t is not None and t >= HOT_C:
+            flags.append({"check": "temperature", "reason": f"{name} reached {t} °C"})
+    return flags

@@ -23,10 +23,10 @@ from serve_bench.errors import ConfigError
 from serve_bench.load.live import LiveStage
 from serve_bench.measure.records import RequestRecord
 from serve_bench.observe import server_metrics
-from serve_bench.observe.energy import EnergyMeter, IdleBaseline, idle_baseline, probe, stage_energy
-from serve_bench.observe.energy_track import EnergyTrack
+from serve_bench.observe.energy import EnergyMeter, IdleBaseline, idle_baseline, probe, scope, stage_energy
+from serve_bench.observe.energy_track import MIN_SAMPLES, EnergyTrack
 from serve_bench.observe.exporter import DEFAULT_PORT, ENERGY_BASES, Exporter
-from serve_bench.observe.host_noise import HostNoise, nvml_state
+from serve_bench.observe.host_noise import HostNoise, gpu_state_flags, nvml_state
 from serve_bench.serve.server import port_in_use
 
 
@@ -40,6 +40,7 @@ class Observer:
         self.meter = meter if meter is not None else probe(gpus)
         self.track = EnergyTrack(self.meter, self.exporter)
         self.idle_s = idle_s
+        self.min_energy_samples = MIN_SAMPLES
         self.idle = IdleBaseline(None, None, None, self.meter.reason)
         self.host, self.port = metrics_host, metrics_port
         self.gpus = gpus
@@ -121,6 +122,8 @@ class Observer:
         for basis in ENERGY_BASES:
             self.exporter.set_energy_per_token(key, basis, energy["energy_per_output_token_joules"][basis])
         host = self.noise.stage() if self.noise is not None else None
+        if energy["measured"] and host and host.get("gpu"):
+            energy["flags"] += gpu_state_flags(host["gpu"]["start"], host["gpu"]["end"], self.gpus)
         return {"server": reconciled, "energy": energy, "host": host,
                 "host_contended": bool(host and host["contended"])}
 
@@ -135,8 +138,14 @@ class Observer:
             tokens, requests = s.get("total_output_tokens", 0), s.get("completed", 0)
         window = self.track.window(a, b) if a is not None and b is not None else None
         why = self.meter.reason or ("the stage is outside the energy series" if window is None else None)
+        limits = None
+        if self.noise is not None and self.noise.gpu is not None:
+            states = self.noise.gpu() or []
+            numbers = self.gpus if self.gpus is not None else range(len(states))
+            limits = {f"gpu{g}": st["power_limit_w"] for g, st in zip(numbers, states) if st.get("power_limit_w")}
         out = stage_energy(window, output_tokens=tokens, requests=requests, idle_watts=self.idle.total_watts,
-                           not_measured_reason=why)
+                           idle_by_device=self.idle.watts_by_device, not_measured_reason=why,
+                           min_samples=self.min_energy_samples, power_limits_w=limits)
         by_device = out.get("energy_joules_by_device")
         if by_device and self._replica_gpus:  # the fleet's total is the sum of these
             out["energy_joules_by_replica"] = [sum(by_device.get(f"gpu{g}", 0.0) for g in gpus)
@@ -152,7 +161,8 @@ class Observer:
         window = self.track.window(since_s, self.track.times[-1])
         if window is None or window.invalid or window.total_joules is None:
             return None
-        return window.total_joules / output_tokens
+        _, heads, _ = scope(list(window.joules))  # the same scope as the stage's own figure
+        return sum(window.joules[d] for d in heads) / output_tokens
 
     def checkpoint_done(self) -> None:
         if self._scraper is not None:

@@ -71,7 +71,9 @@ def plan_study(study: StudySpec, *, model: CostModel = CPU_HOST, verify: bool = 
         notes.append(f"--out {study.run_dir} already exists and is not empty: a real run would refuse it")
     history = read_history(study.history_dir) if use_history else None
     if server.mode == "launch" and server.build == "cuda":
-        notes.append("the estimate's constants come from vLLM's CPU build: on a GPU expect far shorter stages")
+        notes.append("the estimate uses the cost model of vLLM's CPU build, uncalibrated on this GPU until a "
+                     "first run here: expect far shorter stages and a longer server start (compilation, CUDA "
+                     "graphs); a finished run in runs_dir replaces the model's stage times with its own")
     if server.mode == "launch" and server.build is None:
         notes.append("vLLM is not installed here: a real run would stop at the first server start")
     if not urls and any(m.model not in (None, "default") for m in study.models):
@@ -104,11 +106,11 @@ def _server(study: StudySpec, notes: list[str]) -> ServerPlan:
         return ServerPlan("url", url=s.urls[0], endpoints=s.urls if len(s.urls) > 1 else [], balance=s.balance,
                           host=s.host)
     build = vllm_build()
-    args, key = auth.split_api_key(s.engine_args)
+    args, key = auth.split_api_key(s.launch_args)
     args = engine_args_for(build, args)
     defaults = CPU_DEFAULT_ENV if build == "cpu" else {}
-    env = {**defaults, **os.environ, **s.env}  # as VllmServer.start: the environment beats the CPU defaults
-    shown_env = {k: v for k, v in env.items() if k in s.env or k in defaults}
+    env = {**defaults, **os.environ, **s.launch_env}  # as VllmServer.start: the environment beats the CPU defaults
+    shown_env = {k: v for k, v in env.items() if k in s.launch_env or k in defaults}
     if key:
         shown_env[auth.VLLM_KEY_ENV] = auth.MASK  # vLLM's --api-key travels in the environment
     replicas = [] if s.replicas == 1 else [share.describe() for share in shares(s.replicas, build, args, env)]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from serve_bench.measure.metrics import PERCENTILE_METHOD
+from serve_bench.observe.energy import SCOPE_WORDS
 from serve_bench.report import capacity
 from serve_bench.report.accuracy import TaskScore, read_accuracy
 from serve_bench.report.inputs import CheckpointData, RunData, StageData
@@ -244,6 +245,11 @@ def _energy_at(curve: list[StageData], slo: SloCapacity) -> tuple[capacity.Opera
     net, _ = _at(curve, slo, [(s.energy.get("energy_per_output_token_joules") or {}).get("net")
                               if s.energy_measured and not s.energy.get("net_reason") else None for s in curve])
     idle = next((s.energy.get("idle_power_watts") for s in curve if s.energy.get("idle_power_watts")), None)
+    scopes = {s.energy.get("scope") for s in curve if s.energy_measured} - {None}
+    if len(scopes) == 1:
+        [kind] = scopes
+        basis += f"; energy of {SCOPE_WORDS[kind]}" + ("; the host's CPU and DRAM are reported beside it, not in "
+                                                       "it" if any(s.energy.get("host") for s in curve) else "")
     return capacity.OperatingEnergy(gross, net, idle if net is not None else None, basis), ""
 
 
@@ -257,6 +263,7 @@ def _stage_row(s: StageData, used: bool, constraint_values: dict[str, float | No
         "output_throughput": sm.get("steady_output_throughput") or sm.get("output_throughput"),
         "throughput_basis": "steady window" if sm.get("steady_request_throughput") else "whole stage",
         "latency_from": sm.get("latency_from"), "flags": list(s.flags), "used": used,
+        "energy_flags": [f["reason"] for f in (s.energy.get("flags") or [])],
         "excluded_because": s.excluded_because, "started_s": s.started_s, "ended_s": s.ended_s,
         "energy_measured": s.energy_measured, "energy_per_output_token_j": s.energy_per_output_token_j,
         "energy_reason": None if s.energy_measured else (s.energy.get("reason") or "not measured"),

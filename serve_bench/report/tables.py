@@ -122,7 +122,9 @@ def stage_table(report: Report) -> Table:
                          num(r["request_rate_rps"], "{:.3g}"), num(r["output_throughput"], "{:.1f}"),
                          pair["ttft"], pair["tpot"], pair["itl"], pair["e2el"],
                          num(r["energy_per_output_token_j"], "{:.3g}", NOT_MEASURED),
-                         "yes" if r["used"] else "no", r["excluded_because"] or ("" if r["used"] else "other profile")])
+                         "yes" if r["used"] else "no",
+                         "; ".join([r["excluded_because"] or ("" if r["used"] else "other profile")]
+                                   + [f"energy: {why}" for why in r.get("energy_flags") or []]).strip("; ")])
     return head, rows
 
 

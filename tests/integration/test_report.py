@@ -91,7 +91,11 @@ def test_a_plan_validated_on_two_replicas_launched_on_disjoint_cores(real_run, b
     assert v["launched"] and v["replicas"] == v["planned_replicas"] == 2 and len(v["fleet"]) == 2
     assert (proc.returncode == 0) == v["holds"] and v["plan_stage"]["attempted"] > 0
     [fleet_run] = [p for p in out.iterdir() if p.is_dir()]
-    replicas = json.loads((fleet_run / "default" / "checkpoint.json").read_text())["replicas"]
+    about = json.loads((fleet_run / "default" / "checkpoint.json").read_text())
+    replicas = about["replicas"]
+    # start-up apart from the stages, from vLLM's own log: the CPU build loads weights and inits its engine
+    startup = about["startup"]
+    assert startup["ready_s"] > startup["engine_init_s"] > 0 and startup["weights_load_s"] > 0
     cpus = [r["cpus"] for r in replicas]
     assert len(cpus) == 2 and not set(cpus[0]) & set(cpus[1])  # disjoint cores
     for r, own in zip(replicas, cpus):  # vLLM bound its threads where it was told

@@ -162,24 +162,74 @@ def test_window_keys_are_checked() -> None:
 
 @pytest.mark.unit
 def test_stage_energy_gross_and_net_of_idle() -> None:
-    # 4400 J over 10 s: 440 W. Idle 100 W → net 4400 − 100 × 10 = 3400 J.
-    # 1000 output tokens: 4.4 J/token gross, 3.4 net; 10 requests: 440 and 340 J/request;
-    # tokens per joule 1000/4400 and 1000/3400.
+    # GPU: 4000 J over 10 s: 400 W. Idle 100 W → net 4000 − 100 × 10 = 3000 J.
+    # 1000 output tokens: 4.0 J/token gross, 3.0 net; 10 requests: 400 and 300 J/request;
+    # tokens per joule 1000/4000 and 1000/3000. The CPU package's 400 J is beside it, never in it.
     window = EnergyWindow(10.0, {"gpu0": 4000.0, "cpu0": 400.0})
     r = stage_energy(window, output_tokens=1000, requests=10, idle_watts=100.0)
     assert r["measured"] and r["reason"] is None and r["net_reason"] is None
-    assert r["energy_joules"] == 4400.0 and r["net_energy_joules"] == 3400.0 and r["duration_s"] == 10.0
+    assert (r["scope"], r["scope_devices"]) == ("gpu", ["gpu0"])
+    assert r["energy_joules"] == 4000.0 and r["net_energy_joules"] == 3000.0 and r["duration_s"] == 10.0
     assert r["energy_joules_by_device"] == {"gpu0": 4000.0, "cpu0": 400.0}
-    assert r["energy_per_output_token_joules"] == pytest.approx({"gross": 4.4, "net": 3.4})
-    assert r["energy_per_request_joules"] == pytest.approx({"gross": 440.0, "net": 340.0})
-    assert r["output_tokens_per_joule"] == pytest.approx({"gross": 1000 / 4400, "net": 1000 / 3400})
-    assert r["average_power_watts"] == 440.0 and r["idle_power_watts"] == 100.0
+    assert r["energy_per_output_token_joules"] == pytest.approx({"gross": 4.0, "net": 3.0})
+    assert r["energy_per_request_joules"] == pytest.approx({"gross": 400.0, "net": 300.0})
+    assert r["output_tokens_per_joule"] == pytest.approx({"gross": 1000 / 4000, "net": 1000 / 3000})
+    assert r["average_power_watts"] == 400.0 and r["idle_power_watts"] == 100.0
+    host = r["host"]
+    assert host["devices"] == ["cpu0"] and host["energy_joules"] == 400.0
+    assert host["energy_per_output_token_joules"] == pytest.approx({"gross": 0.4, "net": None})
+    assert host["net_reason"] == "no idle baseline"  # the 100 W given is the headline's
+    assert [f["check"] for f in r["flags"]] == ["window"] and "10.0 s window" in r["flags"][0]["reason"]
+
+
+@pytest.mark.unit
+def test_without_a_gpu_the_host_is_the_headline() -> None:
+    r = stage_energy(EnergyWindow(40.0, {"cpu0": 2000.0, "dram0": 400.0}), output_tokens=600, requests=6,
+                     idle_by_device={"cpu0": 20.0, "dram0": 5.0})
+    assert (r["scope"], r["scope_devices"], r["host"]) == ("host", ["cpu0", "dram0"], None)
+    assert r["energy_joules"] == 2400.0 and r["net_energy_joules"] == 2400.0 - 25.0 * 40
+    assert r["flags"] == []
+
+
+@pytest.mark.unit
+def test_too_few_counter_readings_are_flagged_not_averaged() -> None:
+    window = EnergyWindow(40.0, {"gpu0": 8000.0}, samples=6)
+    r = stage_energy(window, output_tokens=100, requests=1, min_samples=10)
+    assert not r["measured"] and r["energy_joules"] is None and r["samples"] == 6
+    assert "only 6 counter reading(s)" in r["reason"] and "fewer than 10" in r["reason"]
+    assert stage_energy(EnergyWindow(40.0, {"gpu0": 8000.0}, samples=10), output_tokens=100, requests=1,
+                        min_samples=10)["energy_joules"] == 8000.0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("joules", "says"), [(40 * 45.0, "below its idle 50.0 W"),
+                                              (40 * 750.0, "above its board limit 700 W")])
+def test_power_outside_idle_and_the_board_limit_is_flagged(joules: float, says: str) -> None:
+    r = stage_energy(EnergyWindow(40.0, {"gpu0": joules}), output_tokens=100, requests=1,
+                     idle_by_device={"gpu0": 50.0}, power_limits_w={"gpu0": 700.0})
+    assert r["measured"] and [f["check"] for f in r["flags"]] == ["power"] and says in r["flags"][0]["reason"]
+    fine = stage_energy(EnergyWindow(40.0, {"gpu0": 40 * 300.0}), output_tokens=100, requests=1,
+                        idle_by_device={"gpu0": 50.0}, power_limits_w={"gpu0": 700.0})
+    assert fine["flags"] == []
+
+
+@pytest.mark.unit
+def test_gpu_state_flags_name_throttling_clock_moves_and_heat() -> None:
+    from serve_bench.observe.host_noise import gpu_state_flags
+
+    calm = {"temperature_c": 60, "sm_clock_mhz": 1980, "throttle_reasons": []}
+    assert gpu_state_flags([calm], [calm], [3]) == []
+    hot = {"temperature_c": 88, "sm_clock_mhz": 1500, "throttle_reasons": ["hardware slowdown"]}
+    flags = gpu_state_flags([calm], [hot], [3])
+    assert [f["check"] for f in flags] == ["throttle", "clock", "temperature"]
+    assert "gpu3 throttled (hardware slowdown)" in flags[0]["reason"] and "1980 to 1500" in flags[1]["reason"]
 
 
 @pytest.mark.unit
 def test_idle_baseline_then_a_stage_net_of_it() -> None:
     # idle: 1400 J (gpu0) + 600 J (cpu0) over 20 s → 70 W + 30 W = 100 W
-    # stage: 3000 J + 1000 J over 8 s → 4000 J gross, 4000 − 100 × 8 = 3200 J net; 800 tokens → 5 and 4 J/token
+    # stage: 3000 J (gpu0) + 1000 J (cpu0) over 8 s → GPU: 3000 J gross, 3000 − 70 × 8 = 2440 J net; 800 tokens
+    # → 3.75 and 3.05 J/token. Beside it the host: 1000 J, 1000 − 30 × 8 = 760 J net
     monitor = ScriptedMonitor([Measurement(20.0, {0: 1400.0}, {0: 600.0}), Measurement(8.0, {0: 3000.0}, {0: 1000.0})],
                               gpu_indices=[0], cpu_indices=[0])
     meter = ZeusEnergyMeter(monitor)
@@ -190,9 +240,11 @@ def test_idle_baseline_then_a_stage_net_of_it() -> None:
     assert idle.watts_by_device == {"gpu0": 70.0, "cpu0": 30.0} and idle.total_watts == 100.0
     assert idle.to_dict()["idle_power_watts"] == 100.0
     meter.begin_window("stage-1")
-    r = stage_energy(meter.end_window("stage-1"), output_tokens=800, requests=8, idle_watts=idle.total_watts)
-    assert (r["energy_joules"], r["net_energy_joules"]) == (4000.0, 3200.0)
-    assert r["energy_per_output_token_joules"] == pytest.approx({"gross": 5.0, "net": 4.0})
+    r = stage_energy(meter.end_window("stage-1"), output_tokens=800, requests=8, idle_watts=idle.total_watts,
+                     idle_by_device=idle.watts_by_device)
+    assert (r["energy_joules"], r["net_energy_joules"], r["idle_power_watts"]) == (3000.0, 2440.0, 70.0)
+    assert r["energy_per_output_token_joules"] == pytest.approx({"gross": 3.75, "net": 3.05})
+    assert (r["host"]["energy_joules"], r["host"]["net_energy_joules"]) == (1000.0, 760.0)
 
 
 @pytest.mark.unit

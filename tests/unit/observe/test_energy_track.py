@@ -81,8 +81,9 @@ def test_stage_energy_gross_and_net_of_idle_from_the_observer() -> None:
         meter.set_watts(140.0)  # under load; ticks at its start and end, so the window is exact
         obs.track.tick()
         a = obs.track.times[-1]
-        time.sleep(0.3)
-        obs.track.tick()
+        for _ in range(12):  # enough counter readings for a figure (MIN_SAMPLES)
+            time.sleep(0.025)
+            obs.track.tick()
         b = obs.track.times[-1]
         summary = {"steady_window_start_s": a, "steady_window_end_s": b, "steady_basis": "all 2 users busy",
                    "steady_duration": b - a, "steady_output_throughput": 100 / (b - a),
@@ -103,6 +104,47 @@ def test_stage_energy_gross_and_net_of_idle_from_the_observer() -> None:
     assert samples["serve_bench_idle_power_watts[('checkpoint', 'base'), ('device', 'gpu0')]"] == pytest.approx(
         40.0, rel=5e-3)
     assert samples["serve_bench_energy_joules_total[('device', 'gpu0')]"] > 0
+
+
+class SlowCounter(FakeCounter):
+    """A counter that moves only every third reading, as NVML's does when read faster than it updates."""
+
+    def __init__(self, watts: float) -> None:
+        super().__init__(watts)
+        self.reads = 0
+        self.shown = 0.0
+
+    def end_window(self, key: str) -> EnergyWindow:
+        from serve_bench.observe.energy import STALE
+
+        window = super().end_window(key)
+        self.reads += 1
+        if self.reads % 3:
+            return EnergyWindow(window.duration_s, {}, {"gpu0": STALE})
+        t = self._energy - self.shown  # everything since the last time it moved
+        self.shown = self._energy
+        return EnergyWindow(window.duration_s, {"gpu0": t})
+
+
+def test_ticks_faster_than_the_counter_are_kept_and_few_readings_refuse_the_figure() -> None:
+    meter = SlowCounter(100.0)
+    obs = Observer(slos_ms=None, metrics_port=0, meter=meter, idle_s=0)
+    track = obs.track
+    track.times.append(track._open())
+    track.totals.append({"gpu0": 0.0})
+    for _ in range(45):
+        time.sleep(0.01)
+        track.tick()
+    assert track.gaps == [], "an unchanged reading is the counter's resolution, not a gap"
+    a, b = track.times[0], track.times[-1]
+    whole = track.window(a, b)
+    assert whole.invalid == {} and whole.samples == 15  # one reading in three moved
+    assert whole.total_joules == pytest.approx(100.0 * (b - a), rel=0.02)
+    short = obs._stage_energy({"steady_window_start_s": track.times[3], "steady_window_end_s": track.times[20],
+                               "steady_basis": "x", "steady_duration": 1.0, "steady_output_throughput": 10.0,
+                               "steady_request_throughput": 1.0})
+    assert not short["measured"] and "counter reading(s)" in short["reason"] and short["samples"] < 10
+    obs.close()
 
 
 def test_not_measured_is_null_with_the_reason_never_zero() -> None:
@@ -144,8 +186,9 @@ def test_a_fleets_stage_energy_is_given_replica_by_replica_and_in_total() -> Non
                                replica_gpus=[[3], [2]])
         obs.track.tick()
         a = obs.track.times[-1]
-        time.sleep(0.2)
-        obs.track.tick()
+        for _ in range(12):
+            time.sleep(0.02)
+            obs.track.tick()
         b = obs.track.times[-1]
         energy = obs._stage_energy({"steady_window_start_s": a, "steady_window_end_s": b, "steady_basis": "x",
                                     "steady_duration": b - a, "steady_output_throughput": 10 / (b - a),
