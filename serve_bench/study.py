@@ -4,6 +4,7 @@ which load profiles to run, and the SLOs. Defaults < study file < flags."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,7 +160,8 @@ class StudySpec(Strict):
                                                "the manifest, shown in the report and by compare")
     models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry()], min_length=1)
     prune: PruneSettings = Field(default_factory=lambda: PruneSettings(prune=[0.2, 0.4]))
-    profiles: list[str] = Field(default_factory=lambda: ["quick"], min_length=1)
+    profiles: list[str] = Field(default_factory=lambda: list(build_defaults().profiles), min_length=1,
+                                description="default: `quick` with vLLM's CPU build, `gpu` with its CUDA build")
     server: ServerSettings = Field(default_factory=ServerSettings)
     slo: dict[str, float] = Field(default_factory=dict, description="e.g. {ttft_ms: 500, tpot_ms: 50}")
     percentiles: list[float] = Field(default_factory=lambda: list(PERCENTILES), min_length=1,
@@ -216,9 +218,10 @@ class StudySpec(Strict):
                                min_attainment=r.min_attainment,
                                source="the study's slo" if self.slo else "the study's report.slo_ms")
         given = r.model_fields_set
-        return ResolvedSlo(slo_ms=dict(DEFAULT_SLO_MS), source=DEFAULT_SLO_SOURCE,
-                           percentile=r.slo_percentile if "slo_percentile" in given else DEFAULT_SLO_PERCENTILE,
-                           min_attainment=r.min_attainment if "min_attainment" in given else DEFAULT_SLO_ATTAINMENT)
+        d = build_defaults()
+        return ResolvedSlo(slo_ms=dict(d.slo_ms), source=d.source,
+                           percentile=r.slo_percentile if "slo_percentile" in given else d.percentile,
+                           min_attainment=r.min_attainment if "min_attainment" in given else d.attainment)
 
     @property
     def history_dir(self) -> Path:
@@ -269,6 +272,32 @@ DEFAULT_SLO_MS: dict[str, float] = {"ttft_ms": 500.0, "tpot_ms": 100.0}
 DEFAULT_SLO_PERCENTILE = 90.0
 DEFAULT_SLO_ATTAINMENT = 0.9
 DEFAULT_SLO_SOURCE = "serve-bench's default for the default study (CPU host); set yours"
+
+# With vLLM's CUDA build the default study is the `gpu` profile (a ladder to 1024 users, 40 s stages so that
+# energy has its 30 s steady window) judged by an interactive GPU-serving SLO in the manner of MLPerf's
+# interactive scenarios (TTFT ≤ 500 ms, TPOT ≤ 30 ms) at p99 with 95% attainment: a stage of 40 s on a GPU
+# holds thousands of requests, enough to bound a p99. Uncalibrated: no GPU has run it yet (README, "On a GPU").
+GPU_SLO_MS: dict[str, float] = {"ttft_ms": 500.0, "tpot_ms": 30.0}
+GPU_SLO_SOURCE = "serve-bench's default for the default study on a GPU (interactive serving); set yours"
+
+
+@dataclass(frozen=True)
+class BuildDefaults:
+    profiles: tuple[str, ...]
+    slo_ms: dict[str, float]
+    percentile: float
+    attainment: float
+    source: str
+
+
+def build_defaults(build: str | None = None) -> BuildDefaults:
+    """The default study's profiles and SLO for vLLM's build here (``vllm_build()``: cpu, cuda, or None)."""
+    from serve_bench.serve.server import vllm_build
+
+    if (build or vllm_build()) == "cuda":
+        return BuildDefaults(("gpu",), GPU_SLO_MS, 99.0, 0.95, GPU_SLO_SOURCE)
+    return BuildDefaults(("quick",), DEFAULT_SLO_MS, DEFAULT_SLO_PERCENTILE, DEFAULT_SLO_ATTAINMENT,
+                         DEFAULT_SLO_SOURCE)
 
 
 class ResolvedSlo(Strict):
