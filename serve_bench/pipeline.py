@@ -25,6 +25,7 @@ from serve_bench.evaluate.table import TABLE_JSON, TABLE_MD, dichotomy_table
 from serve_bench.evaluate.tasks import resolve as resolve_tasks
 from serve_bench.load.process import RemoteMaster, run_profile
 from serve_bench.measure.stage_result import load_label
+from serve_bench.observe import vllm_names
 from serve_bench.observe.energy import server_gpus
 from serve_bench.observe.observer import Observer
 from serve_bench.report import build_report
@@ -390,6 +391,14 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
     observer.checkpoint_started(ck.name, urls[0], key, lambda i, when: run.server_metrics_path(ck.name, i, when),
                                 run.server_timeseries_path(ck.name), endpoints=urls,
                                 replica_gpus=[sh.gpus for sh in server.shares] if isinstance(server, Fleet) else ())
+    names = observer.dashboard_names()
+    if names and (names["renamed"] or names["missing"]):  # vLLM other than the dashboards' release
+        lacks = sorted({m.split(": ", 1)[1] for m in names["missing"]})
+        ev.note(f"{label}: the Grafana dashboards are written for vLLM {vllm_names.WRITTEN_FOR}'s metric names; "
+                + (f"{len(names['renamed'])} query(ies) need this server's older names" if names["renamed"] else "")
+                + ("; " if names["renamed"] and lacks else "")
+                + (f"it does not export {', '.join(lacks)} (those panels stay empty)" if lacks else "")
+                + f": serve-bench dashboards --vllm-metrics {urls[0]}/metrics writes them for it")
     try:
         _run_profiles(study, profiles, run, ck, urls, served_name, server, ev, key, observer, remote, trial)
     finally:

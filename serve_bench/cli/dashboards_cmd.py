@@ -7,7 +7,35 @@ from pathlib import Path
 
 import click
 
+from serve_bench.errors import ConfigError
 from serve_bench.observe.dashboards import DEFAULT_EXPORTER, DEFAULT_VLLM, TREE, write_tree
+from serve_bench.observe.vllm_names import WRITTEN_FOR, exported
+
+
+def _exported(source: str) -> set[str]:
+    """The sample names of a /metrics text read from a URL or a file."""
+    if source.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            r = requests.get(source, timeout=10)
+            r.raise_for_status()
+        except requests.RequestException as err:
+            raise ConfigError(f"--vllm-metrics {source}: {err}", hint="give the server's /metrics URL, or a "
+                                                                      "saved scrape (curl URL > FILE)") from None
+        text = r.text
+    else:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"--vllm-metrics {source}: {err.strerror}") from None
+    try:
+        names = exported(text)
+    except ValueError as err:
+        raise ConfigError(f"--vllm-metrics {source}: not Prometheus text ({err})") from None
+    if not any(n.startswith("vllm:") for n in names):
+        raise ConfigError(f"--vllm-metrics {source}: no vllm: metrics in it", hint="is it a vLLM server's /metrics?")
+    return names
 
 
 @click.command()
@@ -19,12 +47,21 @@ from serve_bench.observe.dashboards import DEFAULT_EXPORTER, DEFAULT_VLLM, TREE,
               help=f"Where Prometheus scrapes the vLLM server (set server.port in the study to match) "
                    f"[default: {DEFAULT_VLLM}].")
 @click.option("--force", is_flag=True, help="Write into a directory that is not empty, overwriting these files.")
-def dashboards(out: Path, exporter: str, vllm: str | None, force: bool) -> None:
+@click.option("--vllm-metrics", default=None, metavar="URL|FILE",
+              help=f"A vLLM server's /metrics (its URL, or a saved scrape): the queries take the names it exports "
+                   f"(they are written for vLLM {WRITTEN_FOR}), and a name it lacks is a warning.")
+def dashboards(out: Path, exporter: str, vllm: str | None, force: bool, vllm_metrics: str | None) -> None:
     """Write Grafana dashboards, their provisioning, a Prometheus scrape configuration
     and a compose file to OUT, ready for `docker compose up -d`."""
-    root = write_tree(out, exporter=exporter, vllm=vllm, force=force)
+    have = _exported(vllm_metrics) if vllm_metrics else None
+    root, renamed, missing = write_tree(out, exporter=exporter, vllm=vllm, force=force, exported=have)
     click.echo(f"wrote {root}:")
     for rel in TREE:
         click.echo(f"  {rel}")
+    for line in renamed:
+        click.echo(f"renamed for this server: {line}")
+    for line in missing:
+        click.echo(f"warning: this server does not export {line.split(': ', 1)[1]} (panel "
+                   f"{line.split(': ', 1)[0]!r} will be empty)", err=True)
     click.echo(f"next: cd {shlex.quote(str(root))} && docker compose up -d, "
                "then open http://127.0.0.1:3000 (see README.txt)")

@@ -48,8 +48,9 @@ _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 # -- the tree -----------------------------------------------------------------------------------------------
 
 def write_tree(out_dir: str | Path, exporter: str = DEFAULT_EXPORTER, vllm: str | None = None, *,
-               force: bool = False) -> Path:
-    """Write the provisioning tree (see :data:`TREE`) into ``out_dir`` and return it.
+               force: bool = False, exported: set[str] | None = None) -> tuple[Path, list[str], list[str]]:
+    """Write the provisioning tree (see :data:`TREE`) into ``out_dir``; return it, and with ``exported`` (the
+    sample names a vLLM server's /metrics holds) the queries rewritten to its names and the names it lacks.
 
     ``exporter`` and ``vllm`` are HOST:PORT scrape targets. An ``out_dir`` that
     holds anything is refused unless ``force`` (then the files named in
@@ -64,6 +65,17 @@ def write_tree(out_dir: str | Path, exporter: str = DEFAULT_EXPORTER, vllm: str 
         raise ConfigError(f"{out} is not empty", hint="choose a new or empty directory, or pass --force to "
                                                       "overwrite the dashboard files in it")
     files = {dest: (ASSETS / src).read_text() for src, dest in LAYOUT.items()}
+    renamed: list[str] = []
+    missing: list[str] = []
+    if exported is not None:
+        from serve_bench.observe.vllm_names import adapt_board
+
+        for src, dest in LAYOUT.items():
+            if src.endswith(".json"):
+                board = json.loads(files[dest])
+                r, m = adapt_board(board, exported)
+                renamed, missing = renamed + r, missing + m
+                files[dest] = json.dumps(board, indent=2) + "\n"
     files[PROMETHEUS_YML] = prometheus_config(exporter, vllm)
     files["README.txt"] = _readme(out.resolve(), exporter, vllm)
     try:
@@ -74,7 +86,7 @@ def write_tree(out_dir: str | Path, exporter: str = DEFAULT_EXPORTER, vllm: str 
     except OSError as err:
         raise ConfigError(f"cannot write the dashboards to {out}: {err.strerror or err}",
                           hint="choose a directory you can write to") from err
-    return out
+    return out, renamed, missing
 
 
 def parse_target(value: str, flag: str = "target") -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from serve_bench.errors import ConfigError
 from serve_bench.load.live import LiveStage
 from serve_bench.measure.records import RequestRecord
-from serve_bench.observe import server_metrics
+from serve_bench.observe import server_metrics, vllm_names
 from serve_bench.observe.energy import EnergyMeter, IdleBaseline, idle_baseline, probe, scope, stage_energy
 from serve_bench.observe.energy_track import MIN_SAMPLES, EnergyTrack
 from serve_bench.observe.exporter import DEFAULT_PORT, ENERGY_BASES, Exporter
@@ -99,6 +99,12 @@ class Observer:
                 self.exporter.set_idle_power(name, device, watts)
         elif self.meter.available:
             self.idle = IdleBaseline(None, None, None, "idle baseline skipped (energy.idle_s is 0)")
+
+    def dashboard_names(self) -> dict[str, list[str]] | None:
+        """Which of the dashboards' vLLM metric names the server (the first endpoint) does not export, from its
+        first scrape (:func:`serve_bench.observe.vllm_names.check_text`)."""
+        first = self._last_text[0] if isinstance(self._last_text, list) else self._last_text
+        return vllm_names.check_text(first)
 
     def stage_begun(self) -> None:
         """A stage's first request is about to go: the host's CPU accounts start here."""

@@ -215,7 +215,7 @@ def test_panel_queries_leave_an_undefined_variable_for_the_check_to_find():
 # -- write_tree ---------------------------------------------------------------------------------------------
 
 def test_write_tree_lays_out_a_runnable_tree(tmp_path):
-    out = d.write_tree(tmp_path / "obs", exporter="127.0.0.1:9999", vllm="localhost:8123")
+    out, _, _ = d.write_tree(tmp_path / "obs", exporter="127.0.0.1:9999", vllm="localhost:8123")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(d.TREE)
     prom = yaml.safe_load((out / "prometheus/prometheus.yml").read_text())
     assert prom["global"]["scrape_interval"] == "2s"
@@ -241,7 +241,7 @@ def test_write_tree_lays_out_a_runnable_tree(tmp_path):
 
 
 def test_write_tree_defaults(tmp_path):
-    prom = yaml.safe_load((d.write_tree(tmp_path) / "prometheus/prometheus.yml").read_text())
+    prom = yaml.safe_load((d.write_tree(tmp_path)[0] / "prometheus/prometheus.yml").read_text())
     assert [j["static_configs"][0]["targets"] for j in prom["scrape_configs"]] == [["127.0.0.1:9464"],
                                                                                  ["127.0.0.1:8000"]]
 
