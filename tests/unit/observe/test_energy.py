@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -395,12 +396,22 @@ def test_probe_with_nothing_to_read_is_not_measured(devices) -> None:
 
 
 @pytest.mark.unit
-def test_probe_on_this_machine_says_not_measured() -> None:
-    if os.path.exists("/sys/class/powercap") or os.path.exists("/dev/nvidiactl"):
-        pytest.skip("this machine has RAPL or an NVIDIA driver")
+def test_probe_on_this_machine_measures_what_it_has() -> None:
+    """Wherever it runs: a host with neither counter says so; one with a counter measures a second of it (every
+    device's energy positive), or names why it cannot (RAPL readable only by root)."""
     meter = probe(None)
-    assert isinstance(meter, NotMeasured)
-    assert meter.reason == "no NVIDIA GPU (NVML not available) and no RAPL (/sys/class/powercap absent)"
+    if not (os.path.exists("/sys/class/powercap") or os.path.exists("/dev/nvidiactl")):
+        assert isinstance(meter, NotMeasured)
+        assert meter.reason == "no NVIDIA GPU (NVML not available) and no RAPL (/sys/class/powercap absent)"
+        return
+    if not meter.available:
+        assert meter.reason and ("RAPL" in meter.reason or "GPU" in meter.reason), meter.reason
+        return
+    meter.begin_window("here")
+    time.sleep(1.0)
+    window = meter.end_window("here")
+    assert window.invalid == {} and window.joules and all(j > 0 for j in window.joules.values()), window
+    assert set(window.joules) == set(meter.devices)
 
 
 @pytest.mark.unit
