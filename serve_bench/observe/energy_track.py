@@ -38,9 +38,15 @@ TICK_S = 0.1
 MIN_SAMPLES = 10
 
 
+STATE_EVERY = 10  # ticks between readings of the GPUs' state (temperature, clocks, throttling): once a second
+
+
 class EnergyTrack:
     def __init__(self, meter: EnergyMeter, exporter: Any = None, tick_s: float = TICK_S) -> None:
         self.meter, self.exporter, self.tick_s = meter, exporter, tick_s
+        # the GPUs' state beside their energy (host_noise.nvml_state), for the window's validity checks
+        self.state: Any = None
+        self.states: list[tuple[float, Any]] = []
         self.times: list[float] = []
         self.totals: list[dict[str, float]] = []  # cumulative joules per device at each time
         self.gaps: list[tuple[float, float, str]] = []  # ticks whose window was unusable: (start, end, why)
@@ -99,6 +105,11 @@ class EnergyTrack:
             self.totals.append({d: last.get(d, 0.0) + share * window.joules.get(d, 0.0)
                                 for d in set(last) | set(window.joules)})
             self.moved.append(frozenset(d for d, j in window.joules.items() if j > 0))
+        if self.state is not None and len(self.times) % STATE_EVERY == 1:
+            try:
+                self.states.append((t, self.state()))
+            except Exception:  # noqa: BLE001 - a state that cannot be read leaves the checks without it
+                pass
         self.tick_cost_s.append(now_s() - began)
         if self.exporter is not None:
             for device, joules in self.totals[-1].items():
@@ -114,6 +125,11 @@ class EnergyTrack:
             if self._key is not None:
                 self.meter.end_window(self._key)
                 self._key = None
+
+    def states_between(self, start_s: float, end_s: float) -> list[Any]:
+        """The GPUs' states read inside a window (each a list, one entry per GPU)."""
+        with self._lock:
+            return [st for t, st in self.states if start_s <= t <= end_s]
 
     def window(self, start_s: float, end_s: float) -> EnergyWindow | None:
         """Energy per device between two moments of the run; None when the series does not cover them

@@ -195,18 +195,25 @@ CLOCK_CHANGE = 0.10
 HOT_C = 85
 
 
-def gpu_state_flags(start: Sequence[dict[str, Any]] | None, end: Sequence[dict[str, Any]],
-                    gpus: Sequence[int] | None) -> list[dict[str, str]]:
-    """Energy validity flags from a GPU's state at a stage's start and end (:func:`nvml_state`)."""
-    flags = []
-    names = [f"gpu{g}" for g in gpus] if gpus is not None else [f"gpu{i}" for i in range(len(end))]
-    for name, s, e in zip(names, start or [{}] * len(end), end):
-        if e.get("throttle_reasons"):
-            flags.append({"check": "throttle", "reason": f"{name} throttled ({', '.join(e['throttle_reasons'])})"})
-        a, b = s.get("sm_clock_mhz"), e.get("sm_clock_mhz")
-        if a and b and abs(b - a) / a > CLOCK_CHANGE:
-            flags.append({"check": "clock", "reason": f"{name}'s SM clock moved from {a} to {b} MHz"})
-        t = e.get("temperature_c")
-        if t is not None and t >= HOT_C:
-            flags.append({"check": "temperature", "reason": f"{name} reached {t} °C"})
+def gpu_state_flags(states: Sequence[Sequence[dict[str, Any]]], gpus: Sequence[int] | None) -> list[dict[str, str]]:
+    """Energy validity flags from the GPUs' states read across a window (:func:`nvml_state`, once a second by
+    the energy track): throttling at any reading, an SM clock that moved by more than :data:`CLOCK_CHANGE`
+    between readings, a temperature that reached :data:`HOT_C`."""
+    flags: list[dict[str, str]] = []
+    if not states:
+        return flags
+    n = len(states[0])
+    names = [f"gpu{g}" for g in gpus] if gpus is not None else [f"gpu{i}" for i in range(n)]
+    for i, name in enumerate(names[:n]):
+        seen = [st[i] for st in states if len(st) > i]
+        reasons = sorted({r for s in seen for r in s.get("throttle_reasons") or []})
+        if reasons:
+            flags.append({"check": "throttle", "reason": f"{name} throttled ({', '.join(reasons)})"})
+        clocks = [s["sm_clock_mhz"] for s in seen if s.get("sm_clock_mhz")]
+        if clocks and (max(clocks) - min(clocks)) / max(clocks) > CLOCK_CHANGE:
+            flags.append({"check": "clock", "reason": f"{name}'s SM clock moved between {min(clocks)} and "
+                                                      f"{max(clocks)} MHz"})
+        temps = [s["temperature_c"] for s in seen if s.get("temperature_c") is not None]
+        if temps and max(temps) >= HOT_C:
+            flags.append({"check": "temperature", "reason": f"{name} reached {max(temps)} °C"})
     return flags

@@ -72,6 +72,8 @@ class Observer:
             self.notes.append(f"energy: not measured ({self.meter.reason})")
         else:
             self.notes += [f"energy: not measured for {part}" for part in self.meter.unmeasured]
+        if self.meter.available:  # NVML's state of the server's GPUs, read by the track once a second
+            self.track.state = nvml_state(self.gpus)
         self.track.start()
         return url
 
@@ -91,7 +93,7 @@ class Observer:
         self._scraper = server_metrics.ServerScraper(servers, key, timeseries_path)
         self._scraper.start()
         if self.noise is None or self.noise.server_urls != servers:
-            self.noise = HostNoise(servers, nvml_state(self.gpus) if self.meter.available else None)
+            self.noise = HostNoise(servers, self.track.state)
         if self.meter.available and self.idle_s > 0:
             # the scraper's and the exporter's threads go on meanwhile
             self.idle = idle_baseline(self.meter, self.idle_s, key=f"serve-bench-idle-{name}")
@@ -128,8 +130,6 @@ class Observer:
         for basis in ENERGY_BASES:
             self.exporter.set_energy_per_token(key, basis, energy["energy_per_output_token_joules"][basis])
         host = self.noise.stage() if self.noise is not None else None
-        if energy["measured"] and host and host.get("gpu"):
-            energy["flags"] += gpu_state_flags(host["gpu"]["start"], host["gpu"]["end"], self.gpus)
         return {"server": reconciled, "energy": energy, "host": host,
                 "host_contended": bool(host and host["contended"])}
 
@@ -152,6 +152,8 @@ class Observer:
         out = stage_energy(window, output_tokens=tokens, requests=requests, idle_watts=self.idle.total_watts,
                            idle_by_device=self.idle.watts_by_device, not_measured_reason=why,
                            min_samples=self.min_energy_samples, power_limits_w=limits)
+        if out["measured"] and a is not None and b is not None:
+            out["flags"] += gpu_state_flags(self.track.states_between(a, b), self.gpus)
         by_device = out.get("energy_joules_by_device")
         if by_device and self._replica_gpus:  # the fleet's total is the sum of these
             out["energy_joules_by_replica"] = [sum(by_device.get(f"gpu{g}", 0.0) for g in gpus)

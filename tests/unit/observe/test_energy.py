@@ -215,15 +215,15 @@ def test_power_outside_idle_and_the_board_limit_is_flagged(joules: float, says: 
 
 
 @pytest.mark.unit
-def test_gpu_state_flags_name_throttling_clock_moves_and_heat() -> None:
+def test_gpu_state_flags_name_throttling_clock_moves_and_heat_anywhere_in_the_window() -> None:
     from serve_bench.observe.host_noise import gpu_state_flags
 
     calm = {"temperature_c": 60, "sm_clock_mhz": 1980, "throttle_reasons": []}
-    assert gpu_state_flags([calm], [calm], [3]) == []
+    assert gpu_state_flags([[calm]] * 5, [3]) == [] and gpu_state_flags([], [3]) == []
     hot = {"temperature_c": 88, "sm_clock_mhz": 1500, "throttle_reasons": ["hardware slowdown"]}
-    flags = gpu_state_flags([calm], [hot], [3])
+    flags = gpu_state_flags([[calm], [calm], [hot], [calm]], [3])  # mid-window, back to calm by its end
     assert [f["check"] for f in flags] == ["throttle", "clock", "temperature"]
-    assert "gpu3 throttled (hardware slowdown)" in flags[0]["reason"] and "1980 to 1500" in flags[1]["reason"]
+    assert "gpu3 throttled (hardware slowdown)" in flags[0]["reason"] and "1500 and 1980" in flags[1]["reason"]
 
 
 @pytest.mark.unit

@@ -147,6 +147,31 @@ def test_ticks_faster_than_the_counter_are_kept_and_few_readings_refuse_the_figu
     obs.close()
 
 
+def test_the_gpus_state_is_read_beside_the_energy_and_flags_the_stage() -> None:
+    from serve_bench.observe.energy_track import STATE_EVERY
+
+    meter = FakeCounter(300.0)
+    obs = Observer(slos_ms=None, metrics_port=0, meter=meter, idle_s=0, gpus=[0])
+    readings = iter(range(1000))
+    obs.track.state = lambda: [{"temperature_c": 70, "sm_clock_mhz": 1900 if next(readings) != 2 else 1200,
+                                "throttle_reasons": []}]
+    track = obs.track
+    track.times.append(track._open())
+    track.totals.append({"gpu0": 0.0})
+    for _ in range(4 * STATE_EVERY):
+        time.sleep(0.002)
+        track.tick()
+    a, b = track.times[0], track.times[-1]
+    assert len(track.states_between(a, b)) == 4
+    energy = obs._stage_energy({"steady_window_start_s": a, "steady_window_end_s": b, "steady_basis": "x",
+                                "steady_duration": b - a, "steady_output_throughput": 10.0,
+                                "steady_request_throughput": 1.0})
+    assert energy["measured"]
+    assert [f["check"] for f in energy["flags"]] == ["window", "clock"]
+    assert "between 1200 and 1900 MHz" in energy["flags"][1]["reason"]
+    obs.close()
+
+
 def test_not_measured_is_null_with_the_reason_never_zero() -> None:
     from serve_bench.observe.energy import NotMeasured
 
