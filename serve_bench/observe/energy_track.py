@@ -32,6 +32,7 @@ from typing import Any
 
 from serve_bench.measure.clock import now_s
 from serve_bench.observe.energy import STALE, EnergyMeter, EnergyWindow
+from serve_bench.processes import lower_thread_priority
 
 TICK_S = 0.1
 # ML.ENERGY-style: a window with fewer counter readings than this is flagged, not averaged
@@ -75,6 +76,7 @@ class EnergyTrack:
         return self._opened_s
 
     def _run(self) -> None:
+        lower_thread_priority()
         while not self._stop.wait(self.tick_s):
             self.tick()
 

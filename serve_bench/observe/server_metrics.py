@@ -26,6 +26,7 @@ from serve_bench import auth
 from serve_bench.measure import metrics as m
 from serve_bench.measure.clock import now_s
 from serve_bench.measure.records import RequestRecord
+from serve_bench.processes import lower_thread_priority
 
 SCRAPE_INTERVAL_S = 2.0
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]  # name -> labels -> value
@@ -197,6 +198,7 @@ class ServerScraper:
         self._thread.start()
 
     def _run(self) -> None:
+        lower_thread_priority()
         with open(self.path, "a", encoding="utf-8") as out:
             fleet = len(self.urls) > 1
             while not self._stop.is_set():

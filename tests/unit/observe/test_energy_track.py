@@ -255,3 +255,20 @@ def test_the_running_stage_joules_per_token_so_far() -> None:
     time.sleep(0.02)
     track.tick()
     assert observer.joules_per_token_so_far(started, 40) is None  # an unusable tick inside: refused
+
+
+def test_the_observer_threads_yield_to_the_load_process() -> None:
+    import os
+    import threading
+
+    meter = FakeCounter(10.0)
+    track = EnergyTrack(meter, tick_s=0.01)
+    track.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(track.times) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        tid = track._thread.native_id
+        assert os.getpriority(os.PRIO_PROCESS, tid) > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    finally:
+        track.stop()
