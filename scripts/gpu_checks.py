@@ -31,23 +31,27 @@ from serve_bench.observe.gpu_check import check_energy, no_gpu_reason  # noqa: E
 from serve_bench.prune import width_timing  # noqa: E402
 
 
+def _n(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
 def energy_markdown(e: dict) -> str:
     if "error" in e:
         return f"energy check: {e['error']} ({e.get('reason')})\n"
-    load, s = e["load"], e["sampler"]
+    load, s, a, b = e["load"], e["sampler"], e["idle_a"], e["idle_b"]
     return "\n".join([
         f"Energy through serve-bench's sampler, {e['gpu']} (machine GPU {e['machine_gpu']}), bf16 "
         f"{e['matmul']['n']}² matmuls in a child process:", "",
         "| window | serve-bench's series | NVML power integral | ratio | readings | target |",
         "|---|---|---|---|---|---|",
-        f"| load {load['duration_s']:.1f} s | {load['series_joules']:.1f} J | "
-        f"{load['nvml_power_integral_joules']:.1f} J | {load['ratio_series_over_integral']:.4f} | "
+        f"| load {load['duration_s']:.1f} s | {_n(load['series_joules'], '.1f')} J | "
+        f"{_n(load['nvml_power_integral_joules'], '.1f')} J | {_n(load['ratio_series_over_integral'], '.4f')} | "
         f"{load['series_samples']} | {'met' if load['within_5pct'] else 'MISSED'} (5%) |",
-        f"| idle A {e['idle_a']['duration_s']:.1f} s | {e['idle_a']['series_watts']:.2f} W | "
-        f"{e['idle_a']['nvml_power_watts']:.2f} W | | {e['idle_a']['series_samples']} | |",
-        f"| idle B {e['idle_b']['duration_s']:.1f} s | {e['idle_b']['series_watts']:.2f} W | "
-        f"{e['idle_b']['nvml_power_watts']:.2f} W | B/A {e['idle_ratio_b_over_a']:.4f} | "
-        f"{e['idle_b']['series_samples']} | {'met' if e['idle_within_5pct'] else 'MISSED'} (5%) |", "",
+        f"| idle A {a['duration_s']:.1f} s | {_n(a['series_watts'], '.2f')} W | {_n(a['nvml_power_watts'], '.2f')} W "
+        f"| | {a['series_samples']} | |",
+        f"| idle B {b['duration_s']:.1f} s | {_n(b['series_watts'], '.2f')} W | {_n(b['nvml_power_watts'], '.2f')} W "
+        f"| B/A {_n(e['idle_ratio_b_over_a'], '.4f')} | {b['series_samples']} | "
+        f"{'met' if e['idle_within_5pct'] else 'MISSED'} (5%) |", "",
         f"Sampler: target period {s['target_period_s'] * 1000:.0f} ms, median {s['median_period_s'] * 1000:.1f} ms, "
         f"p99 {s['p99_period_s'] * 1000:.1f} ms over {s['readings']} readings; cost per reading median "
         f"{s['median_cost_ms']:.3f} ms, max {s['max_cost_ms']:.3f} ms.", ""])

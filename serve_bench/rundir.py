@@ -95,6 +95,8 @@ class CheckpointFile(Strict):
     pruning: dict[str, Any] | None = None
     replicas: list[dict[str, Any]] | None = Field(None, description="launched replicas (--replicas N): each one's "
                                                                     "url, share of the machine and log")
+    startup: dict[str, float | None] | None = Field(None, description="a launched server's start-up, seconds, "
+                                                                      "from its log (serve/startup.py)")
 
 
 class Manifest(Strict):

@@ -40,6 +40,6 @@ def read_startup(log: Path, ready_s: float | None = None) -> dict[str, Any]:
 def describe(startup: dict[str, Any]) -> str:
     """One line: ``ready in 41 s (compilation 18 s, CUDA graphs 6 s, weights 3 s)``."""
     parts = [f"{WORDS[k]} {startup[k]:.0f} s" for k in ("compile_s", "graph_capture_s", "weights_load_s")
-             if startup.get(k)]
+             if (startup.get(k) or 0) >= 0.5]  # what rounds to 0 s says nothing
     head = f"ready in {startup['ready_s']:.0f} s" if startup.get("ready_s") is not None else "ready"
     return head + (f" ({', '.join(parts)})" if parts else "")
