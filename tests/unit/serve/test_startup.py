@@ -40,3 +40,13 @@ def test_a_gpu_servers_compilation_and_graphs_apart_the_slowest_worker_counting(
     assert got["compile_s"] == 17.62 and got["graph_capture_s"] == 6.0
     assert describe(got) == "ready in 48 s (compilation 18 s, CUDA graphs 6 s, weights 2 s)"
     assert read_startup(tmp_path / "missing.log") == {"ready_s": None}
+
+
+def test_the_run_directory_keeps_it_with_the_checkpoint(tmp_path):
+    from serve_bench.rundir import RunDir, write_json
+
+    log = tmp_path / "server.log"
+    log.write_text(GPU_LOG)
+    run = RunDir(tmp_path)
+    write_json(run.checkpoint_dir("m") / "checkpoint.json", {"name": "m", "startup": read_startup(log, 48.0)})
+    assert run.checkpoint_info("m").startup["compile_s"] == 17.62
