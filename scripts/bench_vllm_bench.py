@@ -35,13 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from serve_bench.cli.main import cli
 from serve_bench.models.resolve import resolve
+from serve_bench.observe.server_metrics import fetch, parse
 from serve_bench.simengine.params import EngineParams
 from serve_bench.simengine.server import read_log, running
 
@@ -98,17 +98,11 @@ def run_tool(tool: str, args: list[str]) -> None:
 
 
 def server_means(url: str) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
-    got: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for sample in fam.samples:
-            if sample.name in ("vllm:time_to_first_token_seconds_sum", "vllm:time_to_first_token_seconds_count",
-                               "vllm:request_time_per_output_token_seconds_sum",
-                               "vllm:request_time_per_output_token_seconds_count"):
-                got[sample.name] = got.get(sample.name, 0.0) + sample.value
-    return got
+    """The server's TTFT and per-request TPOT histograms' sums and counts, as its /metrics has them now."""
+    samples = parse(fetch(url, None))
+    return {name: sum(samples.get(name, {}).values()) for name in (
+        "vllm:time_to_first_token_seconds_sum", "vllm:time_to_first_token_seconds_count",
+        "vllm:request_time_per_output_token_seconds_sum", "vllm:request_time_per_output_token_seconds_count")}
 
 
 def real(a: argparse.Namespace, out: Path) -> None:

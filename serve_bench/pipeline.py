@@ -394,11 +394,10 @@ def _load(study: StudySpec, profiles: list[LoadProfile], run: RunDir, ck: ckpts.
     names = observer.dashboard_names()
     if names and (names["renamed"] or names["missing"]):  # vLLM other than the dashboards' release
         lacks = sorted({m.split(": ", 1)[1] for m in names["missing"]})
+        said = [f"{len(names['renamed'])} query(ies) need this server's older names"] if names["renamed"] else []
+        said += [f"it does not export {', '.join(lacks)} (those panels stay empty)"] if lacks else []
         ev.note(f"{label}: the Grafana dashboards are written for vLLM {vllm_names.WRITTEN_FOR}'s metric names; "
-                + (f"{len(names['renamed'])} query(ies) need this server's older names" if names["renamed"] else "")
-                + ("; " if names["renamed"] and lacks else "")
-                + (f"it does not export {', '.join(lacks)} (those panels stay empty)" if lacks else "")
-                + f": serve-bench dashboards --vllm-metrics {urls[0]}/metrics writes them for it")
+                f"{'; '.join(said)}: serve-bench dashboards --vllm-metrics {urls[0]} writes them for it")
     try:
         _run_profiles(study, profiles, run, ck, urls, served_name, server, ev, key, observer, remote, trial)
     finally:

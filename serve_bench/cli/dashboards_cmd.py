@@ -9,31 +9,27 @@ import click
 
 from serve_bench.errors import ConfigError
 from serve_bench.observe.dashboards import DEFAULT_EXPORTER, DEFAULT_VLLM, TREE, write_tree
-from serve_bench.observe.vllm_names import WRITTEN_FOR, exported
+from serve_bench.observe.server_metrics import fetch, parse
+from serve_bench.observe.vllm_names import WRITTEN_FOR
 
 
 def _exported(source: str) -> set[str]:
-    """The sample names of a /metrics text read from a URL or a file."""
+    """The vllm: sample names a server's /metrics holds: read from the server (its URL) or a saved scrape."""
     if source.startswith(("http://", "https://")):
-        import requests
-
-        try:
-            r = requests.get(source, timeout=10)
-            r.raise_for_status()
-        except requests.RequestException as err:
-            raise ConfigError(f"--vllm-metrics {source}: {err}", hint="give the server's /metrics URL, or a "
-                                                                      "saved scrape (curl URL > FILE)") from None
-        text = r.text
+        text = fetch(source.removesuffix("/metrics"), None)
+        if text is None:
+            raise ConfigError(f"--vllm-metrics {source}: no /metrics answered there",
+                              hint="give the vLLM server's URL, or a saved scrape (curl URL/metrics > FILE)")
     else:
         try:
             text = Path(source).read_text(encoding="utf-8")
         except OSError as err:
             raise ConfigError(f"--vllm-metrics {source}: {err.strerror}") from None
     try:
-        names = exported(text)
+        names = set(parse(text))
     except ValueError as err:
         raise ConfigError(f"--vllm-metrics {source}: not Prometheus text ({err})") from None
-    if not any(n.startswith("vllm:") for n in names):
+    if not names:
         raise ConfigError(f"--vllm-metrics {source}: no vllm: metrics in it", hint="is it a vLLM server's /metrics?")
     return names
 
@@ -48,8 +44,8 @@ def _exported(source: str) -> set[str]:
                    f"[default: {DEFAULT_VLLM}].")
 @click.option("--force", is_flag=True, help="Write into a directory that is not empty, overwriting these files.")
 @click.option("--vllm-metrics", default=None, metavar="URL|FILE",
-              help=f"A vLLM server's /metrics (its URL, or a saved scrape): the queries take the names it exports "
-                   f"(they are written for vLLM {WRITTEN_FOR}), and a name it lacks is a warning.")
+              help=f"A vLLM server's /metrics (the server's URL, or a saved scrape): the queries take the names it "
+                   f"exports (they are written for vLLM {WRITTEN_FOR}), and a name it lacks is a warning.")
 def dashboards(out: Path, exporter: str, vllm: str | None, force: bool, vllm_metrics: str | None) -> None:
     """Write Grafana dashboards, their provisioning, a Prometheus scrape configuration
     and a compose file to OUT, ready for `docker compose up -d`."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
+from collections import deque
 from typing import Any
 
 from serve_bench.measure.clock import now_s
@@ -52,7 +53,8 @@ class EnergyTrack:
         self.totals: list[dict[str, float]] = []  # cumulative joules per device at each time
         self.gaps: list[tuple[float, float, str]] = []  # ticks whose window was unusable: (start, end, why)
         self.moved: list[frozenset[str]] = []  # per tick (ending at times[i + 1]): the devices whose counter moved
-        self.tick_cost_s: list[float] = []  # the sampler's own time per tick (reading the counters, adding up)
+        # the sampler's own time per tick (reading the counters, adding up), over the last ~17 minutes
+        self.tick_cost_s: deque[float] = deque(maxlen=10_000)
         self._keys = (f"serve-bench-tick-{i}" for i in itertools.count())
         self._key: str | None = None
         self._opened_s = 0.0

@@ -144,16 +144,15 @@ class Observer:
             tokens, requests = s.get("total_output_tokens", 0), s.get("completed", 0)
         window = self.track.window(a, b) if a is not None and b is not None else None
         why = self.meter.reason or ("the stage is outside the energy series" if window is None else None)
-        limits = None
-        if self.noise is not None and self.noise.gpu is not None:
-            states = self.noise.gpu() or []
-            numbers = self.gpus if self.gpus is not None else range(len(states))
-            limits = {f"gpu{g}": st["power_limit_w"] for g, st in zip(numbers, states) if st.get("power_limit_w")}
+        states = self.track.states_between(a, b) if a is not None and b is not None else []
+        numbers = self.gpus if self.gpus is not None else range(len(states[-1]) if states else 0)
+        limits = {f"gpu{g}": st["power_limit_w"] for g, st in zip(numbers, states[-1] if states else [])
+                  if st.get("power_limit_w")}
         out = stage_energy(window, output_tokens=tokens, requests=requests, idle_watts=self.idle.total_watts,
                            idle_by_device=self.idle.watts_by_device, not_measured_reason=why,
                            min_samples=self.min_energy_samples, power_limits_w=limits)
-        if out["measured"] and a is not None and b is not None:
-            out["flags"] += gpu_state_flags(self.track.states_between(a, b), self.gpus)
+        if out["measured"]:
+            out["flags"] += gpu_state_flags(states, self.gpus)
         by_device = out.get("energy_joules_by_device")
         if by_device and self._replica_gpus:  # the fleet's total is the sum of these
             out["energy_joules_by_replica"] = [sum(by_device.get(f"gpu{g}", 0.0) for g in gpus)

@@ -22,19 +22,13 @@ OLDER = {
     "vllm:prefix_cache_queries": "vllm:gpu_prefix_cache_queries",
     "vllm:inter_token_latency_seconds": "vllm:time_per_output_token_seconds",
 }
-_SUFFIXES = ("", "_total", "_bucket", "_sum", "_count", "_created")
-
-
-def exported(text: str) -> set[str]:
-    """The sample names a ``/metrics`` text holds (``x_bucket``, ``x_total`` … as Prometheus stores them)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+_SUFFIXES = ("_created", "_bucket", "_total", "_count", "_sum")  # the longest first where one ends another
+_BASES = {*OLDER, *OLDER.values()}
 
 
 def _split(name: str) -> tuple[str, str]:
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if suffix and name.endswith(suffix) and name[: -len(suffix)] in {*OLDER, *OLDER.values()}:
+    for suffix in _SUFFIXES:
+        if name.endswith(suffix) and name[: -len(suffix)] in _BASES:
             return name[: -len(suffix)], suffix
     return name, ""
 
@@ -86,9 +80,10 @@ def check_text(text: str | None) -> dict[str, list[str]] | None:
     import copy
 
     from serve_bench.observe.dashboards import DASHBOARDS, load
+    from serve_bench.observe.server_metrics import parse
 
-    have = exported(text)
-    if not any(n.startswith("vllm:") for n in have):
+    have = set(parse(text))  # the vllm: sample names, as Prometheus stores them (x_bucket, x_total …)
+    if not have:
         return None
     renamed: list[str] = []
     missing: list[str] = []

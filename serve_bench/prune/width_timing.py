@@ -22,8 +22,8 @@ TOKENS = (1, 16, 256, 4096)  # decode at batch 1 and 16, a batched decode, a pre
 
 def widths(intermediate: int, fractions: tuple[float, ...] = PAPER_FRACTIONS) -> list[dict[str, Any]]:
     """Each level's exact width and its 128-rounded width."""
-    return [{"fraction": p, "k": k_for_fraction(intermediate, p),
-             "k128": round_to_divisor(k_for_fraction(intermediate, p), 128, intermediate)} for p in fractions]
+    exact = {p: k_for_fraction(intermediate, p) for p in fractions}
+    return [{"fraction": p, "k": k, "k128": round_to_divisor(k, 128, intermediate)} for p, k in exact.items()]
 
 
 def time_mlp(k: int, hidden: int, tokens: int, *, iters: int = 50, repeats: int = 5) -> float:

@@ -58,3 +58,11 @@ def test_the_dashboards_command_writes_the_servers_names_and_warns(tmp_path):
     json.loads(board)
     bad = CliRunner().invoke(cli, ["dashboards", "--out", str(tmp_path / "x"), "--vllm-metrics", str(tmp_path)])
     assert bad.exit_code == 2 and "--vllm-metrics" in bad.output
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    gone = CliRunner().invoke(cli, ["dashboards", "--out", str(tmp_path / "y"), "--vllm-metrics",
+                                    f"http://127.0.0.1:{closed}/metrics"])
+    assert gone.exit_code == 2 and "no /metrics answered there" in gone.output and "Traceback" not in gone.output
